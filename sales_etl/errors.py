@@ -1,0 +1,106 @@
+"""Typed errors, and the one place that classifies database and storage failures.
+
+What happens to a file is decided by the type of the error raised while processing it:
+
+* ``DataError``: the file (or the dataset definition) is wrong; retrying the same bytes with
+  the same code cannot succeed. The file goes to ``failed/`` with the reason and is retried
+  only when the dataset definition or the app changed, or when an operator forces it.
+* ``TransientError``: the database or storage was unreachable, a serialization failure or a
+  timeout happened; the same attempt may succeed later, so the sweep retries with backoff.
+* ``ConfigError``: a setting or a dataset file is missing or malformed; the app refuses to
+  start (or the command refuses to run) with a message naming the setting.
+"""
+
+from __future__ import annotations
+
+import socket
+from typing import Final
+
+
+class EtlError(Exception):
+    """Base of every error this package raises on purpose."""
+
+    kind: str = "error"
+
+    def __init__(self, message: str, *, code: str = "error") -> None:
+        super().__init__(message)
+        self.code = code
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(EtlError):
+    """A setting or a dataset definition is missing or malformed."""
+
+    kind = "config"
+
+
+class DataError(EtlError):
+    """The file cannot be loaded as it is: permanent, retried only if code or dataset change."""
+
+    kind = "data"
+
+
+class TransientError(EtlError):
+    """A failure that may go away by itself: retried with exponential backoff."""
+
+    kind = "transient"
+
+
+class AlreadyRunning(EtlError):
+    """Another invocation holds the lock on this file right now."""
+
+    kind = "busy"
+
+
+# PostgreSQL SQLSTATE classes and codes whose failures are worth retrying.
+# https://www.postgresql.org/docs/current/errcodes-appendix.html
+_TRANSIENT_SQLSTATE_CLASSES: Final = {
+    "08",  # connection exception
+    "40",  # transaction rollback: serialization failure, deadlock
+    "53",  # insufficient resources (disk full, out of memory, too many connections)
+    "57",  # operator intervention: admin shutdown, crash shutdown, cannot connect now
+    "58",  # system error (I/O error)
+}
+_TRANSIENT_SQLSTATES: Final = {"55P03", "55006", "25006"}  # lock not available, object in use
+_DATA_SQLSTATE_CLASSES: Final = {"22", "23"}  # data exception, integrity constraint violation
+
+
+def classify(exc: BaseException) -> EtlError:
+    """Map any exception raised while processing a file to a typed error.
+
+    Already-typed errors pass through. Unknown errors are treated as data errors only when
+    they are clearly about the data; anything else is transient (safer: it is retried a
+    bounded number of times and then dead-lettered, never silently dropped).
+    """
+    if isinstance(exc, EtlError):
+        return exc
+    name = type(exc).__name__
+    sqlstate = getattr(exc, "pgcode", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
+    if isinstance(sqlstate, str) and len(sqlstate) == 5:
+        detail = _first_line(exc)
+        if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES:
+            return TransientError(f"database unavailable ({sqlstate}): {detail}", code="db_transient")
+        if sqlstate[:2] in _DATA_SQLSTATE_CLASSES:
+            return DataError(f"database rejected the data ({sqlstate}): {detail}", code="db_data")
+        return TransientError(f"database error ({sqlstate}): {detail}", code="db_error")
+    module = type(exc).__module__ or ""
+    if module.startswith(("psycopg2", "sqlalchemy")):
+        # OperationalError / InterfaceError without SQLSTATE: the connection is gone.
+        return TransientError(f"database unreachable: {_first_line(exc)}", code="db_unreachable")
+    if module.startswith("azure"):
+        status = getattr(exc, "status_code", None)
+        if name in {"ResourceNotFoundError", "ResourceModifiedError"} or status in {404, 409, 412}:
+            # The blob moved or changed under us: another invocation or a new upload.
+            return TransientError(f"blob changed or vanished: {_first_line(exc)}", code="blob_changed")
+        return TransientError(f"storage unavailable: {_first_line(exc)}", code="storage_transient")
+    if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, OSError)):
+        return TransientError(f"I/O failure: {_first_line(exc)}", code="io_transient")
+    return TransientError(f"unexpected {name}: {_first_line(exc)}", code="unexpected")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:500] if text else type(exc).__name__

@@ -1,0 +1,102 @@
+"""The ledger (``etl_runs``): one row per file attempt, the source of truth.
+
+A loading attempt inserts its row inside the file's transaction, so the data and its
+ledger row commit together or not at all. Attempts that end without loading (skipped,
+failed) are recorded in a short transaction of their own.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from psycopg2.extras import RealDictCursor
+
+from . import __version__
+
+
+@dataclass
+class RunRecord:
+    dataset: str
+    blob_path: str
+    trigger: str
+    etag: str | None = None
+    attempt: int = 1
+    dataset_version: str | None = None
+    run_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
+    app_version: str = __version__
+    status: str = "running"
+    reason_code: str | None = None
+    error: str | None = None
+    content_sha256: str | None = None
+    rows_read: int = 0
+    rows_loaded: int = 0
+    rows_duplicate: int = 0
+    rows_rejected: int = 0
+    bytes_read: int = 0
+    rejects_path: str | None = None
+    unknown_columns: list[str] | None = None
+    duplicate_of: int | None = None
+    seconds: float | None = None
+    run_id: int | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+_COLUMNS = ("run_uuid", "dataset", "blob_path", "etag", "attempt", "trigger", "status",
+            "reason_code", "error", "content_sha256", "rows_read", "rows_loaded",
+            "rows_duplicate", "rows_rejected", "bytes_read", "rejects_path",
+            "unknown_columns", "duplicate_of", "dataset_version", "app_version", "seconds")
+
+
+def insert(cur: Any, rec: RunRecord) -> int:
+    values = [getattr(rec, c) for c in _COLUMNS]
+    placeholders = ", ".join(["%s"] * len(_COLUMNS))
+    finished = "now()" if rec.status != "running" else "NULL"
+    cur.execute(
+        f"INSERT INTO etl_runs ({', '.join(_COLUMNS)}, finished_at)"
+        f" VALUES ({placeholders}, {finished}) RETURNING run_id", values)
+    rec.run_id = int(cur.fetchone()[0])
+    return rec.run_id
+
+
+def finish(cur: Any, rec: RunRecord) -> None:
+    assert rec.run_id is not None
+    updates = [c for c in _COLUMNS if c not in ("run_uuid", "dataset", "blob_path")]
+    cur.execute(
+        "UPDATE etl_runs SET " + ", ".join(f"{c} = %s" for c in updates)
+        + ", finished_at = now() WHERE run_id = %s",
+        [*(getattr(rec, c) for c in updates), rec.run_id])
+
+
+def loaded_run(cur: Any, dataset: str, blob_path: str, etag: str | None) -> int | None:
+    """The run that already loaded exactly this blob version, if any."""
+    cur.execute(
+        "SELECT run_id FROM etl_runs WHERE dataset = %s AND blob_path = %s AND etag = %s"
+        " AND status = 'loaded' ORDER BY run_id LIMIT 1", (dataset, blob_path, etag))
+    row = cur.fetchone()
+    return int(row[0]) if row else None
+
+
+def loaded_content(cur: Any, dataset: str, sha256: str) -> int | None:
+    """The first run that loaded a file with this exact content, under any name."""
+    cur.execute(
+        "SELECT run_id FROM etl_runs WHERE dataset = %s AND content_sha256 = %s"
+        " AND status = 'loaded' AND duplicate_of IS NULL ORDER BY run_id LIMIT 1",
+        (dataset, sha256))
+    row = cur.fetchone()
+    return int(row[0]) if row else None
+
+
+def recent(conn: Any, limit: int = 20, blob: str | None = None) -> list[dict[str, Any]]:
+    with conn.cursor(cursor_factory=RealDictCursor) as cur:
+        where = "WHERE blob_path LIKE %s" if blob else ""
+        params: list[Any] = [f"%{blob}%"] if blob else []
+        cur.execute(
+            "SELECT run_id, run_uuid::text, dataset, blob_path, attempt, trigger, status,"
+            " reason_code, error, rows_read, rows_loaded, rows_duplicate, rows_rejected,"
+            " rejects_path, duplicate_of, started_at, seconds"
+            f" FROM etl_runs {where} ORDER BY run_id DESC LIMIT %s", [*params, limit])
+        return [dict(r) for r in cur.fetchall()]

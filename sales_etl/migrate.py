@@ -1,0 +1,96 @@
+"""The migration runner: plain SQL files ``migrations/V<n>__<description>.sql`` (Flyway's
+naming), applied in order, each in its own transaction, under an advisory lock, recorded
+with a checksum. A changed, already-applied migration is refused."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .db import connect
+from .errors import ConfigError
+from .settings import DatabaseSettings, project_root
+
+MIGRATION_RE = re.compile(r"^V(\d+)__([A-Za-z0-9_]+)\.sql$")
+LOCK_KEY = 7_352_001  # advisory lock id shared by every migrate run
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    description: str
+    path: Path
+    checksum: str
+
+
+def default_dir() -> Path:
+    return project_root() / "migrations"
+
+
+def discover(directory: Path) -> list[Migration]:
+    found: dict[int, Migration] = {}
+    for path in sorted(directory.glob("*.sql")):
+        m = MIGRATION_RE.match(path.name)
+        if not m:
+            raise ConfigError(f"migration {path.name}: name must be V<n>__<description>.sql")
+        version = int(m.group(1))
+        if version in found:
+            raise ConfigError(f"migration {path.name}: version {version} is used twice")
+        checksum = hashlib.sha256(path.read_bytes()).hexdigest()
+        found[version] = Migration(version, m.group(2).replace("_", " "), path, checksum)
+    return [found[v] for v in sorted(found)]
+
+
+def migrate(db: DatabaseSettings, directory: Path | None = None) -> list[Migration]:
+    """Apply what is pending; return the migrations applied by this call."""
+    migrations = discover(directory or default_dir())
+    conn = connect(db, autocommit=True)
+    applied_now: list[Migration] = []
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_advisory_lock(%s)", (LOCK_KEY,))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version integer PRIMARY KEY, description text NOT NULL,"
+                " checksum text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            cur.execute("SELECT version, checksum FROM schema_migrations")
+            applied = dict(cur.fetchall())
+        for m in migrations:
+            if m.version in applied:
+                if applied[m.version] != m.checksum:
+                    raise ConfigError(
+                        f"migration {m.path.name} was changed after it was applied "
+                        "(checksum differs); add a new migration instead of editing it"
+                    )
+                continue
+            conn.autocommit = False
+            with conn.cursor() as cur:
+                cur.execute(m.path.read_text(encoding="utf-8"))
+                cur.execute(
+                    "INSERT INTO schema_migrations (version, description, checksum)"
+                    " VALUES (%s, %s, %s)", (m.version, m.description, m.checksum))
+            conn.commit()
+            conn.autocommit = True
+            applied_now.append(m)
+        return applied_now
+    finally:
+        conn.rollback() if not conn.autocommit else None
+        conn.close()
+
+
+def pending(db: DatabaseSettings, directory: Path | None = None) -> list[Migration]:
+    migrations = discover(directory or default_dir())
+    conn = connect(db, autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+            if not cur.fetchone()[0]:
+                return migrations
+            cur.execute("SELECT version FROM schema_migrations")
+            done = {r[0] for r in cur.fetchall()}
+        return [m for m in migrations if m.version not in done]
+    finally:
+        conn.close()

@@ -1,0 +1,308 @@
+"""Process one file: claim -> stream -> check -> clean -> protect -> stage -> commit -> file.
+
+``load_source`` is the heart, shared by the blob trigger and ``sales-etl load``: it runs
+one file in one database transaction, so its rows and its ledger row commit together or
+not at all. ``process_blob`` wraps it with what a blob needs: routing, metadata, moving
+the blob to processed/ or failed/ afterwards.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+from typing import IO, Any, BinaryIO
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.storage.blob import BlobClient, ContentSettings
+
+from . import __version__, ledger, load, storage
+from .datasets import Dataset, get_dataset
+from .db import connect
+from .errors import AlreadyRunning, ConfigError, DataError, EtlError, TransientError, classify
+from .extract import HashingReader, Reject, iter_chunks, open_text, pick_lines
+from .ledger import RunRecord
+from .protect import Protector
+from .rejects import RejectsWriter
+from .settings import Settings, load_settings
+from .transform import transform
+
+log = logging.getLogger("sales_etl")
+
+
+@dataclass
+class Source:
+    """A file to load: a blob version or a local file."""
+
+    name: str  # the blob path or local path: how messages and the ledger name it
+    dataset: Dataset
+    opener: Callable[[], BinaryIO]
+    etag: str | None = None
+    attempt: int = 1
+    trigger: str = "cli"
+
+
+def dataset_version(dataset: Dataset) -> str:
+    return f"{dataset.version}-{dataset.fingerprint}"
+
+
+def make_protector(settings: Settings, dataset: Dataset) -> Protector | None:
+    if not dataset.sensitive:
+        return None
+    fernet_keys, blind_key = settings.require_keys()
+    return Protector(fernet_keys, blind_key)
+
+
+def _logger(rec: RunRecord) -> logging.LoggerAdapter[logging.Logger]:
+    return logging.LoggerAdapter(log, {"run_id": rec.run_uuid, "dataset": rec.dataset,
+                                       "blob": rec.blob_path})
+
+
+def load_source(settings: Settings, source: Source,
+                write_rejects: Callable[[IO[bytes]], str],
+                progress: Callable[[int], None] | None = None) -> RunRecord:
+    """Load one file in one transaction. Raises a typed error on failure (after recording
+    the failed attempt in the ledger when the database is reachable)."""
+    dataset = source.dataset
+    rec = RunRecord(dataset=dataset.name, blob_path=source.name, trigger=source.trigger,
+                    etag=source.etag, attempt=source.attempt,
+                    dataset_version=dataset_version(dataset))
+    started = time.monotonic()
+    protector = make_protector(settings, dataset)
+    conn = connect(settings.require_database())
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"sales_etl:{dataset.name}:{source.name}",))
+            if not cur.fetchone()[0]:
+                raise AlreadyRunning(f"{source.name}: another invocation is loading this file",
+                                     code="in_progress")
+            if source.etag is not None:
+                prior = ledger.loaded_run(cur, dataset.name, source.name, source.etag)
+                if prior is not None:
+                    rec.status, rec.reason_code, rec.duplicate_of = "skipped", "already_loaded", prior
+                    rec.error = f"this blob version was already loaded by run {prior}"
+                    rec.seconds = time.monotonic() - started
+                    ledger.insert(cur, rec)
+                    conn.commit()
+                    return rec
+            ledger.insert(cur, rec)
+            staged = _stream_into_staging(cur, source, rec, protector, settings.chunk_rows,
+                                          write_rejects, progress)
+            rec.rows_loaded = load.merge(cur, dataset, rec.run_id or 0)
+            # Counted independently: the ledger's CHECK then proves conservation.
+            rec.rows_duplicate = staged - rec.rows_loaded
+            assert rec.content_sha256 is not None
+            rec.duplicate_of = ledger.loaded_content(cur, dataset.name, rec.content_sha256)
+            rec.status = "loaded"
+            if rec.duplicate_of is not None:
+                rec.reason_code = "same_content"
+            rec.seconds = time.monotonic() - started
+            ledger.finish(cur, rec)
+        conn.commit()
+        return rec
+    except BaseException as exc:
+        _rollback(conn)
+        error = classify(exc) if isinstance(exc, Exception) else TransientError(
+            f"interrupted: {type(exc).__name__}", code="interrupted")
+        rec.seconds = time.monotonic() - started
+        _record_failure(settings, rec, error)
+        if error is exc or not isinstance(exc, Exception):
+            raise
+        raise error from exc
+    finally:
+        conn.close()
+
+
+def _stream_into_staging(cur: Any, source: Source, rec: RunRecord,
+                         protector: Protector | None, chunk_rows: int,
+                         write_rejects: Callable[[IO[bytes]], str],
+                         progress: Callable[[int], None] | None) -> int:
+    """Stream the file into staging; return the number of rows staged (valid, once)."""
+    dataset = source.dataset
+    staged = 0
+    load.create_staging(cur, dataset)
+    rejects = RejectsWriter()
+    raw = source.opener()
+    try:
+        hashing = HashingReader(raw)
+        text = open_text(hashing, source.name)  # type: ignore[arg-type]
+        header, chunks = iter_chunks(text, dataset, source.name, chunk_rows)
+        rec.unknown_columns = list(header.unknown) or None
+        if protector is not None:
+            protector.new_file()
+        for chunk in chunks:
+            result = transform(chunk, header, dataset)
+            frame = result.frame
+            if protector is not None and len(frame):
+                frame = protector.protect(frame, dataset)
+            load.copy_into_staging(cur, load.copy_text(frame, result.lines, dataset), dataset)
+            staged += len(frame)
+            rejects.add(result.rejects)
+            rec.rows_read += len(chunk)
+            if progress is not None:
+                progress(len(chunk))
+        hashing.drain()
+        rec.content_sha256 = hashing.sha256.hexdigest()
+        rec.bytes_read = hashing.bytes_read
+        dupes = load.remove_in_file_duplicates(cur, dataset)
+        if dupes:
+            rejects.add(_duplicate_rejects(source, dupes))
+        rec.rows_rejected = rejects.count
+        if rejects.count:
+            rec.rejects_path = write_rejects(rejects.open_bytes())
+        return staged - len(dupes)
+    finally:
+        raw.close()
+        rejects.close()
+
+
+def _duplicate_rejects(source: Source, dupes: list[tuple[int, int]]) -> list[Reject]:
+    """In-file duplicates are found in staging (memory stays flat); their raw rows are read
+    back from the source, which is cheap since they are rare."""
+    key = ", ".join(source.dataset.business_key)
+    raw = source.opener()
+    try:
+        found = pick_lines(open_text(raw, source.name), {line for line, _ in dupes})
+    finally:
+        raw.close()
+    return [Reject(line, "duplicate_in_file", f"{key} already appears on line {first}",
+                   found.get(line, ())) for line, first in dupes]
+
+
+def _rollback(conn: Any) -> None:
+    try:
+        conn.rollback()
+    except Exception:  # noqa: BLE001,S110 - the connection may already be gone
+        pass
+
+
+def _record_failure(settings: Settings, rec: RunRecord, error: EtlError) -> None:
+    rec.status = "skipped" if isinstance(error, AlreadyRunning) else "failed"
+    rec.reason_code = error.code
+    rec.error = error.message[:2000]
+    try:
+        conn = connect(settings.require_database(), autocommit=True)
+        try:
+            with conn.cursor() as cur:
+                rec.run_id = None
+                ledger.insert(cur, rec)
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - the database may be what failed
+        _logger(rec).warning("could not record the failed attempt in the ledger: %s",
+                             classify(exc).message)
+
+
+# ----------------------------------------------------------------------------- blobs
+
+
+def process_blob(blob: BlobClient, settings: Settings | None = None,
+                 trigger: str = "blob") -> RunRecord:
+    """Process one blob under incoming/: the blob trigger's whole job."""
+    settings = settings or load_settings()
+    container = blob.container_name
+    name = blob.blob_name
+    route = storage.route(name)
+    rec = RunRecord(dataset=route.dataset, blob_path=name, trigger=trigger)
+    logger = _logger(rec)
+    if not name.startswith(f"{storage.INCOMING}/"):
+        logger.info("ignored %s: not under %s/", name, storage.INCOMING)
+        rec.status, rec.reason_code = "skipped", "not_incoming"
+        return rec
+    cc = storage.service_client(settings.require_storage()).get_container_client(container)
+    try:
+        props = blob.get_blob_properties()
+    except ResourceNotFoundError:
+        logger.info("%s is gone (already moved by another invocation)", name)
+        rec.status, rec.reason_code = "skipped", "gone"
+        return rec
+    attempt = int((props.metadata or {}).get("attempts", "0") or 0) + 1
+    rec.etag, rec.attempt = props.etag, attempt
+    try:
+        dataset = get_dataset(route.dataset, settings.datasets_dir)
+    except ConfigError as exc:
+        error = DataError(f"{name}: {exc.message}", code="unknown_dataset")
+        rec.seconds = 0.0
+        _record_failure(settings, rec, error)
+        _to_failed(cc, route, rec, props.etag, error, settings, dataset=None)
+        return rec
+    source = Source(name=name, dataset=dataset, etag=props.etag, attempt=attempt,
+                    trigger=trigger,
+                    opener=lambda: storage.open_blob(blob, props.etag, props.size))
+
+    def write_rejects(data: IO[bytes]) -> str:
+        target = route.rejects()
+        cc.get_blob_client(target).upload_blob(
+            data, overwrite=True, content_settings=ContentSettings(content_type="text/csv"),
+            metadata={"source_path": storage.quote_meta(name), "run_id": rec.run_uuid})
+        return target
+
+    try:
+        rec = load_source(settings, source, write_rejects)
+    except AlreadyRunning as exc:
+        logger.info("%s", exc.message)
+        rec.status, rec.reason_code = "skipped", exc.code
+        return rec
+    except (DataError, TransientError) as exc:
+        rec.status, rec.reason_code, rec.error = "failed", exc.code, exc.message
+        logger.warning("%s failed (%s): %s", name, exc.kind, exc.message)
+        _to_failed(cc, route, rec, props.etag, exc, settings, dataset=dataset)
+        return rec
+    target = storage.unique_name(cc, route.processed(storage.now_utc()), rec.run_uuid[:8])
+    moved = storage.move(cc, name, target, etag=props.etag, metadata={
+        "run_id": rec.run_uuid, "status": rec.status, "attempts": str(attempt)})
+    _logger(rec).info(
+        "%s %s: read %d, loaded %d, duplicates %d, rejected %d in %.2f s -> %s%s",
+        name, rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate,
+        rec.rows_rejected, rec.seconds or 0.0, target,
+        "" if moved else " (source changed meanwhile: the new version stays in incoming/)")
+    return rec
+
+
+def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: EtlError,
+               settings: Settings, dataset: Dataset | None) -> None:
+    """Move the blob to failed/ with its retry state; if storage itself fails, raise so
+    the host retries the invocation (nothing is lost: the blob is still in incoming/)."""
+    retry = settings.retry
+    delay = min(retry.max_seconds, retry.base_seconds * 2 ** max(0, rec.attempt - 1))
+    metadata = {
+        "attempts": str(rec.attempt),
+        "kind": "transient" if isinstance(error, TransientError) else "data",
+        "reason_code": error.code,
+        "reason": storage.quote_meta(error.message, 900),
+        "source_path": storage.quote_meta(rec.blob_path),
+        "failed_at": storage.now_utc().isoformat(timespec="seconds"),
+        "next_attempt_at": (storage.now_utc() + timedelta(seconds=delay)).isoformat(
+            timespec="seconds"),
+        "dataset_version": dataset_version(dataset) if dataset else "",
+        "app_version": __version__,
+        "run_id": rec.run_uuid,
+    }
+    try:
+        target = storage.unique_name(cc, route.failed(), rec.run_uuid[:8])
+        storage.move(cc, rec.blob_path, target, etag=etag, metadata=metadata)
+    except Exception as exc:
+        raise classify(exc) from exc
+
+
+# ----------------------------------------------------------------------------- local files
+
+
+def load_file(path: Path, dataset: Dataset, settings: Settings,
+              progress: Callable[[int], None] | None = None) -> RunRecord:
+    """``sales-etl load``: a local file straight into the database; rejects beside it."""
+
+    def write_rejects(data: IO[bytes]) -> str:
+        target = path.with_name(path.name + ".rejects.csv")
+        with target.open("wb") as out:
+            while block := data.read(1 << 20):
+                out.write(block)
+        return str(target)
+
+    source = Source(name=str(path.resolve()), dataset=dataset, trigger="cli",
+                    opener=lambda: path.open("rb"))
+    return load_source(settings, source, write_rejects, progress)

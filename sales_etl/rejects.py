@@ -1,0 +1,51 @@
+"""The rejects file: one CSV row per rejected input row, with its line number, reason code,
+human reason and the raw row as it was in the file (re-serialised as one CSV field)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import tempfile
+from collections.abc import Iterable
+from typing import IO
+
+from .extract import Reject
+
+HEADER = ("line", "reason_code", "reason", "raw_row")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+class RejectsWriter:
+    """Spools rejects to a temporary file (memory stays flat however many there are)."""
+
+    def __init__(self) -> None:
+        self._raw: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 << 20)  # noqa: SIM115
+        self._text = io.TextIOWrapper(self._raw, encoding="utf-8", newline="",  # type: ignore[type-var]
+                                      write_through=True)
+        self._writer = csv.writer(self._text)
+        self._writer.writerow(HEADER)
+        self.count = 0
+        self.codes: dict[str, int] = {}
+
+    def add(self, rejects: Iterable[Reject]) -> None:
+        for r in rejects:
+            self._writer.writerow((r.line, r.code, r.reason, _raw(r.fields)))
+            self.count += 1
+            self.codes[r.code] = self.codes.get(r.code, 0) + 1
+
+    def open_bytes(self) -> IO[bytes]:
+        """The rejects CSV as a binary stream, from its start (spooled to disk when large)."""
+        self._text.flush()
+        self._raw.seek(0)
+        return self._raw
+
+    def close(self) -> None:
+        self._text.close()
+
+
+def _raw(fields: tuple[str, ...]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="").writerow(fields)
+    text = buffer.getvalue()
+    # Spreadsheets evaluate a cell that starts like a formula: neutralise it (CSV injection).
+    return "'" + text if text.startswith(_FORMULA_START) else text

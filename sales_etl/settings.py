@@ -1,0 +1,381 @@
+"""The only module that reads the environment (app settings in Azure, local.settings.json
+under ``func start``, exported variables for the CLI).
+
+``load_settings()`` parses every setting once into a frozen ``Settings`` object and fails
+with one ``ConfigError`` that names every missing or malformed setting. Secrets are wrapped
+in ``Secret`` so that no repr, log line or traceback ever shows them.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import ipaddress
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from .errors import ConfigError
+
+STORAGE_CONNECTION = "SalesStorage"  # the app-setting *name* shared by trigger and clients
+DEFAULT_CONTAINER = "sales"
+DEFAULT_SWEEP_SCHEDULE = "0 */10 * * * *"
+DEFAULT_CHUNK_ROWS = 50_000
+LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+TriggerSource = Literal["LogsAndContainerScan", "EventGrid"]
+_SOURCES: dict[str, TriggerSource] = {
+    "polling": "LogsAndContainerScan",
+    "logsandcontainerscan": "LogsAndContainerScan",
+    "eventgrid": "EventGrid",
+}
+_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+_CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
+
+
+class Secret:
+    """A string that never shows itself in repr, str or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def get(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class StorageSettings:
+    connection_name: str
+    connection_string: Secret | None = None
+    service_uri: str | None = None
+    credential: str | None = None  # "managedidentity" or None (DefaultAzureCredential)
+    client_id: str | None = None
+
+    @property
+    def uses_identity(self) -> bool:
+        return self.connection_string is None and self.service_uri is not None
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    host: str
+    port: int
+    user: str
+    password: Secret | None
+    dbname: str
+    sslmode: str
+    sslrootcert: str | None
+    connect_timeout: int = 10
+
+    @property
+    def is_local(self) -> bool:
+        return self.host.startswith("/") or self.host in LOCAL_HOSTS
+
+    def connect_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for psycopg2.connect; the password only here, never logged."""
+        kwargs: dict[str, object] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "dbname": self.dbname,
+            "connect_timeout": self.connect_timeout,
+            "application_name": "sales-etl",
+        }
+        if not self.host.startswith("/"):
+            kwargs["sslmode"] = self.sslmode
+            if self.sslrootcert:
+                kwargs["sslrootcert"] = self.sslrootcert
+        if self.password is not None:
+            kwargs["password"] = self.password.get()
+        return kwargs
+
+    def describe(self) -> str:
+        """A safe one-line description for logs (no password)."""
+        tls = "unix socket" if self.host.startswith("/") else f"sslmode={self.sslmode}"
+        return f"{self.user}@{self.host}:{self.port}/{self.dbname} ({tls})"
+
+
+@dataclass(frozen=True)
+class RetrySettings:
+    max_attempts: int = 5
+    base_seconds: int = 60
+    max_seconds: int = 6 * 3600
+
+
+@dataclass(frozen=True)
+class Settings:
+    environment: str = "local"
+    container: str = DEFAULT_CONTAINER
+    storage: StorageSettings | None = None
+    database: DatabaseSettings | None = None
+    fernet_keys: tuple[Secret, ...] = ()
+    blind_index_key: Secret | None = None
+    chunk_rows: int = DEFAULT_CHUNK_ROWS
+    retry: RetrySettings = field(default_factory=RetrySettings)
+    sweep_schedule: str = DEFAULT_SWEEP_SCHEDULE
+    trigger_source: TriggerSource = "LogsAndContainerScan"
+    datasets_dir: Path | None = None
+    log_level: str = "INFO"
+
+    def require_storage(self) -> StorageSettings:
+        if self.storage is None:
+            raise ConfigError(
+                f"{STORAGE_CONNECTION}: not set; give a storage connection string, or "
+                f"{STORAGE_CONNECTION}__blobServiceUri for an identity-based connection"
+            )
+        return self.storage
+
+    def require_database(self) -> DatabaseSettings:
+        if self.database is None:
+            raise ConfigError("POSTGRES_HOST: not set; the database connection is required")
+        return self.database
+
+    def require_keys(self) -> tuple[tuple[bytes, ...], bytes]:
+        """Fernet keys (newest first) and the blind-index key, for datasets with sensitive
+        columns."""
+        if not self.fernet_keys:
+            raise ConfigError("FERNET_KEYS: not set; sensitive columns need at least one key")
+        if self.blind_index_key is None:
+            raise ConfigError("BLIND_INDEX_KEY: not set; sensitive columns need a blind-index key")
+        fernet = tuple(k.get().encode("ascii") for k in self.fernet_keys)
+        return fernet, base64.urlsafe_b64decode(self.blind_index_key.get())
+
+
+class _Reader:
+    """Collects every problem so that one error lists them all."""
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.env = env
+        self.problems: list[str] = []
+
+    def get(self, *names: str) -> str | None:
+        for name in names:
+            value = self.env.get(name)
+            if value is not None and value.strip() != "":
+                return value.strip()
+        return None
+
+    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
+        raw = self.get(name)
+        if raw is None:
+            return default
+        try:
+            value = int(raw)
+        except ValueError:
+            self.problems.append(f"{name}: {raw!r} is not a whole number")
+            return default
+        if value < minimum or (maximum is not None and value > maximum):
+            upper = f" and {maximum}" if maximum is not None else ""
+            self.problems.append(f"{name}: {value} must be between {minimum}{upper}")
+            return default
+        return value
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming each bad one."""
+    r = _Reader(os.environ if env is None else env)
+    container = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
+    if not _CONTAINER_RE.match(container):
+        r.problems.append(
+            f"SALES_CONTAINER: {container!r} is not a valid container name "
+            "(3-63 lower-case letters, digits and single hyphens)"
+        )
+    settings = Settings(
+        environment=r.get("ENVIRONMENT") or "local",
+        container=container,
+        storage=_storage(r),
+        database=_database(r),
+        fernet_keys=_fernet_keys(r),
+        blind_index_key=_blind_key(r),
+        chunk_rows=_chunk_rows(r),
+        retry=RetrySettings(
+            max_attempts=r.integer("RETRY_MAX_ATTEMPTS", 5, minimum=1, maximum=100),
+            base_seconds=r.integer("RETRY_BASE_SECONDS", 60, minimum=0),
+            max_seconds=r.integer("RETRY_MAX_SECONDS", 6 * 3600, minimum=0),
+        ),
+        sweep_schedule=_schedule(r),
+        trigger_source=_trigger_source(r),
+        datasets_dir=_datasets_dir(r),
+        log_level=(r.get("LOG_LEVEL") or "INFO").upper(),
+    )
+    if r.problems:
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")
+    return settings
+
+
+def trigger_source(env: Mapping[str, str] | None = None) -> TriggerSource:
+    """The blob trigger's source, read at indexing time by function_app.py."""
+    r = _Reader(os.environ if env is None else env)
+    source = _trigger_source(r)
+    if r.problems:
+        raise ConfigError(r.problems[0], code="settings")
+    return source
+
+
+def _trigger_source(r: _Reader) -> TriggerSource:
+    raw = r.get("SALES_TRIGGER_SOURCE") or "polling"
+    source = _SOURCES.get(raw.lower())
+    if source is None:
+        r.problems.append(f"SALES_TRIGGER_SOURCE: {raw!r} must be 'polling' or 'eventgrid'")
+        return "LogsAndContainerScan"
+    return source
+
+
+def _storage(r: _Reader) -> StorageSettings | None:
+    name = STORAGE_CONNECTION
+    conn = r.get(name, "AZ_CONNECTION_STRING")
+    uri = r.get(f"{name}__blobServiceUri", f"{name}__serviceUri")
+    credential = r.get(f"{name}__credential")
+    client_id = r.get(f"{name}__clientId")
+    if conn is not None:
+        parts = dict(
+            p.split("=", 1) for p in conn.split(";") if "=" in p
+        )
+        if "AccountName" not in parts and "BlobEndpoint" not in parts and conn != "UseDevelopmentStorage=true":
+            r.problems.append(f"{name}: not a storage connection string (no AccountName or BlobEndpoint)")
+        return StorageSettings(name, connection_string=Secret(conn))
+    if uri is not None:
+        if not uri.startswith(("https://", "http://")):
+            r.problems.append(f"{name}__blobServiceUri: {uri!r} must be an https:// URL")
+        if credential is not None and credential.lower() != "managedidentity":
+            r.problems.append(f"{name}__credential: {credential!r} must be 'managedidentity'")
+        return StorageSettings(name, service_uri=uri.rstrip("/"), credential=credential,
+                               client_id=client_id)
+    return None
+
+
+def _database(r: _Reader) -> DatabaseSettings | None:
+    host = r.get("POSTGRES_HOST")
+    if host is None:
+        return None
+    port = r.integer("POSTGRES_PORT", 5432, minimum=1, maximum=65535)
+    user = r.get("POSTGRES_USER")
+    dbname = r.get("POSTGRES_DB")
+    password = r.get("POSTGRES_PASSWORD")
+    for name, value in (("POSTGRES_USER", user), ("POSTGRES_DB", dbname)):
+        if value is None:
+            r.problems.append(f"{name}: not set (required with POSTGRES_HOST)")
+    is_local = host.startswith("/") or host in LOCAL_HOSTS or _is_loopback(host)
+    sslmode = (r.get("POSTGRES_SSLMODE") or ("prefer" if is_local else "verify-full")).lower()
+    if sslmode not in _SSLMODES:
+        r.problems.append(f"POSTGRES_SSLMODE: {sslmode!r} must be one of {', '.join(_SSLMODES)}")
+    allow_insecure = (r.get("POSTGRES_ALLOW_INSECURE") or "false").lower() in {"1", "true", "yes"}
+    if not is_local and sslmode in {"disable", "allow", "prefer"} and not allow_insecure:
+        r.problems.append(
+            f"POSTGRES_SSLMODE: {sslmode!r} would allow an unencrypted connection to the "
+            f"non-local host {host!r}; use require/verify-full, or set POSTGRES_ALLOW_INSECURE=true"
+        )
+    rootcert = r.get("POSTGRES_SSLROOTCERT")
+    if rootcert is not None and not Path(rootcert).is_file():
+        r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {rootcert!r}")
+    if sslmode in {"verify-ca", "verify-full"} and rootcert is None and is_local:
+        r.problems.append(f"POSTGRES_SSLROOTCERT: required with POSTGRES_SSLMODE={sslmode}")
+    return DatabaseSettings(
+        host=host,
+        port=port,
+        user=user or "",
+        password=Secret(password) if password is not None else None,
+        dbname=dbname or "",
+        sslmode=sslmode,
+        sslrootcert=rootcert,
+        connect_timeout=r.integer("POSTGRES_CONNECT_TIMEOUT", 10, minimum=1, maximum=600),
+    )
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _fernet_keys(r: _Reader) -> tuple[Secret, ...]:
+    raw = r.get("FERNET_KEYS", "FERNET_KEY")
+    if raw is None:
+        return ()
+    keys = tuple(k.strip() for k in raw.split(",") if k.strip())
+    for position, key in enumerate(keys, start=1):
+        if not _is_b64_key(key, exact=32):
+            r.problems.append(
+                f"FERNET_KEYS: key #{position} is not a Fernet key "
+                "(url-safe base64 of 32 bytes, e.g. from `sales-etl keys generate`)"
+            )
+    return tuple(Secret(k) for k in keys)
+
+
+def _blind_key(r: _Reader) -> Secret | None:
+    raw = r.get("BLIND_INDEX_KEY")
+    if raw is None:
+        return None
+    if not _is_b64_key(raw, minimum=32):
+        r.problems.append("BLIND_INDEX_KEY: must be url-safe base64 of at least 32 random bytes")
+    return Secret(raw)
+
+
+def _is_b64_key(value: str, *, exact: int | None = None, minimum: int = 0) -> bool:
+    try:
+        decoded = base64.urlsafe_b64decode(value.encode("ascii"))
+    except (binascii.Error, ValueError, UnicodeEncodeError):
+        return False
+    return len(decoded) == exact if exact is not None else len(decoded) >= minimum
+
+
+def _chunk_rows(r: _Reader) -> int:
+    if r.get("CHUNK_SIZE") is not None:
+        return r.integer("CHUNK_SIZE", DEFAULT_CHUNK_ROWS, minimum=100, maximum=5_000_000)
+    fraction_raw = r.get("DESIRED_CHUNK_FRACTION")
+    if fraction_raw is None:
+        return DEFAULT_CHUNK_ROWS
+    try:
+        fraction = float(fraction_raw)
+        if not 0 < fraction <= 1:
+            raise ValueError
+    except ValueError:
+        r.problems.append(f"DESIRED_CHUNK_FRACTION: {fraction_raw!r} must be a number in (0, 1]")
+        return DEFAULT_CHUNK_ROWS
+    row_bytes = r.integer("AVG_ROW_SIZE_BYTES", 1024, minimum=16)
+    available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    # Bounded above so that memory stays flat whatever the machine's size.
+    return max(1000, min(500_000, int(available * fraction / row_bytes)))
+
+
+def _schedule(r: _Reader) -> str:
+    schedule = r.get("SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
+    if len(schedule.split()) != 6:
+        r.problems.append(
+            f"SWEEP_SCHEDULE: {schedule!r} must be a six-field NCRONTAB expression "
+            "(second minute hour day month day-of-week)"
+        )
+    return schedule
+
+
+def _datasets_dir(r: _Reader) -> Path | None:
+    raw = r.get("DATASETS_DIR")
+    if raw is None:
+        return None
+    path = Path(raw)
+    if not path.is_dir():
+        r.problems.append(f"DATASETS_DIR: {raw!r} is not a directory")
+    return path
+
+
+def project_root() -> Path:
+    """The checkout's root (where the dev stack keeps its state)."""
+    override = os.environ.get("SALES_ETL_HOME")
+    return Path(override) if override else Path(__file__).resolve().parent.parent
