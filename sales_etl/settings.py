@@ -32,6 +32,8 @@ _SOURCES: dict[str, TriggerSource] = {
     "logsandcontainerscan": "LogsAndContainerScan",
     "eventgrid": "EventGrid",
 }
+_PRIMARY = ("POSTGRES_HOST", STORAGE_CONNECTION, f"{STORAGE_CONNECTION}__blobServiceUri",
+            f"{STORAGE_CONNECTION}__serviceUri", "AZ_CONNECTION_STRING")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 _CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 
@@ -187,9 +189,15 @@ class _Reader:
         return value
 
 
-def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read and validate every setting; raise ConfigError naming each bad one."""
-    r = _Reader(os.environ if env is None else env)
+def load_settings(env: Mapping[str, str] | None = None,
+                  fallback: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; raise ConfigError naming each bad one.
+
+    ``fallback`` fills settings the environment does not set (the CLI passes the running
+    local dev stack's settings, so that commands work right after ``make demo``)."""
+    source = os.environ if env is None else env
+    configured = any(source.get(k) for k in _PRIMARY)
+    r = _Reader({**fallback, **source} if fallback and not configured else source)
     container = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
     if not _CONTAINER_RE.match(container):
         r.problems.append(
@@ -219,13 +227,15 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     return settings
 
 
-def trigger_source(env: Mapping[str, str] | None = None) -> TriggerSource:
-    """The blob trigger's source, read at indexing time by function_app.py."""
+def read_bindings(env: Mapping[str, str] | None = None) -> tuple[str, TriggerSource, str]:
+    """(container, trigger source, sweep schedule): what function_app.py needs at indexing
+    time, validated alone so that a missing database setting cannot stop the host indexing."""
     r = _Reader(os.environ if env is None else env)
-    source = _trigger_source(r)
+    container = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
+    result = (container, _trigger_source(r), _schedule(r))
     if r.problems:
-        raise ConfigError(r.problems[0], code="settings")
-    return source
+        raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")
+    return result
 
 
 def _trigger_source(r: _Reader) -> TriggerSource:

@@ -219,3 +219,23 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
 
 def now_utc() -> datetime:
     return datetime.now(UTC)
+
+
+def upload(container: ContainerClient, path: Any, *, dataset: str | None = None,
+           name: str | None = None) -> str:
+    """Upload a local file to incoming/[<dataset>/]<name>; return the blob name."""
+    from pathlib import Path
+
+    from azure.storage.blob import ContentSettings
+
+    path = Path(path)
+    parts = [INCOMING, *safe_parts(dataset or ""), *safe_parts(name or path.name)]
+    blob = "/".join(parts)
+    if len(blob) > MAX_NAME:
+        raise ValueError(f"blob name longer than {MAX_NAME} characters")
+    with path.open("rb") as data:
+        container.get_blob_client(blob).upload_blob(
+            data, overwrite=True, max_concurrency=2,
+            content_settings=ContentSettings(
+                content_type="application/gzip" if path.suffix == ".gz" else "text/csv"))
+    return blob

@@ -1,0 +1,48 @@
+"""What the function app's triggers call. function_app.py binds; this module acts."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from . import pipeline, retry
+from .ledger import RunRecord
+from .settings import STORAGE_CONNECTION, Settings, load_settings, read_bindings
+
+log = logging.getLogger("sales_etl")
+
+
+@dataclass(frozen=True)
+class Bindings:
+    blob_path: str
+    connection: str
+    source: str
+    schedule: str
+
+
+def bindings() -> Bindings:
+    """Trigger parameters, from app settings with defaults, read when the host indexes."""
+    container, source, schedule = read_bindings()
+    return Bindings(blob_path=f"{container}/incoming/{{name}}", connection=STORAGE_CONNECTION,
+                    source=source, schedule=schedule)
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    """Validated once per worker process; a bad setting fails every invocation loudly."""
+    return load_settings()
+
+
+def on_blob(client: Any) -> RunRecord:
+    rec = pipeline.process_blob(client, settings(), trigger="blob")
+    if rec.status == "failed" and rec.reason_code and rec.error:
+        log.warning("%s -> failed/: %s", rec.blob_path, rec.error)
+    return rec
+
+
+def on_timer(timer: Any) -> retry.SweepReport:
+    if getattr(timer, "past_due", False):
+        log.info("retry sweep is running late")
+    return retry.sweep(settings())

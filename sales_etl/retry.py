@@ -1,0 +1,122 @@
+"""The retry sweep (timer trigger, and ``sales-etl retry-failed``).
+
+Retry state lives on the blob (metadata written when it was moved to failed/), so the
+sweep needs storage only and works while the database is down:
+
+* transient failures go back to incoming/ once ``next_attempt_at`` has passed
+  (exponential backoff from the attempt count);
+* data failures go back only when the dataset definition or the app version changed since
+  the failure, or when forced;
+* a blob that used up ``RETRY_MAX_ATTEMPTS`` goes to deadletter/ with an error log line.
+
+Each move holds a short lease on the failed blob, so two sweeps never move one blob twice.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
+from azure.storage.blob import ContainerClient
+
+from . import __version__, storage
+from .datasets import load_datasets
+from .settings import Settings
+
+log = logging.getLogger("sales_etl")
+LEASE_SECONDS = 60
+
+
+@dataclass
+class SweepReport:
+    retried: list[str] = field(default_factory=list)
+    deadlettered: list[str] = field(default_factory=list)
+    waiting: list[str] = field(default_factory=list)
+    kept: list[str] = field(default_factory=list)  # data failures with nothing changed
+    busy: list[str] = field(default_factory=list)  # leased by another sweep
+
+
+def _parse_time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _current_versions(settings: Settings) -> dict[str, str]:
+    from .pipeline import dataset_version
+
+    try:
+        return {n: dataset_version(d) for n, d in load_datasets(settings.datasets_dir).items()}
+    except Exception:  # noqa: BLE001 - a broken dataset file must not stop the sweep
+        log.exception("could not read the dataset definitions; data failures stay in failed/")
+        return {}
+
+
+def sweep(settings: Settings, *, now: datetime | None = None, force: bool = False,
+          container: ContainerClient | None = None) -> SweepReport:
+    now = now or storage.now_utc()
+    cc = container or storage.container_client(settings)
+    versions = _current_versions(settings)
+    report = SweepReport()
+    for item in cc.list_blobs(name_starts_with=f"{storage.FAILED}/", include=["metadata"]):
+        meta = item.metadata or {}
+        name = item.name
+        attempts = int(meta.get("attempts", "1") or 1)
+        route = storage.route(name, prefix=storage.FAILED)
+        source_path = storage.unquote_meta(meta.get("source_path", "")) or (
+            f"{storage.INCOMING}/{route.dataset}/{route.rel}")
+        if attempts >= settings.retry.max_attempts and not force:
+            target, bucket = route.deadletter(), report.deadlettered
+        elif force:
+            target, bucket = source_path, report.retried
+        elif meta.get("kind") == "data":
+            changed = (meta.get("app_version") != __version__
+                       or meta.get("dataset_version") != versions.get(route.dataset))
+            if not changed:
+                report.kept.append(name)
+                continue
+            target, bucket = source_path, report.retried
+        else:
+            due = _parse_time(meta.get("next_attempt_at"))
+            if due is not None and due > now:
+                report.waiting.append(name)
+                continue
+            target, bucket = source_path, report.retried
+        if not storage.safe_parts(target) or storage.safe_parts(target)[0] not in storage.FOLDERS:
+            target = f"{storage.INCOMING}/{route.dataset}/{route.rel}"
+        if _move_leased(cc, name, item.etag, target, report):
+            bucket.append(target)
+            if bucket is report.deadlettered:
+                log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
+                          attempts, storage.unquote_meta(meta.get("reason", "")))
+            else:
+                log.info("%s back to %s (attempt %d next)", name, target, attempts + 1)
+    return report
+
+
+def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,
+                 report: SweepReport) -> bool:
+    blob = cc.get_blob_client(name)
+    try:
+        lease = blob.acquire_lease(lease_duration=LEASE_SECONDS, etag=etag,
+                                   match_condition=storage.MatchConditions.IfNotModified)
+    except ResourceNotFoundError:
+        return False  # moved by another sweep meanwhile
+    except HttpResponseError as exc:
+        if exc.status_code in (409, 412):
+            report.busy.append(name)
+            return False
+        raise
+    try:
+        target = storage.unique_name(cc, target, etag.strip('"')[-8:])
+        return storage.move(cc, name, target, etag=blob.get_blob_properties().etag, lease=lease)
+    finally:
+        try:
+            lease.release()
+        except HttpResponseError:
+            pass  # the blob is gone: the lease went with it
