@@ -1,5 +1,5 @@
 # sales-etl: the two commands (make demo, make test) set everything up themselves.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed

@@ -1,0 +1,40 @@
+"""Shared fixtures. Integration tests get a real Azurite and a real PostgreSQL that this
+session starts and stops itself; a service that cannot start is a test failure, never a
+skip."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sales_etl import devstack, hostcall, migrate
+from sales_etl.settings import Settings, load_settings, project_root
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[devstack.StackState]:
+    base = project_root() / ".devstack"
+    base.mkdir(parents=True, exist_ok=True)
+    home = Path(tempfile.mkdtemp(prefix="test-", dir=base))
+    home.chmod(0o755)  # the PostgreSQL server runs as another user and must reach it
+    state = devstack.up(home)
+    saved = dict(os.environ)
+    hostcall.provide_app_settings(state.env())
+    try:
+        migrate.migrate(load_settings(state.env()).require_database())
+        yield state
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        devstack.down(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def settings(stack: devstack.StackState) -> Settings:
+    return load_settings(stack.env())

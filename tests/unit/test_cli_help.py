@@ -1,0 +1,37 @@
+import click
+import pytest
+from click.testing import CliRunner
+
+from sales_etl.cli import main
+
+
+def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    out = []
+    for name, cmd in group.commands.items():
+        out.append((*prefix, name))
+        if isinstance(cmd, click.Group):
+            out.extend(all_commands(cmd, (*prefix, name)))
+    return out
+
+
+@pytest.mark.parametrize("path", all_commands(main))
+def test_every_command_has_help(path: tuple[str, ...]) -> None:
+    result = CliRunner().invoke(main, [*path, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage:" in result.output
+    cmd: click.Command = main
+    for part in path:
+        cmd = cmd.commands[part]  # type: ignore[attr-defined]
+    assert cmd.help, f"{' '.join(path)} has no help text"
+
+
+def test_expected_commands_exist() -> None:
+    names = {" ".join(p) for p in all_commands(main)}
+    assert names >= {"migrate", "process", "load", "generate", "upload", "init-storage", "runs",
+                     "retry-failed", "show", "dev", "dev up", "dev down", "dev status",
+                     "dev env", "demo", "datasets", "keys generate"}
+
+
+def test_bad_option_exits_non_zero() -> None:
+    result = CliRunner().invoke(main, ["generate", "--rows", "-1"])
+    assert result.exit_code != 0 and "rows" in result.output

@@ -1,0 +1,44 @@
+from pathlib import Path
+
+import pytest
+
+from sales_etl.datasets import get_dataset, load_datasets, parse_dataset
+from sales_etl.errors import ConfigError
+
+
+def test_sales_spec() -> None:
+    ds = get_dataset("sales")
+    assert ds.business_key == ("transaction_id",)
+    assert [c.name for c in ds.sensitive] == ["customer_id", "product_id", "store_id"]
+    assert ds.sql_columns[-3:] == ("customer_id_hash", "product_id_hash", "store_id_hash")
+    assert "sale_date" in ds.sql_columns and "timestamp" not in ds.sql_columns
+
+
+def test_unknown_dataset() -> None:
+    with pytest.raises(ConfigError, match="unknown dataset 'nope'"):
+        get_dataset("nope")
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ('name = "x"\ntable = "x; drop table sales"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true',
+     "table"),
+    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="blob"\nrequired=true', "columns.a.type"),
+    ('name = "x"\nbusiness_key=["b"]\n[columns.a]\ntype="text"\nrequired=true', "business_key"),
+    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\ncolour=1', "colour"),
+    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\n'
+     '[columns.b]\ntype="decimal"\nscale=2\nderive="__import__(1)"', "derive"),
+    ('name = "x"\nbusiness_key=["a"\n', "not valid TOML"),
+])
+def test_malformed_spec_names_file_and_key(tmp_path: Path, body: str, words: str) -> None:
+    path = tmp_path / "x.toml"
+    path.write_text(body)
+    with pytest.raises(ConfigError) as err:
+        parse_dataset(path)
+    assert str(path) in err.value.message and words in err.value.message
+
+
+def test_extra_directory_adds_datasets(tmp_path: Path) -> None:
+    (tmp_path / "things.toml").write_text(
+        'name = "things"\nbusiness_key=["id"]\n[columns.id]\ntype="text"\nrequired=true\n')
+    found = load_datasets(tmp_path)
+    assert set(found) >= {"sales", "things"}

@@ -1,0 +1,86 @@
+import base64
+
+import pytest
+
+from sales_etl.errors import ConfigError
+from sales_etl.settings import Secret, load_settings, read_bindings
+
+KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
+BASE = {
+    "SalesStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:1/a;",
+    "POSTGRES_HOST": "localhost", "POSTGRES_USER": "u", "POSTGRES_DB": "d",
+    "POSTGRES_PASSWORD": "hunter2-password", "FERNET_KEYS": KEY, "BLIND_INDEX_KEY": KEY,
+}
+
+
+def test_defaults_and_secrets_never_show() -> None:
+    s = load_settings(BASE)
+    assert s.container == "sales" and s.chunk_rows == 50_000
+    assert s.retry.max_attempts == 5 and s.sweep_schedule == "0 */10 * * * *"
+    text = repr(s)
+    for secret in ("hunter2-password", KEY, "c2VjcmV0"):
+        assert secret not in text
+    assert s.require_database().describe() == "u@localhost:5432/d (sslmode=prefer)"
+
+
+def test_all_problems_are_named_in_one_error() -> None:
+    env = {**BASE, "POSTGRES_PORT": "x", "CHUNK_SIZE": "0", "FERNET_KEYS": "short",
+           "SWEEP_SCHEDULE": "*/5 * * * *", "SALES_CONTAINER": "Bad_Name"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    for name in ("POSTGRES_PORT", "CHUNK_SIZE", "FERNET_KEYS", "SWEEP_SCHEDULE", "SALES_CONTAINER"):
+        assert name in err.value.message
+    assert "short" not in err.value.message  # a bad key is not echoed
+
+
+def test_original_names_still_work() -> None:
+    env = {k: v for k, v in BASE.items() if k not in ("SalesStorage", "FERNET_KEYS")}
+    env |= {"AZ_CONNECTION_STRING": BASE["SalesStorage"], "FERNET_KEY": KEY,
+            "AZ_CONTAINER_NAME": "mycontainer"}
+    s = load_settings(env)
+    assert s.container == "mycontainer" and len(s.fernet_keys) == 1 and s.storage is not None
+
+
+def test_remote_host_without_tls_is_refused_unless_allowed() -> None:
+    env = {**BASE, "POSTGRES_HOST": "db.example.com", "POSTGRES_SSLMODE": "disable"}
+    with pytest.raises(ConfigError, match="POSTGRES_ALLOW_INSECURE"):
+        load_settings(env)
+    assert load_settings({**env, "POSTGRES_ALLOW_INSECURE": "true"}).database is not None
+    remote = load_settings({**BASE, "POSTGRES_HOST": "db.example.com"})
+    assert remote.require_database().sslmode == "verify-full"
+
+
+def test_identity_based_storage() -> None:
+    env = {k: v for k, v in BASE.items() if k != "SalesStorage"}
+    env |= {"SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+            "SalesStorage__credential": "managedidentity", "SalesStorage__clientId": "abc"}
+    storage = load_settings(env).require_storage()
+    assert storage.uses_identity and storage.client_id == "abc" and storage.connection_string is None
+
+
+def test_missing_groups_are_named_when_needed() -> None:
+    s = load_settings({})
+    with pytest.raises(ConfigError, match="POSTGRES_HOST"):
+        s.require_database()
+    with pytest.raises(ConfigError, match="SalesStorage"):
+        s.require_storage()
+    with pytest.raises(ConfigError, match="FERNET_KEYS"):
+        s.require_keys()
+
+
+def test_bindings_read_alone() -> None:
+    assert read_bindings({}) == ("sales", "LogsAndContainerScan", "0 */10 * * * *")
+    assert read_bindings({"SALES_TRIGGER_SOURCE": "EventGrid"})[1] == "EventGrid"
+    with pytest.raises(ConfigError, match="SALES_TRIGGER_SOURCE"):
+        read_bindings({"SALES_TRIGGER_SOURCE": "webhook"})
+
+
+def test_fallback_only_when_nothing_is_configured() -> None:
+    assert load_settings({}, fallback=BASE).database is not None
+    only = load_settings({"POSTGRES_HOST": "h", "POSTGRES_USER": "x", "POSTGRES_DB": "y"},
+                         fallback=BASE)
+    assert only.storage is None  # a configured environment is never mixed with the dev stack
+
+
+def test_secret_equality_and_repr() -> None:
+    assert Secret("a") == Secret("a") and "a" not in f"{Secret('a')}"
