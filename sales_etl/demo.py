@@ -4,19 +4,21 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from . import devstack, hostcall, ledger, migrate, storage
 from .db import connect
 from .generate import generate
-from .settings import load_settings, project_root
+from .settings import load_settings
 
 SEED = 20251009  # fixed: a second run sends the same transactions (and must load none)
 
 
-def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any]) -> list[dict[str, Any]]:
+def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
+             state: devstack.StackState | None = None) -> list[dict[str, Any]]:
     echo("starting the local stack (Azurite + PostgreSQL) ...")
-    state = devstack.up()
+    state = state or devstack.up()
     env = state.env()
     hostcall.provide_app_settings(env)  # what the host gives the worker: app settings
     settings = load_settings(env)
@@ -25,7 +27,7 @@ def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any]) -> list[dict[
     applied = migrate.migrate(db)
     echo(f"migrations: {len(applied)} applied now, database up to date")
 
-    data = project_root() / "data" / "demo"
+    data = Path(state.home) / "demo-data"
     big = generate(data / f"sales_demo_{rows}.csv", rows, seed=SEED)
     bad = generate(data / "sales_demo_bad_rows.csv", max(2000, bad_rows), bad_rows=bad_rows,
                    seed=SEED + 1)

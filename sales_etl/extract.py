@@ -15,7 +15,7 @@ import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 from .datasets import Dataset
 from .errors import DataError
@@ -78,14 +78,14 @@ class HashingReader(io.RawIOBase):
 
 def open_text(raw: BinaryIO, name: str) -> io.TextIOWrapper:
     """Decode a binary stream: gunzip if it is gzip (by magic bytes), UTF-8 with BOM or not."""
-    buffered = io.BufferedReader(raw, buffer_size=1 << 20)  # type: ignore[arg-type]
+    buffered: Any = io.BufferedReader(raw, buffer_size=1 << 20)
     magic = buffered.peek(2)[:2]
-    stream: BinaryIO = buffered  # type: ignore[assignment]
+    stream: Any = buffered
     if magic == GZIP_MAGIC:
-        stream = gzip.GzipFile(fileobj=buffered, mode="rb")  # type: ignore[assignment]
+        stream = gzip.GzipFile(fileobj=buffered, mode="rb")
     elif name.lower().endswith(".gz"):
         raise DataError(f"{name}: named .gz but is not gzip data", code="not_gzip")
-    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")  # type: ignore[type-var]
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
 
 
 def read_header(reader: Iterator[list[str]], dataset: Dataset, name: str) -> Header:

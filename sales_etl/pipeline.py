@@ -8,6 +8,7 @@ the blob to processed/ or failed/ afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -127,6 +128,7 @@ def _stream_into_staging(cur: Any, source: Source, rec: RunRecord,
     load.create_staging(cur, dataset)
     rejects = RejectsWriter()
     raw = source.opener()
+    text = None
     try:
         hashing = HashingReader(raw)
         text = open_text(hashing, source.name)  # type: ignore[arg-type]
@@ -156,6 +158,8 @@ def _stream_into_staging(cur: Any, source: Source, rec: RunRecord,
             rec.rejects_path = write_rejects(rejects.open_bytes())
         return staged - len(dupes)
     finally:
+        if text is not None:
+            text.close()
         raw.close()
         rejects.close()
 
@@ -164,20 +168,15 @@ def _duplicate_rejects(source: Source, dupes: list[tuple[int, int]]) -> list[Rej
     """In-file duplicates are found in staging (memory stays flat); their raw rows are read
     back from the source, which is cheap since they are rare."""
     key = ", ".join(source.dataset.business_key)
-    raw = source.opener()
-    try:
-        found = pick_lines(open_text(raw, source.name), {line for line, _ in dupes})
-    finally:
-        raw.close()
+    with source.opener() as raw, open_text(raw, source.name) as text:
+        found = pick_lines(text, {line for line, _ in dupes})
     return [Reject(line, "duplicate_in_file", f"{key} already appears on line {first}",
                    found.get(line, ())) for line, first in dupes]
 
 
 def _rollback(conn: Any) -> None:
-    try:
+    with contextlib.suppress(Exception):  # the connection may already be gone
         conn.rollback()
-    except Exception:  # noqa: BLE001,S110 - the connection may already be gone
-        pass
 
 
 def _record_failure(settings: Settings, rec: RunRecord, error: EtlError) -> None:
@@ -192,7 +191,7 @@ def _record_failure(settings: Settings, rec: RunRecord, error: EtlError) -> None
                 ledger.insert(cur, rec)
         finally:
             conn.close()
-    except Exception as exc:  # noqa: BLE001 - the database may be what failed
+    except Exception as exc:
         _logger(rec).warning("could not record the failed attempt in the ledger: %s",
                              classify(exc).message)
 

@@ -95,5 +95,5 @@ class Protector:
 def _take(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
     if (codes >= 0).all():
         return values[codes] if len(values) else np.empty(0, dtype=object)
-    padded = np.append(values, None)
+    padded = np.append(values, np.array([None], dtype=object))
     return padded[np.where(codes >= 0, codes, len(values))]

@@ -20,7 +20,7 @@ class RejectsWriter:
 
     def __init__(self) -> None:
         self._raw: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 << 20)  # noqa: SIM115
-        self._text = io.TextIOWrapper(self._raw, encoding="utf-8", newline="",  # type: ignore[type-var]
+        self._text = io.TextIOWrapper(self._raw, encoding="utf-8", newline="",
                                       write_through=True)
         self._writer = csv.writer(self._text)
         self._writer.writerow(HEADER)

@@ -14,6 +14,7 @@ Each move holds a short lease on the failed blob, so two sweeps never move one b
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -52,7 +53,7 @@ def _current_versions(settings: Settings) -> dict[str, str]:
 
     try:
         return {n: dataset_version(d) for n, d in load_datasets(settings.datasets_dir).items()}
-    except Exception:  # noqa: BLE001 - a broken dataset file must not stop the sweep
+    except Exception:
         log.exception("could not read the dataset definitions; data failures stay in failed/")
         return {}
 
@@ -116,7 +117,5 @@ def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,
         target = storage.unique_name(cc, target, etag.strip('"')[-8:])
         return storage.move(cc, name, target, etag=blob.get_blob_properties().etag, lease=lease)
     finally:
-        try:
+        with contextlib.suppress(HttpResponseError):  # a moved blob took its lease along
             lease.release()
-        except HttpResponseError:
-            pass  # the blob is gone: the lease went with it

@@ -257,8 +257,8 @@ def _storage(r: _Reader) -> StorageSettings | None:
         parts = dict(
             p.split("=", 1) for p in conn.split(";") if "=" in p
         )
-        if "AccountName" not in parts and "BlobEndpoint" not in parts and conn != "UseDevelopmentStorage=true":
-            r.problems.append(f"{name}: not a storage connection string (no AccountName or BlobEndpoint)")
+        if not ({"AccountName", "BlobEndpoint"} & parts.keys()) and "UseDevelopmentStorage" not in conn:
+            r.problems.append(f"{name}: not a storage connection string (no AccountName, BlobEndpoint)")
         return StorageSettings(name, connection_string=Secret(conn))
     if uri is not None:
         if not uri.startswith(("https://", "http://")):

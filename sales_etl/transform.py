@@ -9,7 +9,9 @@ cost almost nothing and no Python loop runs per row except for the rows rejected
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -57,7 +59,7 @@ class _Flags:
         return ~pd.isna(self.code)
 
 
-def _per_value(values: pd.Series, fn) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _per_value(values: pd.Series, fn: Callable[[pd.Series], Any]) -> np.ndarray:
     """Apply a vectorised check to the distinct values only, broadcast back to rows."""
     codes, uniques = pd.factorize(values, use_na_sentinel=False)
     return np.asarray(fn(pd.Series(uniques, dtype=object)))[codes]
@@ -124,6 +126,7 @@ def _column(col: Column, raw: pd.Series, flags: _Flags, parsed: _Parsed,
             missing = np.zeros(len(s), dtype=bool)
     present = ~missing
     name = col.name
+    values: Any
     if col.type == "text":
         if col.max_length is not None:
             long = _per_value(s, lambda u: u.str.len() > col.max_length)
@@ -186,7 +189,7 @@ def _numeric(col: Column, s: pd.Series, present: np.ndarray, flags: _Flags,
 
 
 def _temporal(col: Column, s: pd.Series, present: np.ndarray, flags: _Flags,
-              out: dict[str, np.ndarray]) -> np.ndarray | None:
+              out: dict[str, Any]) -> Any:
     name = col.name
     stamp = pd.to_datetime(s.where(present, None), format=col.fmt, errors="coerce")
     invalid = present & stamp.isna().to_numpy()

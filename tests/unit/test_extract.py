@@ -17,12 +17,12 @@ def test_bom_crlf_and_quoted_newlines() -> None:
 
 def test_line_numbers_count_physical_lines_of_multiline_records() -> None:
     multi = 'TX-9,"CUST\n001",PROD-001,STORE-001,1,1.00,0,1.00,cash,2025-10-09 08:00:00'
-    header, chunks = parse(csv_of(multi, GOOD))
+    _, chunks = parse(csv_of(multi, GOOD))
     assert chunks[0].lines == [2, 4]  # the second record starts on line 4
 
 
 def test_gzip_is_detected_by_its_bytes() -> None:
-    header, chunks = parse(gzip.compress(csv_of(GOOD).encode()), name="x.csv.gz")
+    _, chunks = parse(gzip.compress(csv_of(GOOD).encode()), name="x.csv.gz")
     assert chunks[0].rows[0][0] == "TX-1"
 
 
@@ -51,7 +51,7 @@ def test_header_errors_name_the_problem(text: str, code: str, words: str) -> Non
 
 
 def test_header_only_is_an_empty_load() -> None:
-    header, chunks = parse(HEADER + "\n")
+    _, chunks = parse(HEADER + "\n")
     assert chunks == []
 
 
@@ -79,5 +79,5 @@ def test_unterminated_quote_fails_the_file_with_a_line() -> None:
 
 def test_chunks_respect_the_size() -> None:
     rows = [GOOD.replace("TX-1", f"TX-{i}") for i in range(25)]
-    header, chunks = parse(csv_of(*rows), chunk_rows=10)
+    _, chunks = parse(csv_of(*rows), chunk_rows=10)
     assert [len(c) for c in chunks] == [10, 10, 5]

@@ -2,7 +2,7 @@ import pytest
 
 from sales_etl.transform import round_half_up
 
-from .helpers import GOOD, csv_of, run
+from .helpers import GOOD, HEADER, csv_of, run
 
 
 def codes(text: str) -> dict[int, str]:
@@ -57,8 +57,7 @@ def test_total_rounds_half_up() -> None:
     ("product_id", "P" * 101, "too_long"),
 ])
 def test_each_rule_rejects_with_its_code(field: str, value: str, code: str) -> None:
-    columns = ("transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
-               "total_amount,payment_method,timestamp").split(",")
+    columns = HEADER.split(",")
     fields = GOOD.split(",")
     fields[columns.index(field)] = f'"{value}"' if "," in value else value
     result = run(csv_of(GOOD.replace("TX-1", "TX-0"), ",".join(fields)))

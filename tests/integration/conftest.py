@@ -1,0 +1,48 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from azure.storage.blob import ContainerClient
+
+from sales_etl import storage
+from sales_etl.db import connect
+from sales_etl.settings import Settings
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "tests/integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)
+
+
+def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    conn = connect(settings.require_database())
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql, params)
+            rows = cur.fetchall() if cur.description else []
+        conn.commit()
+        return rows
+    finally:
+        conn.close()
+
+
+def names(cc: ContainerClient, prefix: str = "") -> list[str]:
+    return sorted(b.name for b in cc.list_blobs(name_starts_with=prefix))
+
+
+@pytest.fixture
+def cc(settings: Settings) -> ContainerClient:
+    storage.init_storage(settings)
+    return storage.container_client(settings)
+
+
+@pytest.fixture
+def clean(settings: Settings, cc: ContainerClient) -> Iterator[None]:
+    """An empty sales table, ledger and container for each test."""
+    query(settings, "TRUNCATE sales, etl_runs RESTART IDENTITY CASCADE")
+    for name in names(cc):
+        cc.delete_blob(name)
+    yield
