@@ -39,3 +39,14 @@ def test_datum_is_what_the_host_sends() -> None:
     assert datum.type == "model_binding_data"
     assert json.loads(datum.value.content) == {
         "Connection": "SalesStorage", "ContainerName": "sales", "BlobName": "incoming/x.csv"}
+
+
+def test_bindings_follow_the_app_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from sales_etl import functions
+
+    monkeypatch.setenv("SALES_TRIGGER_SOURCE", "eventgrid")
+    monkeypatch.setenv("SALES_CONTAINER", "landing")
+    monkeypatch.setenv("SWEEP_SCHEDULE", "0 0 * * * *")
+    b = functions.bindings()
+    assert (b.blob_path, b.source, b.schedule, b.connection) == (
+        "landing/incoming/{name}", "EventGrid", "0 0 * * * *", "SalesStorage")
