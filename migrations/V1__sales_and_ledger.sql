@@ -1,6 +1,8 @@
 -- The sales table and the load ledger.
 -- Sensitive ids hold Fernet tokens (text: a token of a short id is ~100-140 characters)
 -- and, beside each, a keyed HMAC-SHA256 blind index (bytea, 32 bytes) for look-ups and joins.
+-- etl_run_id + source_line say where each row came from (no foreign key: a per-row check
+-- would slow every load, and the ledger row commits in the same transaction anyway).
 
 CREATE TABLE etl_runs (
     run_id          bigserial PRIMARY KEY,
@@ -50,7 +52,8 @@ CREATE TABLE sales (
     customer_id_hash   bytea          NOT NULL,
     product_id_hash    bytea          NOT NULL,
     store_id_hash      bytea          NOT NULL,
-    etl_run_id         bigint         REFERENCES etl_runs (run_id),
+    etl_run_id         bigint         NOT NULL,  -- the ledger run that loaded the row
+    source_line        integer        NOT NULL,  -- its line in that run's file (lineage)
     created_at         timestamptz    NOT NULL DEFAULT now()
 );
 CREATE INDEX sales_sale_date ON sales (sale_date);

@@ -1,4 +1,5 @@
-"""PostgreSQL loading: COPY into a temporary staging table, then one set-based merge.
+"""PostgreSQL loading: COPY straight into the target while no key collides, else COPY into a
+temporary staging table and one set-based merge (see ``Loader``).
 
 Every identifier comes from a validated dataset spec and is quoted with
 ``psycopg2.sql.Identifier``; values only ever travel as COPY data or parameters.
@@ -7,10 +8,13 @@ Every identifier comes from a validated dataset spec and is quoted with
 from __future__ import annotations
 
 import io
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
-import pandas as pd
+import psycopg2.errors
+import pyarrow as pa
+import pyarrow.compute as pc
 from psycopg2 import sql
 
 from .datasets import Dataset
@@ -19,89 +23,161 @@ STAGE = "sales_etl_stage"
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
-def create_staging(cur: Any, dataset: Dataset) -> None:
-    """A temporary table shaped like the target's data columns, plus the source line."""
-    cur.execute(sql.SQL("DROP TABLE IF EXISTS {}").format(sql.Identifier(STAGE)))
-    cur.execute(
-        sql.SQL("CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target}"
-                " WITH NO DATA").format(
-            stage=sql.Identifier(STAGE),
-            cols=sql.SQL(", ").join(map(sql.Identifier, dataset.sql_columns)),
-            target=sql.Identifier(dataset.table)))
-    cur.execute(sql.SQL("ALTER TABLE {} ADD COLUMN line_no bigint NOT NULL")
-                .format(sql.Identifier(STAGE)))
+def load_columns(dataset: Dataset) -> list[str]:
+    """The target columns a load writes: data, blind indexes, then the lineage."""
+    return [*dataset.sql_columns, "etl_run_id", "source_line"]
 
 
-def copy_text(frame: pd.DataFrame, lines: np.ndarray, dataset: Dataset) -> bytes:
-    """Render rows in COPY's text format (tab-separated, \\N for NULL, escaped)."""
+def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
+              run_id: int) -> bytes:
+    """Render rows in COPY's text format (tab-separated, \\N for NULL, escaped), with Arrow
+    kernels: no Python loop over rows."""
+    if not len(lines):
+        return b""
     escape = {c.sql[0] for c in dataset.columns if c.type in ("text", "enum") and not c.sensitive}
     hashes = {c.hash_column for c in dataset.sensitive}
-    columns: list[Any] = []
+    parts: list[Any] = []
     for name in dataset.sql_columns:
-        series = frame[name]
+        values = columns[name]
         if name in hashes:
-            series = "\\\\x" + series
-        elif name in escape and len(series):
-            needs = series.str.contains(r"[\\\t\n\r]", regex=True, na=False)
-            if needs.any():
-                series = series.where(~needs, series[needs].map(_escape))
-        values = series.to_numpy(dtype=object)
-        nulls = pd.isna(values)
-        if nulls.any():
-            values = np.where(nulls, "\\N", values)
-        columns.append(values.tolist())
-    columns.append(lines.astype(str).tolist())
-    body = "\n".join(map("\t".join, zip(*columns, strict=True)))
-    return (body + "\n").encode("utf-8") if body else b""
+            values = pc.binary_join_element_wise("\\\\x", values, "")
+        elif name in escape and pc.any(pc.match_substring_regex(values, r"[\\\t\n\r]")).as_py():
+            for char, escaped in _ESCAPES.items():  # the backslash first
+                values = pc.replace_substring(values, char, escaped)
+        parts.append(pc.fill_null(values, "\\N"))
+    parts.append(pa.array(np.full(len(lines), str(run_id), dtype=object), pa.string()))
+    parts.append(pc.cast(pa.array(lines), pa.string()))
+    rows = pc.binary_join_element_wise(*parts, "\t")
+    rows = pc.binary_join_element_wise(rows, "", "\n")  # each row ends with a newline
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset: rows.offset + len(rows) + 1]
+    return rows.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
 
 
-def _escape(value: str) -> str:
-    return "".join(_ESCAPES.get(ch, ch) for ch in value)
+class Loader:
+    """Loads one file's chunks inside the caller's transaction.
 
+    Fast path: each chunk is COPied straight into the target under a savepoint. When a
+    chunk collides with a stored business key (a re-sent file, overlapping files, a
+    duplicate across chunks of this file), the savepoint is rolled back and from then on
+    chunks go to a temporary staging table, merged at the end with one set-based
+    ``INSERT .. SELECT .. ON CONFLICT``. Either way the rows commit with the ledger row,
+    or not at all.
+    """
 
-def copy_into_staging(cur: Any, payload: bytes, dataset: Dataset) -> None:
-    if not payload:
-        return
-    cols = [*dataset.sql_columns, "line_no"]
-    cur.copy_expert(
-        sql.SQL("COPY {} ({}) FROM STDIN").format(
-            sql.Identifier(STAGE), sql.SQL(", ").join(map(sql.Identifier, cols))).as_string(cur),
-        io.BytesIO(payload))
+    def __init__(self, cur: Any, dataset: Dataset, run_id: int) -> None:
+        self.cur = cur
+        self.dataset = dataset
+        self.run_id = run_id
+        self.direct = 0  # rows COPied straight into the target
+        self.staged = 0  # rows COPied into staging
+        self._staging = False
+        # One COPY in flight on a worker thread while the caller prepares the next chunk:
+        # the server ingests on one core while Python parses and encrypts on the other.
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy")
+        self._pending: Future[None] | None = None
 
+    def add(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
+        if not len(lines):
+            return
+        payload = copy_text(columns, lines, self.dataset, self.run_id)
+        self._wait()
+        self._pending = self._pool.submit(self._load, payload, len(lines))
 
-def remove_in_file_duplicates(cur: Any, dataset: Dataset) -> list[tuple[int, int]]:
-    """Delete every staged row whose business key appeared on an earlier line of the same
-    file; return (line, first line) of each, to be written to the rejects."""
-    key = sql.SQL(", ").join(map(sql.Identifier, dataset.key_sql))
-    match = sql.SQL(" AND ").join(
-        sql.SQL("s.{c} = d.{c}").format(c=sql.Identifier(c)) for c in dataset.key_sql)
-    cur.execute(sql.SQL(
-        "DELETE FROM {stage} s USING ("
-        " SELECT {key}, min(line_no) AS first_line FROM {stage} GROUP BY {key}"
-        " HAVING count(*) > 1) d"
-        " WHERE {match} AND s.line_no > d.first_line"
-        " RETURNING s.line_no, d.first_line").format(
-            stage=sql.Identifier(STAGE), key=key, match=match))
-    return sorted((int(a), int(b)) for a, b in cur.fetchall())
+    def _wait(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            pending.result()
 
+    def close(self) -> None:
+        """Wait for the COPY in flight (its error, if any, is raised) and stop the worker."""
+        try:
+            self._wait()
+        finally:
+            self._pool.shutdown(wait=True, cancel_futures=True)
 
-def merge(cur: Any, dataset: Dataset, run_id: int) -> int:
-    """Insert the staged rows into the target; rows whose business key is already stored
-    are skipped (insert mode) or update it (upsert mode). Returns rows written."""
-    cols = dataset.sql_columns
-    target_cols = sql.SQL(", ").join(map(sql.Identifier, [*cols, "etl_run_id"]))
-    source_cols = sql.SQL(", ").join(map(sql.Identifier, cols))
-    key = sql.SQL(", ").join(map(sql.Identifier, dataset.key_sql))
-    if dataset.write_mode == "upsert":
-        updates = [c for c in (*cols, "etl_run_id") if c not in dataset.key_sql]
-        action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-            sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates))
-    else:
-        action = sql.SQL("DO NOTHING")
-    cur.execute(sql.SQL(
-        "INSERT INTO {target} ({target_cols}) SELECT {source_cols}, %s FROM {stage}"
-        " ORDER BY line_no ON CONFLICT ({key}) {action}").format(
-            target=sql.Identifier(dataset.table), target_cols=target_cols,
-            source_cols=source_cols, stage=sql.Identifier(STAGE), key=key, action=action),
-        (run_id,))
-    return int(cur.rowcount)
+    def _load(self, payload: bytes, rows: int) -> None:
+        if not self._staging:
+            self.cur.execute("SAVEPOINT sales_etl_chunk")
+            try:
+                self._copy(self.dataset.table, payload)
+            except psycopg2.errors.UniqueViolation:
+                self.cur.execute("ROLLBACK TO SAVEPOINT sales_etl_chunk")
+                self._create_staging()
+            else:
+                self.cur.execute("RELEASE SAVEPOINT sales_etl_chunk")
+                self.direct += rows
+                return
+        self._copy(STAGE, payload)
+        self.staged += rows
+
+    def finish(self) -> tuple[int, int, list[tuple[int, int]]]:
+        """Merge what was staged. Returns (rows loaded, rows that were already stored,
+        in-file duplicates as (line, line of the first occurrence))."""
+        self.close()
+        if not self._staging:
+            return self.direct, 0, []
+        dupes = self._remove_in_file_duplicates()
+        inserted = self._merge()
+        return self.direct + inserted, self.staged - len(dupes) - inserted, dupes
+
+    def _copy(self, table: str, payload: bytes) -> None:
+        self.cur.copy_expert(
+            sql.SQL("COPY {} ({}) FROM STDIN").format(
+                sql.Identifier(table),
+                sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset)))
+            ).as_string(self.cur),
+            io.BytesIO(payload))
+
+    def _create_staging(self) -> None:
+        self._staging = True
+        self.cur.execute(
+            sql.SQL("CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target}"
+                    " WITH NO DATA").format(
+                stage=sql.Identifier(STAGE),
+                cols=sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset))),
+                target=sql.Identifier(self.dataset.table)))
+
+    def _remove_in_file_duplicates(self) -> list[tuple[int, int]]:
+        """Staged rows whose key appeared on an earlier line of this file: either earlier
+        in staging, or already COPied to the target by this run."""
+        keys = self.dataset.key_sql
+        key = sql.SQL(", ").join(map(sql.Identifier, keys))
+
+        def match(a: str, b: str) -> sql.Composable:
+            return sql.SQL(" AND ").join(
+                sql.SQL("{a}.{c} = {b}.{c}").format(a=sql.Identifier(a), b=sql.Identifier(b),
+                                                    c=sql.Identifier(c)) for c in keys)
+
+        stage, target = sql.Identifier(STAGE), sql.Identifier(self.dataset.table)
+        self.cur.execute(sql.SQL(
+            "DELETE FROM {stage} s USING ("
+            " SELECT {key}, min(source_line) AS first_line FROM {stage} GROUP BY {key}"
+            " HAVING count(*) > 1) d"
+            " WHERE {match} AND s.source_line > d.first_line"
+            " RETURNING s.source_line, d.first_line").format(
+                stage=stage, key=key, match=match("s", "d")))
+        dupes = [(int(a), int(b)) for a, b in self.cur.fetchall()]
+        if self.direct:
+            self.cur.execute(sql.SQL(
+                "DELETE FROM {stage} s USING {target} t WHERE {match} AND t.etl_run_id = %s"
+                " RETURNING s.source_line, t.source_line").format(
+                    stage=stage, target=target, match=match("s", "t")), (self.run_id,))
+            dupes += [(int(a), int(b)) for a, b in self.cur.fetchall()]
+        return sorted(dupes)
+
+    def _merge(self) -> int:
+        cols = load_columns(self.dataset)
+        column_list = sql.SQL(", ").join(map(sql.Identifier, cols))
+        key = sql.SQL(", ").join(map(sql.Identifier, self.dataset.key_sql))
+        if self.dataset.write_mode == "upsert":
+            updates = [c for c in cols if c not in self.dataset.key_sql]
+            action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates))
+        else:
+            action = sql.SQL("DO NOTHING")
+        self.cur.execute(sql.SQL(
+            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
+            " ON CONFLICT ({key}) {action}").format(
+                target=sql.Identifier(self.dataset.table), cols=column_list,
+                stage=sql.Identifier(STAGE), key=key, action=action))
+        return int(self.cur.rowcount)

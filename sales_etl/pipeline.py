@@ -91,11 +91,8 @@ def load_source(settings: Settings, source: Source,
                     conn.commit()
                     return rec
             ledger.insert(cur, rec)
-            staged = _stream_into_staging(cur, source, rec, protector, settings.chunk_rows,
-                                          write_rejects, progress)
-            rec.rows_loaded = load.merge(cur, dataset, rec.run_id or 0)
-            # Counted independently: the ledger's CHECK then proves conservation.
-            rec.rows_duplicate = staged - rec.rows_loaded
+            _stream_into_target(cur, source, rec, protector, settings.chunk_rows,
+                                write_rejects, progress)
             assert rec.content_sha256 is not None
             rec.duplicate_of = ledger.loaded_content(cur, dataset.name, rec.content_sha256)
             rec.status = "loaded"
@@ -118,31 +115,28 @@ def load_source(settings: Settings, source: Source,
         conn.close()
 
 
-def _stream_into_staging(cur: Any, source: Source, rec: RunRecord,
-                         protector: Protector | None, chunk_rows: int,
-                         write_rejects: Callable[[IO[bytes]], str],
-                         progress: Callable[[int], None] | None) -> int:
-    """Stream the file into staging; return the number of rows staged (valid, once)."""
+def _stream_into_target(cur: Any, source: Source, rec: RunRecord,
+                        protector: Protector | None, chunk_rows: int,
+                        write_rejects: Callable[[IO[bytes]], str],
+                        progress: Callable[[int], None] | None) -> None:
+    """Stream the file through the stages into the target (inside the caller's
+    transaction) and fill the record's counts, each counted on its own."""
     dataset = source.dataset
-    staged = 0
-    load.create_staging(cur, dataset)
+    loader = load.Loader(cur, dataset, rec.run_id or 0)
     rejects = RejectsWriter()
     raw = source.opener()
-    text = None
     try:
         hashing = HashingReader(raw)
-        text = open_text(hashing, source.name)  # type: ignore[arg-type]
-        header, chunks = iter_chunks(text, dataset, source.name, chunk_rows)
+        header, chunks = iter_chunks(hashing, dataset, source.name, chunk_rows)  # type: ignore[arg-type]
         rec.unknown_columns = list(header.unknown) or None
         if protector is not None:
             protector.new_file()
         for chunk in chunks:
             result = transform(chunk, header, dataset)
-            frame = result.frame
-            if protector is not None and len(frame):
-                frame = protector.protect(frame, dataset)
-            load.copy_into_staging(cur, load.copy_text(frame, result.lines, dataset), dataset)
-            staged += len(frame)
+            columns = result.columns
+            if protector is not None and len(result):
+                columns = protector.protect(columns, dataset)
+            loader.add(columns, result.lines)
             rejects.add(result.rejects)
             rec.rows_read += len(chunk)
             if progress is not None:
@@ -150,16 +144,14 @@ def _stream_into_staging(cur: Any, source: Source, rec: RunRecord,
         hashing.drain()
         rec.content_sha256 = hashing.sha256.hexdigest()
         rec.bytes_read = hashing.bytes_read
-        dupes = load.remove_in_file_duplicates(cur, dataset)
+        rec.rows_loaded, rec.rows_duplicate, dupes = loader.finish()
         if dupes:
             rejects.add(_duplicate_rejects(source, dupes))
         rec.rows_rejected = rejects.count
         if rejects.count:
             rec.rejects_path = write_rejects(rejects.open_bytes())
-        return staged - len(dupes)
     finally:
-        if text is not None:
-            text.close()
+        loader.close()
         raw.close()
         rejects.close()
 

@@ -16,8 +16,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 
-import numpy as np
-import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 
 from .datasets import Dataset
@@ -71,29 +71,26 @@ class Protector:
     def rotate(self, token: str) -> str:
         return self._multi.rotate(token.encode("ascii")).decode("ascii")
 
-    def protect(self, frame: pd.DataFrame, dataset: Dataset) -> pd.DataFrame:
-        """Replace each sensitive column by its tokens and add its blind-index column."""
+    def protect(self, columns: dict[str, pa.Array], dataset: Dataset) -> dict[str, pa.Array]:
+        """Replace each sensitive column by its tokens and add its blind-index column (hex)."""
         if len(self._cache) > CACHE_LIMIT:
             self._cache.clear()
+        out = dict(columns)
         for col in dataset.sensitive:
             name = col.sql[0]
-            codes, uniques = pd.factorize(frame[name], use_na_sentinel=True)
-            tokens = np.empty(len(uniques), dtype=object)
-            hashes = np.empty(len(uniques), dtype=object)
+            encoded = pc.dictionary_encode(columns[name]).combine_chunks() if isinstance(
+                columns[name], pa.ChunkedArray) else pc.dictionary_encode(columns[name])
+            values = encoded.dictionary.to_pylist()
+            tokens: list[str] = []
+            hashes: list[str] = []
             cache = self._cache
-            for i, value in enumerate(uniques):
+            for value in values:
                 hit = cache.get(value)
                 if hit is None:
                     hit = (self.encrypt(value), self.hash(value).hex())
                     cache[value] = hit
-                tokens[i], hashes[i] = hit
-            frame[name] = _take(tokens, codes)
-            frame[col.hash_column] = _take(hashes, codes)
-        return frame
-
-
-def _take(values: np.ndarray, codes: np.ndarray) -> np.ndarray:
-    if (codes >= 0).all():
-        return values[codes] if len(values) else np.empty(0, dtype=object)
-    padded = np.append(values, np.array([None], dtype=object))
-    return padded[np.where(codes >= 0, codes, len(values))]
+                tokens.append(hit[0])
+                hashes.append(hit[1])
+            out[name] = pa.array(tokens, pa.string()).take(encoded.indices)
+            out[col.hash_column] = pa.array(hashes, pa.string()).take(encoded.indices)
+        return out

@@ -1,43 +1,54 @@
 """Chunk -> (valid rows, rejects). Pure and vectorised: no I/O, no environment.
 
-Every row of a chunk ends in exactly one of two places: the valid frame (its SQL columns,
-normalised, ready to protect and COPY) or the rejects, with the first reason found. Each
-column is validated on its distinct values (``pd.factorize``), so low-cardinality columns
-cost almost nothing and no Python loop runs per row except for the rows rejected.
+Every row of a chunk ends in exactly one of two places: the valid columns (its SQL
+columns, normalised, ready to protect and COPY) or the rejects, with the first reason
+found. The checks run as Arrow compute kernels over whole columns; Python loops only over
+the rows rejected, to word their reasons.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from .datasets import Column, Dataset
 from .extract import Chunk, Header, Reject
 
-_INT_RE = r"[+-]?\d{1,18}"
-_DEC_RE = r"[+-]?(?:\d{1,30}(?:\.\d*)?|\.\d+)"
+_INT_RE = r"^[+-]?\d{1,18}$"
+_DEC_RE = r"^[+-]?(?:\d{1,30}(?:\.\d*)?|\.\d+)$"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ID_PATTERN_PREFIX = "^[A-Za-z0-9]"
 
 
 @dataclass
 class Transformed:
-    frame: pd.DataFrame  # one column per SQL column (data columns only), object dtype
+    columns: dict[str, pa.Array]  # one string array per SQL data column (valid rows only)
     lines: np.ndarray  # line number of each valid row
     rejects: list[Reject]
 
     def __len__(self) -> int:
-        return len(self.frame)
+        return len(self.lines)
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """The valid rows as a pandas frame (for inspection and tests)."""
+        return pd.DataFrame({k: v.to_pylist() for k, v in self.columns.items()})
 
 
 def round_half_up(values: np.ndarray, scale: int) -> np.ndarray:
     """Round like a cashier (half away from zero), robust to binary floats (2.675 -> 2.68)."""
     factor = 10.0**scale
     return np.sign(values) * np.floor(np.abs(values) * factor + 0.5 + 1e-7) / factor
+
+
+def _np(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as numpy, nulls as False."""
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
 
 
 class _Flags:
@@ -59,17 +70,13 @@ class _Flags:
         return ~pd.isna(self.code)
 
 
-def _per_value(values: pd.Series, fn: Callable[[pd.Series], Any]) -> np.ndarray:
-    """Apply a vectorised check to the distinct values only, broadcast back to rows."""
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    return np.asarray(fn(pd.Series(uniques, dtype=object)))[codes]
-
-
-def _quoted(values: pd.Series, mask: np.ndarray, template: str) -> np.ndarray:
-    """Build a reason per flagged row (a loop over the rejected rows only)."""
+def _quoted(values: pa.Array, mask: np.ndarray, template: str) -> np.ndarray:
+    """Word a reason per flagged row (a loop over the rejected rows only)."""
     out = np.full(len(values), None, dtype=object)
-    for i in np.flatnonzero(mask):
-        out[i] = template.format(value=_show(values.iat[i]))
+    idx = np.flatnonzero(mask)
+    if len(idx):
+        for i, value in zip(idx, values.take(pa.array(idx)).to_pylist(), strict=True):
+            out[i] = template.format(value=_show(value))
     return out
 
 
@@ -82,136 +89,158 @@ class _Parsed:
     """Per column: the normalised text, and the numeric value where the type has one."""
 
     def __init__(self) -> None:
-        self.text: dict[str, pd.Series] = {}
+        self.text: dict[str, pa.Array] = {}
         self.number: dict[str, np.ndarray] = {}
 
 
 def transform(chunk: Chunk, header: Header, dataset: Dataset) -> Transformed:
-    n = len(chunk.rows)
+    n = chunk.table.num_rows
     flags = _Flags(n)
-    columns = list(zip(*chunk.rows, strict=True)) if n else []
     parsed = _Parsed()
-    out: dict[str, np.ndarray] = {}
+    out: dict[str, pa.Array] = {}
     for col in dataset.columns:
-        pos = header.positions.get(col.name)
-        raw = pd.Series(columns[pos] if pos is not None and n else [""] * n, dtype=object)
+        if col.name in header.positions:
+            raw = chunk.table.column(col.name).combine_chunks()
+        else:
+            raw = pa.array([""] * n, pa.string())
         _column(col, raw, flags, parsed, out)
     for col in dataset.columns:
         if col.derive:
             _derive(col, parsed, flags, out)
+    _in_chunk_duplicates(dataset, out, flags, chunk.lines)
     bad = flags.bad
-    good = ~bad
-    frame = pd.DataFrame({name: values[good] for name, values in out.items()})
-    lines = np.asarray(chunk.lines, dtype=np.int64)
+    keep = pa.array(~bad)
+    columns = {name: values.filter(keep) for name, values in out.items()}
     rejects = list(chunk.rejects)
-    for i in np.flatnonzero(bad):
-        rejects.append(Reject(int(lines[i]), flags.code[i], flags.reason[i],
-                              tuple(chunk.rows[i])))
-    return Transformed(frame=frame, lines=lines[good], rejects=rejects)
+    bad_idx = np.flatnonzero(bad)
+    if len(bad_idx):
+        rows = chunk.table.take(pa.array(bad_idx)).to_pylist()
+        for i, row in zip(bad_idx, rows, strict=True):
+            rejects.append(Reject(int(chunk.lines[i]), flags.code[i], flags.reason[i],
+                                  tuple(row.values())))
+    return Transformed(columns=columns, lines=chunk.lines[~bad], rejects=rejects)
 
 
-def _column(col: Column, raw: pd.Series, flags: _Flags, parsed: _Parsed,
-            out: dict[str, np.ndarray]) -> None:
-    s = raw.str.strip()
+def _in_chunk_duplicates(dataset: Dataset, out: dict[str, pa.Array], flags: _Flags,
+                         lines: np.ndarray) -> None:
+    """A business key seen on an earlier line of the chunk: reject, naming that line.
+    (Across chunks, the loader finds them.)"""
+    if not len(lines):
+        return
+    valid = ~flags.bad
+    keys = pd.DataFrame({c: out[c].to_numpy(zero_copy_only=False) for c in dataset.key_sql})[valid]
+    dup = keys.duplicated(keep="first").to_numpy()
+    if not dup.any():
+        return
+    first = pd.Series(lines[valid]).groupby([keys[c].to_numpy() for c in keys.columns]
+                                           ).transform("first").to_numpy()
+    mask = np.zeros(len(lines), dtype=bool)
+    mask[np.flatnonzero(valid)[dup]] = True
+    reasons = np.full(len(lines), None, dtype=object)
+    names = ", ".join(dataset.business_key)
+    reasons[mask] = [f"{names} already appears on line {n}" for n in first[dup]]
+    flags.set(mask, "duplicate_in_file", reasons)
+
+
+def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed,
+            out: dict[str, pa.Array]) -> None:
+    s = pc.utf8_trim_whitespace(raw)
     if col.normalize == "lower":
-        s = s.str.lower()
+        s = pc.utf8_lower(s)
     elif col.normalize == "upper":
-        s = s.str.upper()
-    missing = (s == "").to_numpy()
+        s = pc.utf8_upper(s)
+    empty = pc.equal(s, "")
+    missing = _np(empty)
     if missing.any():
         if col.required:
             flags.set(missing, "missing_value", f"{col.name} is empty")
         elif col.default is not None:
-            s = s.where(~missing, col.default)
-            missing = np.zeros(len(s), dtype=bool)
+            s = pc.if_else(empty, col.default, s)
+            empty = pc.equal(s, "")
+            missing = _np(empty)
     present = ~missing
     name = col.name
-    values: Any
+    parsed.text[name] = s
     if col.type == "text":
         if col.max_length is not None:
-            long = _per_value(s, lambda u: u.str.len() > col.max_length)
-            flags.set(long, "too_long", f"{name} is longer than {col.max_length} characters")
+            flags.set(_np(pc.greater(pc.utf8_length(s), col.max_length)), "too_long",
+                      f"{name} is longer than {col.max_length} characters")
         if col.pattern is not None:
-            badfmt = present & ~_per_value(s, lambda u: u.str.fullmatch(col.pattern).fillna(False))
-            flags.set(badfmt, "bad_format", _quoted(s, badfmt, f"{name} {{value}} "
-                      "must start with a letter or digit and hold only letters, digits, _ . : -"
-                      if col.pattern.startswith("^[A-Za-z0-9]") else
-                      f"{name} {{value}} does not match {col.pattern}"))
-        values = s.to_numpy(dtype=object)
+            badfmt = present & ~_np(pc.match_substring_regex(s, col.pattern))
+            rule = ("must start with a letter or digit and hold only letters, digits, _ . : -"
+                    if col.pattern.startswith(_ID_PATTERN_PREFIX) else
+                    f"does not match {col.pattern}")
+            flags.set(badfmt, "bad_format", _quoted(s, badfmt, f"{name} {{value}} {rule}"))
     elif col.type == "enum":
-        unknown = present & ~_per_value(s, lambda u: u.isin(col.values))
-        flags.set(unknown, "bad_value", _quoted(s, unknown, f"{name} {{value}} is not one of "
-                                                 + ", ".join(col.values)))
-        values = s.to_numpy(dtype=object)
+        unknown = present & ~_np(pc.is_in(s, value_set=pa.array(col.values, pa.string())))
+        flags.set(unknown, "bad_value",
+                  _quoted(s, unknown, f"{name} {{value}} is not one of " + ", ".join(col.values)))
     elif col.type in ("integer", "decimal"):
-        values = _numeric(col, s, present, flags, parsed)
+        _numeric(col, s, present, flags, parsed)
     else:
-        values = _temporal(col, s, present, flags, out)
-        if values is None:
-            parsed.text[name] = s
-            return
-    values = np.where(missing, None, values)
-    out[col.sql[0]] = values
-    parsed.text[name] = s
+        _temporal(col, s, empty, present, flags, out)
+        return
+    out[col.sql[0]] = pc.if_else(empty, pa.scalar(None, pa.string()), s)
 
 
-def _numeric(col: Column, s: pd.Series, present: np.ndarray, flags: _Flags,
-             parsed: _Parsed) -> np.ndarray:
+def _numeric(col: Column, s: pa.Array, present: np.ndarray, flags: _Flags,
+             parsed: _Parsed) -> None:
     name = col.name
-    pattern = _INT_RE if col.type == "integer" else _DEC_RE
-    wellformed = _per_value(s, lambda u: u.str.fullmatch(pattern).fillna(False))
+    integer = col.type == "integer"
+    wellformed = _np(pc.match_substring_regex(s, _INT_RE if integer else _DEC_RE))
     malformed = present & ~wellformed
-    if col.type == "integer":
-        what = "a whole number"
-        code = "bad_integer"
-    else:
-        what = "a number with a dot for decimals and no thousands separator"
-        code = "bad_decimal"
-    flags.set(malformed, code, _quoted(s, malformed, f"{name} {{value}} is not {what}"))
+    what = "a whole number" if integer else (
+        "a number with a dot for decimals and no thousands separator")
+    flags.set(malformed, "bad_integer" if integer else "bad_decimal",
+              _quoted(s, malformed, f"{name} {{value}} is not {what}"))
     ok = present & wellformed
-    number = np.full(len(s), np.nan)
-    if ok.any():
-        number[ok] = pd.to_numeric(s[ok], errors="coerce").to_numpy(dtype=float)
-    if col.type == "decimal" and col.scale is not None:
-        places = _per_value(s, lambda u: u.str.extract(r"\.(\d*?)0*$", expand=False)
-                            .fillna("").str.len())
-        over = ok & (places > col.scale)
+    safe = pc.if_else(pa.array(ok), s, "0")
+    number = np.where(ok, pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False), np.nan)
+    if not integer and col.scale is not None:
+        over = ok & _np(pc.match_substring_regex(s, rf"\.\d{{{col.scale}}}\d*[1-9]"))
         flags.set(over, "too_many_decimals",
                   _quoted(s, over, f"{name} {{value}} has more than {col.scale} decimal places"))
-    if col.minimum is not None:
-        low = ok & (number < col.minimum)
-        flags.set(low, "out_of_range", _quoted(s, low, f"{name} {{value}} is below {col.minimum:g}"))
-    if col.maximum is not None:
-        high = ok & (number > col.maximum)
-        flags.set(high, "out_of_range", _quoted(s, high, f"{name} {{value}} is above {col.maximum:g}"))
+    with np.errstate(invalid="ignore"):
+        if col.minimum is not None:
+            low = ok & (number < col.minimum)
+            flags.set(low, "out_of_range",
+                      _quoted(s, low, f"{name} {{value}} is below {col.minimum:g}"))
+        if col.maximum is not None:
+            high = ok & (number > col.maximum)
+            flags.set(high, "out_of_range",
+                      _quoted(s, high, f"{name} {{value}} is above {col.maximum:g}"))
     parsed.number[name] = number
-    return s.to_numpy(dtype=object)
 
 
-def _temporal(col: Column, s: pd.Series, present: np.ndarray, flags: _Flags,
-              out: dict[str, Any]) -> Any:
+def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, flags: _Flags,
+              out: dict[str, pa.Array]) -> None:
     name = col.name
-    stamp = pd.to_datetime(s.where(present, None), format=col.fmt, errors="coerce")
-    invalid = present & stamp.isna().to_numpy()
+    fmt = col.fmt or "%Y-%m-%d %H:%M:%S"
+    stamp = pc.strptime(s, format=fmt, unit="s", error_is_null=True)
+    # strptime rolls 2025-02-30 over to March: a valid value prints back as it was read
+    exact = pc.equal(pc.strftime(stamp, format=fmt), s)
+    valid = _np(exact)
+    invalid = present & ~valid
     flags.set(invalid, "bad_timestamp" if col.type == "timestamp" else "bad_date",
-              _quoted(s, invalid, f"{name} {{value}} is not a valid date/time in the form {col.fmt}"))
-    valid = ~stamp.isna().to_numpy()
-    if col.type == "timestamp" and col.fmt == "%Y-%m-%d %H:%M:%S":
-        date_text, time_text = s.str.slice(0, 10), s.str.slice(11, 19)  # already validated
+              _quoted(s, invalid, f"{name} {{value}} is not a valid date/time in the form {fmt}"))
+    null = pa.scalar(None, pa.string())
+    keep = pa.array(valid)
+    if col.type == "timestamp" and fmt == "%Y-%m-%d %H:%M:%S":
+        date_text = pc.utf8_slice_codeunits(s, 0, 10)
+        time_text = pc.utf8_slice_codeunits(s, 11, 19)
     else:
-        date_text = stamp.dt.strftime("%Y-%m-%d")
-        time_text = stamp.dt.strftime("%H:%M:%S")
+        date_text = pc.strftime(stamp, format="%Y-%m-%d")
+        time_text = pc.strftime(stamp, format="%H:%M:%S")
     if col.type == "date":
-        return np.where(valid, date_text.to_numpy(dtype=object), None)
-    if len(col.sql) == 2:
-        out[col.sql[0]] = np.where(valid, date_text.to_numpy(dtype=object), None)
-        out[col.sql[1]] = np.where(valid, time_text.to_numpy(dtype=object), None)
-        return None
-    iso = stamp.dt.strftime("%Y-%m-%d %H:%M:%S")
-    return np.where(valid, iso.to_numpy(dtype=object), None)
+        out[col.sql[0]] = pc.if_else(keep, date_text, null)
+    elif len(col.sql) == 2:
+        out[col.sql[0]] = pc.if_else(keep, date_text, null)
+        out[col.sql[1]] = pc.if_else(keep, time_text, null)
+    else:
+        out[col.sql[0]] = pc.if_else(keep, pc.strftime(stamp, format="%Y-%m-%d %H:%M:%S"), null)
 
 
-def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, np.ndarray]) -> None:
+def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array]) -> None:
     assert col.derive is not None
     refs = {r: parsed.number[r] for r in set(_NAME_RE.findall(col.derive))}
     with np.errstate(invalid="ignore", over="ignore"):
@@ -220,21 +249,28 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, np.ndarr
     computed = round_half_up(np.asarray(computed, dtype=float), scale)
     stated = parsed.number[col.name]
     text = parsed.text[col.name]
-    empty = (text == "").to_numpy()
+    empty = _np(pc.equal(text, ""))
     computable = ~np.isnan(computed)
     fill = empty & computable
-    values = out[col.sql[0]].copy()
     if fill.any():
-        values[fill] = np.char.mod(f"%.{scale}f", computed[fill]).astype(object)
-    off = ~empty & computable & ~np.isnan(stated) & (np.abs(stated - computed) > col.tolerance + 1e-9)
+        filled = np.full(len(computed), None, dtype=object)
+        filled[fill] = np.char.mod(f"%.{scale}f", computed[fill])
+        out[col.sql[0]] = pc.coalesce(out[col.sql[0]], pa.array(filled, pa.string()))
+    with np.errstate(invalid="ignore"):
+        off = ~empty & computable & ~np.isnan(stated) & (
+            np.abs(stated - computed) > col.tolerance + 1e-9)
     if off.any():
-        reasons = np.full(len(values), None, dtype=object)
-        for i in np.flatnonzero(off):
-            reasons[i] = (f"{col.name} {text.iat[i]} differs from {col.derive} = "
-                          f"{computed[i]:.{scale}f}")
+        reasons = np.full(len(computed), None, dtype=object)
+        for i, value in zip(np.flatnonzero(off), text.take(pa.array(np.flatnonzero(off)))
+                            .to_pylist(), strict=True):
+            reasons[i] = f"{col.name} {value} differs from {col.derive} = {computed[i]:.{scale}f}"
         flags.set(off, "total_mismatch" if col.name == "total_amount" else "derived_mismatch",
                   reasons)
-    if col.minimum is not None:
-        low = fill & (computed < col.minimum)
-        flags.set(low, "out_of_range", f"computed {col.name} is below {col.minimum:g}")
-    out[col.sql[0]] = values
+    with np.errstate(invalid="ignore"):
+        if col.minimum is not None:
+            flags.set(fill & (computed < col.minimum), "out_of_range",
+                      f"computed {col.name} is below {col.minimum:g}")
+        if col.maximum is not None:
+            flags.set(fill & (computed > col.maximum), "out_of_range",
+                      f"computed {col.name} is above {col.maximum:g}")
+

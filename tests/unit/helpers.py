@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
+import pyarrow as pa
+
 from sales_etl.datasets import get_dataset
-from sales_etl.extract import Chunk, Header, iter_chunks, open_text
+from sales_etl.extract import Chunk, Header, iter_chunks
 from sales_etl.transform import Transformed, transform
 
 SALES = get_dataset("sales")
@@ -15,22 +18,20 @@ GOOD = "TX-1,CUST-001,PROD-001,STORE-001,2,10.00,0.10,18.00,Credit Card ,2025-10
 
 
 def parse(text: str | bytes, name: str = "test.csv", chunk_rows: int = 1000,
-          ) -> tuple[Header, list[Chunk]]:
+          block_bytes: int = 1 << 20) -> tuple[Header, list[Chunk]]:
     data = text.encode("utf-8") if isinstance(text, str) else text
-    header, chunks = iter_chunks(open_text(io.BytesIO(data), name), SALES, name, chunk_rows)
+    header, chunks = iter_chunks(io.BytesIO(data), SALES, name, chunk_rows,  # type: ignore[arg-type]
+                                 block_bytes=block_bytes)
     return header, list(chunks)
 
 
-def run(text: str, chunk_rows: int = 1000) -> Transformed:
-    header, chunks = parse(text, chunk_rows=chunk_rows)
+def run(text: str | bytes, chunk_rows: int = 1000, block_bytes: int = 1 << 20) -> Transformed:
+    header, chunks = parse(text, chunk_rows=chunk_rows, block_bytes=block_bytes)
     results = [transform(c, header, SALES) for c in chunks]
-    import numpy as np
-    import pandas as pd
-
     if not results:
-        return Transformed(pd.DataFrame(), np.empty(0, dtype=np.int64), [])
+        return Transformed({}, np.empty(0, dtype=np.int64), [])
     return Transformed(
-        frame=pd.concat([r.frame for r in results], ignore_index=True),
+        columns={k: pa.concat_arrays([r.columns[k] for r in results]) for k in results[0].columns},
         lines=np.concatenate([r.lines for r in results]),
         rejects=[rej for r in results for rej in r.rejects])
 

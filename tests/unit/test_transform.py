@@ -87,3 +87,11 @@ def test_reordered_and_extra_columns() -> None:
     assert result.rejects == []
     assert result.frame.loc[0, "total_amount"] == "5.00"  # optional columns absent: derived
     assert result.frame.loc[0, "store_id"] == "S"
+
+
+def test_duplicate_key_in_a_chunk_is_rejected_with_the_first_line() -> None:
+    other = GOOD.replace("TX-1", "TX-2")
+    result = run(csv_of(GOOD, other, GOOD.replace("CUST-001", "CUST-002")))
+    assert [(r.line, r.code) for r in result.rejects] == [(4, "duplicate_in_file")]
+    assert "already appears on line 2" in result.rejects[0].reason
+    assert list(result.lines) == [2, 3]
