@@ -7,7 +7,6 @@ Every identifier comes from a validated dataset spec and is quoted with
 
 from __future__ import annotations
 
-import io
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -29,11 +28,11 @@ def load_columns(dataset: Dataset) -> list[str]:
 
 
 def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
-              run_id: int) -> bytes:
+              run_id: int) -> pa.Buffer:
     """Render rows in COPY's text format (tab-separated, \\N for NULL, escaped), with Arrow
     kernels: no Python loop over rows."""
     if not len(lines):
-        return b""
+        return pa.py_buffer(b"")
     escape = {c.sql[0] for c in dataset.columns if c.type in ("text", "enum") and not c.sensitive}
     hashes = {c.hash_column for c in dataset.sensitive}
     parts: list[Any] = []
@@ -46,11 +45,12 @@ def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
                 values = pc.replace_substring(values, char, escaped)
         parts.append(pc.fill_null(values, "\\N"))
     parts.append(pa.array(np.full(len(lines), str(run_id), dtype=object), pa.string()))
-    parts.append(pc.cast(pa.array(lines), pa.string()))
+    # the last field carries the row's newline, so one join makes the whole payload
+    parts.append(pc.binary_join_element_wise(pc.cast(pa.array(lines), pa.string()), "", "\n"))
     rows = pc.binary_join_element_wise(*parts, "\t")
-    rows = pc.binary_join_element_wise(rows, "", "\n")  # each row ends with a newline
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset: rows.offset + len(rows) + 1]
-    return rows.buffers()[2].to_pybytes()[offsets[0]:offsets[-1]]
+    start, end = int(offsets[0]), int(offsets[-1])
+    return rows.buffers()[2].slice(start, end - start)  # the rows' bytes, back to back: no copy
 
 
 class Loader:
@@ -95,7 +95,7 @@ class Loader:
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _load(self, payload: bytes, rows: int) -> None:
+    def _load(self, payload: pa.Buffer, rows: int) -> None:
         if not self._staging:
             self.cur.execute("SAVEPOINT sales_etl_chunk")
             try:
@@ -120,13 +120,13 @@ class Loader:
         inserted = self._merge()
         return self.direct + inserted, self.staged - len(dupes) - inserted, dupes
 
-    def _copy(self, table: str, payload: bytes) -> None:
+    def _copy(self, table: str, payload: pa.Buffer) -> None:
         self.cur.copy_expert(
             sql.SQL("COPY {} ({}) FROM STDIN").format(
                 sql.Identifier(table),
                 sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset)))
             ).as_string(self.cur),
-            io.BytesIO(payload))
+            pa.BufferReader(payload), size=1 << 20)
 
     def _create_staging(self) -> None:
         self._staging = True
