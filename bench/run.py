@@ -60,18 +60,19 @@ def _child(env: dict[str, str], case: str, arg: str) -> dict[str, Any]:
 
 def _fresh(settings: Settings) -> None:
     """An empty, freshly migrated database and an empty container."""
-    conn = connect(settings.require_database(), autocommit=True)
+    admin = settings.require_admin_database()
+    conn = connect(admin, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     finally:
         conn.close()
-    migrate.migrate(settings.require_database())
+    migrate.migrate(admin)
     storage.init_storage(settings)
     cc = storage.container_client(settings)
     for blob in cc.list_blobs():
         cc.delete_blob(blob.name)
-    conn = connect(settings.require_database(), autocommit=True)
+    conn = connect(admin, autocommit=True)
     try:
         with conn.cursor() as cur:
             cur.execute("CHECKPOINT")
@@ -119,7 +120,19 @@ def main(rows: int, quick: bool, runs: int, memory_rows: int | None, skip_origin
         memory_rows = 0 if memory_rows is None else memory_rows
     memory_rows = 5_000_000 if memory_rows is None else memory_rows
     started = time.time()
-    state = devstack.up(project_root() / ".devstack" / "bench")
+    home = project_root() / ".devstack" / "bench"
+    before = devstack.read_state(home)
+    was_running = before is not None and devstack.is_running(before)
+    state = devstack.up(home)
+    try:
+        _run(state, rows, quick, runs, memory_rows, skip_original, out, started)
+    finally:
+        if not was_running:
+            devstack.down(home)  # leave the machine as it was
+
+
+def _run(state: devstack.StackState, rows: int, quick: bool, runs: int, memory_rows: int,
+         skip_original: bool, out: Path, started: float) -> None:
     env = {**os.environ, **state.env()}
     settings = load_settings(state.env())
     work = project_root() / "bench" / "work"

@@ -70,7 +70,7 @@ def main(verbose: bool) -> None:
 @_friendly
 def migrate_cmd() -> None:
     """Apply pending migrations (migrations/V<n>__*.sql); a no-op when up to date."""
-    applied = migrate.migrate(_settings().require_database())
+    applied = migrate.migrate(_settings().require_admin_database())
     for m in applied:
         click.echo(f"applied V{m.version} {m.description}")
     click.echo(f"database is up to date ({len(applied)} applied now)")
@@ -261,8 +261,7 @@ def dev_group() -> None:
 @dev_group.command("up")
 def dev_up() -> None:
     """Start the local stack (or reuse the running one) and apply the migrations."""
-    state = devstack.up()
-    migrate.migrate(load_settings(state.env()).require_database())
+    state = devstack.up()  # migrates too
     _print_state(state)
 
 

@@ -24,8 +24,9 @@ def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
     settings = load_settings(env)
     db = settings.require_database()
     echo(f"  PostgreSQL {db.describe()}; Azurite on 127.0.0.1:{state.blob_port}")
-    applied = migrate.migrate(db)
-    echo(f"migrations: {len(applied)} applied now, database up to date")
+    applied = migrate.migrate(settings.require_admin_database())
+    echo(f"migrations: {len(applied)} applied now, database up to date; the loader runs as "
+         f"the least-privileged role {db.user}")
 
     data = Path(state.home) / "demo-data"
     big = generate(data / f"sales_demo_{rows}.csv", rows, seed=SEED)

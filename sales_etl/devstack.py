@@ -25,12 +25,14 @@ import subprocess
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from .settings import STORAGE_CONNECTION, project_root
 
 ACCOUNT = "devstoreaccount1"
 DB_NAME = "sales"
 ADMIN_USER = "sales_admin"
+LOADER_USER = "sales_loader"  # created by migrations/V2 with the least privileges
 RUN_AS = "postgres"  # the server refuses to run as root; this user comes with the package
 _CHILDREN: dict[int, subprocess.Popen[bytes]] = {}
 
@@ -49,6 +51,7 @@ class StackState:
     pg_user: str
     account_key: str
     admin_password: str
+    loader_password: str
     fernet_key: str
     blind_index_key: str
     ca_file: str | None
@@ -69,8 +72,10 @@ class StackState:
             "SALES_CONTAINER": "sales",
             "POSTGRES_HOST": self.pg_host,
             "POSTGRES_PORT": str(self.pg_port),
-            "POSTGRES_USER": self.pg_user,
-            "POSTGRES_PASSWORD": self.admin_password,
+            "POSTGRES_USER": LOADER_USER,
+            "POSTGRES_PASSWORD": self.loader_password,
+            "POSTGRES_ADMIN_USER": self.pg_user,
+            "POSTGRES_ADMIN_PASSWORD": self.admin_password,
             "POSTGRES_DB": DB_NAME,
             "FERNET_KEYS": self.fernet_key,
             "BLIND_INDEX_KEY": self.blind_index_key,
@@ -285,14 +290,35 @@ def stop_postgres(home: Path, bin_dir: Path, mode: str = "fast") -> None:
             check=False)
 
 
-def create_database(state: StackState) -> None:
+def prepare_database(state: StackState) -> None:
+    """Apply the migrations and give the loader role its (generated) password."""
+    from .migrate import migrate
+    from .settings import load_settings
+
+    settings = load_settings(state.env())
+    admin = settings.require_admin_database()
+    migrate(admin)
+    conn = _admin_connection(state, DB_NAME)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f'ALTER ROLE "{LOADER_USER}" PASSWORD %s', (state.loader_password,))
+    finally:
+        conn.close()
+
+
+def _admin_connection(state: StackState, dbname: str) -> Any:
     import psycopg2
 
     from .settings import load_settings
 
-    settings = load_settings({**state.env(), "POSTGRES_DB": "postgres"})
-    conn = psycopg2.connect(**settings.require_database().connect_kwargs())
+    settings = load_settings({**state.env(), "POSTGRES_DB": dbname})
+    conn = psycopg2.connect(**settings.require_admin_database().connect_kwargs())
     conn.autocommit = True
+    return conn
+
+
+def create_database(state: StackState) -> None:
+    conn = _admin_connection(state, "postgres")
     try:
         with conn.cursor() as cur:
             cur.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DB_NAME,))
@@ -343,6 +369,8 @@ def start_azurite(home: Path, account_key: str) -> tuple[int, int, int, int]:
 
 
 def stop_pid(pid: int) -> None:
+    if pid <= 0:
+        return
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(pid, signal.SIGTERM)
     child = _CHILDREN.pop(pid, None)
@@ -365,14 +393,15 @@ def stop_pid(pid: int) -> None:
 
 def _secrets(home: Path) -> dict[str, str]:
     path = home / "secrets.json"
-    if path.exists():
-        return dict(json.loads(path.read_text()))
+    stored = dict(json.loads(path.read_text())) if path.exists() else {}
     values = {
         "account_key": base64.b64encode(secrets.token_bytes(64)).decode(),
         "admin_password": secrets.token_urlsafe(24),
+        "loader_password": secrets.token_urlsafe(24),
         "fernet_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
         "blind_index_key": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
     }
+    values.update(stored)  # keep what exists; generate only what is missing
     home.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(values))
     path.chmod(0o600)
@@ -380,10 +409,19 @@ def _secrets(home: Path) -> dict[str, str]:
 
 
 def read_state(home: Path | None = None) -> StackState | None:
-    path = (home or default_home()) / "stack.json"
+    home = home or default_home()
+    path = home / "stack.json"
     if not path.exists():
         return None
-    return StackState(**json.loads(path.read_text()))
+    raw = json.loads(path.read_text())
+    try:
+        return StackState(**raw)
+    except TypeError:  # written by an older version: stop what it started, start afresh
+        stop_pid(int(raw.get("azurite_pid", 0)) or -1)
+        if raw.get("pg_bin"):
+            stop_postgres(home, Path(raw["pg_bin"]))
+        path.unlink(missing_ok=True)
+        return None
 
 
 def is_running(state: StackState) -> bool:
@@ -412,11 +450,13 @@ def up(home: Path | None = None) -> StackState:
         home=str(home), blob_port=blob, queue_port=queue, table_port=table, azurite_pid=pid,
         pg_bin=str(bin_dir), pg_tls=tls, pg_host=host, pg_port=port, pg_user=ADMIN_USER,
         account_key=values["account_key"], admin_password=values["admin_password"],
+        loader_password=values["loader_password"],
         fernet_key=values["fernet_key"], blind_index_key=values["blind_index_key"],
         ca_file=str(home / "certs" / "ca.crt") if tls else None)
     (home / "stack.json").write_text(json.dumps(asdict(state), indent=2))
     (home / "stack.json").chmod(0o600)
     create_database(state)
+    prepare_database(state)
     return state
 
 

@@ -49,10 +49,11 @@ class TransientError(EtlError):
     kind = "transient"
 
 
-class AlreadyRunning(EtlError):
-    """Another invocation holds the lock on this file right now."""
+class Skipped(EtlError):
+    """Not this invocation's file to process: another one holds its lock, or already
+    processed and moved it. Recorded in the ledger as ``skipped`` with the reason."""
 
-    kind = "busy"
+    kind = "skipped"
 
 
 # PostgreSQL SQLSTATE classes and codes whose failures are worth retrying.

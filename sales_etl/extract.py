@@ -192,6 +192,17 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     return _Scan(starts, ends, lines, fields, consumed, nl_count)
 
 
+_MAGIC = ((b"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?)"), (b"\x89PNG", "a PNG image"),
+          (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
+          (b"\xd0\xcf\x11\xe0", "an old Office document (.xls?)"), (b"GIF8", "a GIF image"))
+
+
+def _refuse_binary(head: bytes, name: str) -> None:
+    for magic, what in _MAGIC:
+        if head.startswith(magic):
+            raise DataError(f"{name}: this is {what}, not a CSV text file", code="not_csv")
+
+
 def _decode_header(data: bytes, name: str) -> list[str]:
     try:
         text = data.decode("utf-8")
@@ -237,6 +248,7 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
         data += reader.fill(1 << 20)
     if not data.strip():
         raise DataError(f"{name}: the file is empty (no header line)", code="empty_file")
+    _refuse_binary(data[:16], name)
     if scan is None or scan.cut <= 0:
         header_bytes, rest = data, b""
         cut = data.find(b"\n")
@@ -245,6 +257,9 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
     else:
         header_bytes, rest = data[: scan.ends[0]], data[scan.cut if len(scan.starts) == 1
                                                           else scan.starts[1]:]
+    if b"\x00" in header_bytes:
+        raise DataError(f"{name}: line 1: binary data (NUL bytes) in the header: not a CSV "
+                        "text file", code="not_csv")
     header = read_header_fields(_decode_header(header_bytes.rstrip(b"\r"), name), dataset, name)
     reader.carry = rest
     reader.line = 2
@@ -355,7 +370,13 @@ def _is_utf8(data: bytes) -> bool:
 
 
 def _fields(record: bytes) -> list[str]:
-    return next(csv.reader([record.decode("utf-8", errors="replace")]), [""])
+    """The fields of one record, for a rejects file (never fails: it is already bad)."""
+    text = record.decode("utf-8", errors="replace")
+    csv.field_size_limit(MAX_RECORD_BYTES)
+    try:
+        return next(csv.reader([text]), [""])
+    except csv.Error:
+        return [text]
 
 
 def _not_text(name: str, line: int | str, exc: UnicodeDecodeError) -> DataError:

@@ -114,3 +114,60 @@ def generate(path: Path, rows: int, *, bad_rows: int = 0, seed: int = 0,
 
 def default_name(now: datetime | None = None) -> str:
     return f"sales_{(now or datetime.now()):%Y%m%d%H%M%S}.csv"
+
+
+# ----------------------------------------------------------------------------- the model
+
+FIRST = ("Ana", "Luis", "Marta", "Jorge", "Lucia", "Pablo", "Elena", "Diego", "Sara", "Hugo")
+LAST = ("Garcia", "Lopez", "Martin", "Sanchez", "Perez", "Gomez", "Ruiz", "Diaz", "Moreno")
+PLACES = (("Madrid", "Spain"), ("Lisbon", "Portugal"), ("Paris", "France"),
+          ("Berlin", "Germany"), ("Rome", "Italy"))
+CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "sports")
+
+
+def _ids(prefix: str, n: int) -> list[str]:
+    return [f"{prefix}-{i:03d}" for i in range(1, n + 1)]
+
+
+def generate_model(directory: Path, *, sales_rows: int = 1000, customers: int = 20,
+                   products: int = 15, stores: int = 5, suppliers: int = 4,
+                   seed: int = 0) -> dict[str, Path]:
+    """Consistent files for the whole example model: every id a sale, product or
+    customer refers to exists in its own file. Returns {dataset: path}."""
+    rng = np.random.default_rng(seed)
+    directory.mkdir(parents=True, exist_ok=True)
+    sup = _ids("SUP", suppliers)
+    frames = {
+        "suppliers": pd.DataFrame({
+            "supplier_id": sup, "name": [f"Supplier {i}" for i in range(1, suppliers + 1)],
+            "country": [PLACES[i % len(PLACES)][1] for i in range(suppliers)],
+            "contact_email": [f"orders{i}@supplier{i}.example" for i in range(1, suppliers + 1)]}),
+        "products": pd.DataFrame({
+            "product_id": _ids("PROD", products),
+            "name": [f"Product {i}" for i in range(1, products + 1)],
+            "category": [CATEGORIES[i % len(CATEGORIES)] for i in range(products)],
+            "current_price": np.char.mod("%.2f", rng.integers(1500, 60001, products) / 100),
+            "cost": np.char.mod("%.2f", rng.integers(500, 1500, products) / 100),
+            "supplier_id": [sup[i % suppliers] for i in range(products)],
+            "stock": rng.integers(0, 500, products).astype(str)}),
+        "customers": pd.DataFrame({
+            "customer_id": _ids("CUST", customers),
+            "first_name": [FIRST[i % len(FIRST)] for i in range(customers)],
+            "last_name": [LAST[i % len(LAST)] for i in range(customers)],
+            "email": [f"customer{i}@mail.example" for i in range(1, customers + 1)],
+            "phone": [f"+34 600 {i:06d}" for i in range(1, customers + 1)],
+            "join_date": [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(customers)],
+            "country": [PLACES[i % len(PLACES)][1] for i in range(customers)],
+            "city": [PLACES[i % len(PLACES)][0] for i in range(customers)]}),
+        "stores": pd.DataFrame({
+            "store_id": _ids("STORE", stores), "name": [f"Store {i}" for i in range(1, stores + 1)],
+            "city": [PLACES[i % len(PLACES)][0] for i in range(stores)],
+            "country": [PLACES[i % len(PLACES)][1] for i in range(stores)]}),
+        "sales": make_frame(sales_rows, seed=seed, customers=customers, products=products,
+                            stores=stores),
+    }
+    paths = {}
+    for name, frame in frames.items():
+        paths[name] = directory / f"{name}.csv"
+        write_csv(frame, paths[name])
+    return paths

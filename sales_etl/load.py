@@ -7,6 +7,7 @@ Every identifier comes from a validated dataset spec and is quoted with
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -58,23 +59,61 @@ class Loader:
 
     Fast path: each chunk is COPied straight into the target under a savepoint. When a
     chunk collides with a stored business key (a re-sent file, overlapping files, a
-    duplicate across chunks of this file), the savepoint is rolled back and from then on
-    chunks go to a temporary staging table, merged at the end with one set-based
-    ``INSERT .. SELECT .. ON CONFLICT``. Either way the rows commit with the ledger row,
-    or not at all.
+    duplicate across chunks of this file), the savepoint is rolled back and that chunk
+    goes to a temporary staging table, merged at the end with one set-based
+    ``INSERT .. SELECT .. ON CONFLICT``. After a collision, an insert-mode dataset with a
+    one-column plain key looks its next chunks' keys up first (``drop_stored``), so rows
+    already stored are counted as duplicates without being encrypted or sent at all.
+    Upsert datasets stage every chunk after the first collision. Either way the rows
+    commit with the ledger row, or not at all.
     """
 
-    def __init__(self, cur: Any, dataset: Dataset, run_id: int) -> None:
+    def __init__(self, cur: Any, dataset: Dataset, run_id: int,
+                 lookup: Callable[[], Any] | None = None) -> None:
         self.cur = cur
         self.dataset = dataset
         self.run_id = run_id
         self.direct = 0  # rows COPied straight into the target
         self.staged = 0  # rows COPied into staging
-        self._staging = False
+        self.dropped = 0  # rows found stored before loading: duplicates
+        self._staging = False  # the staging table exists
+        self._collided = False  # a chunk met a stored key
+        self._lookup_factory = lookup
+        self._lookup: Any = None
+        key = dataset.key_sql
+        self._can_lookup = (lookup is not None and dataset.write_mode == "insert"
+                            and len(key) == 1 and key[0] in dataset.key_plain)
         # One COPY in flight on a worker thread while the caller prepares the next chunk:
         # the server ingests on one core while Python parses and encrypts on the other.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy")
         self._pending: Future[None] | None = None
+
+    @property
+    def filtering(self) -> bool:
+        """True once stored keys are worth looking up before loading a chunk."""
+        return self._collided and self._can_lookup
+
+    def drop_stored(self, columns: dict[str, pa.Array], lines: np.ndarray
+                    ) -> tuple[dict[str, pa.Array], np.ndarray]:
+        """Remove the rows whose key is already stored (committed by any file)."""
+        if not len(lines):
+            return columns, lines
+        if self._lookup is None:
+            assert self._lookup_factory is not None
+            self._lookup = self._lookup_factory()
+        key = self.dataset.key_sql[0]
+        keys = columns[key]
+        with self._lookup.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {k} FROM {t} WHERE {k} = ANY(%s)").format(
+                k=sql.Identifier(key), t=sql.Identifier(self.dataset.table)),
+                (keys.to_pylist(),))
+            stored = [r[0] for r in cur.fetchall()]
+        if not stored:
+            return columns, lines
+        keep = pc.invert(pc.is_in(keys, value_set=pa.array(stored, keys.type)))
+        self.dropped += len(lines) - pc.sum(keep.cast(pa.int64())).as_py()
+        return ({k: v.filter(keep) for k, v in columns.items()},
+                lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)])
 
     def add(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
         if not len(lines):
@@ -94,19 +133,25 @@ class Loader:
             self._wait()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
+            if self._lookup is not None:
+                self._lookup.close()
+                self._lookup = None
 
     def _load(self, payload: pa.Buffer, rows: int) -> None:
-        if not self._staging:
+        stage_all = self._collided and not self._can_lookup
+        if not stage_all:
             self.cur.execute("SAVEPOINT sales_etl_chunk")
             try:
                 self._copy(self.dataset.table, payload)
             except psycopg2.errors.UniqueViolation:
                 self.cur.execute("ROLLBACK TO SAVEPOINT sales_etl_chunk")
-                self._create_staging()
+                self._collided = True
             else:
                 self.cur.execute("RELEASE SAVEPOINT sales_etl_chunk")
                 self.direct += rows
                 return
+        if not self._staging:
+            self._create_staging()
         self._copy(STAGE, payload)
         self.staged += rows
 
@@ -115,10 +160,11 @@ class Loader:
         in-file duplicates as (line, line of the first occurrence))."""
         self.close()
         if not self._staging:
-            return self.direct, 0, []
+            return self.direct, self.dropped, []
         dupes = self._remove_in_file_duplicates()
         inserted = self._merge()
-        return self.direct + inserted, self.staged - len(dupes) - inserted, dupes
+        return (self.direct + inserted, self.dropped + self.staged - len(dupes) - inserted,
+                dupes)
 
     def _copy(self, table: str, payload: pa.Buffer) -> None:
         self.cur.copy_expert(
@@ -170,13 +216,24 @@ class Loader:
         column_list = sql.SQL(", ").join(map(sql.Identifier, cols))
         key = sql.SQL(", ").join(map(sql.Identifier, self.dataset.key_sql))
         if self.dataset.write_mode == "upsert":
+            # Update only rows whose content changed (compared on plain columns and blind
+            # indexes: tokens differ at every encryption), so unchanged rows count as
+            # duplicates and keep their lineage.
+            tokens = {c.sql[0] for c in self.dataset.sensitive}
             updates = [c for c in cols if c not in self.dataset.key_sql]
-            action = sql.SQL("DO UPDATE SET {}").format(sql.SQL(", ").join(
-                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates))
+            compare = [c for c in self.dataset.sql_columns
+                       if c not in tokens and c not in self.dataset.key_sql]
+            changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
+                sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in compare),
+                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c))
+                                   for c in compare)) if compare else sql.SQL("false")
+            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(
+                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates),
+                changed)
         else:
             action = sql.SQL("DO NOTHING")
         self.cur.execute(sql.SQL(
-            "INSERT INTO {target} ({cols}) SELECT {cols} FROM {stage}"
+            "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage}"
             " ON CONFLICT ({key}) {action}").format(
                 target=sql.Identifier(self.dataset.table), cols=column_list,
                 stage=sql.Identifier(STAGE), key=key, action=action))

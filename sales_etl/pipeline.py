@@ -23,7 +23,7 @@ from azure.storage.blob import BlobClient, ContentSettings
 from . import __version__, ledger, load, storage
 from .datasets import Dataset, get_dataset
 from .db import connect
-from .errors import AlreadyRunning, ConfigError, DataError, EtlError, TransientError, classify
+from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, classify
 from .extract import HashingReader, Reject, iter_chunks, open_text, pick_lines
 from .ledger import RunRecord
 from .protect import Protector
@@ -79,7 +79,7 @@ def load_source(settings: Settings, source: Source,
             cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
                         (f"sales_etl:{dataset.name}:{source.name}",))
             if not cur.fetchone()[0]:
-                raise AlreadyRunning(f"{source.name}: another invocation is loading this file",
+                raise Skipped(f"{source.name}: another invocation is loading this file",
                                      code="in_progress")
             if source.etag is not None:
                 prior = ledger.loaded_run(cur, dataset.name, source.name, source.etag)
@@ -91,7 +91,7 @@ def load_source(settings: Settings, source: Source,
                     conn.commit()
                     return rec
             ledger.insert(cur, rec)
-            _stream_into_target(cur, source, rec, protector, settings.chunk_rows,
+            _stream_into_target(cur, settings, source, rec, protector, settings.chunk_rows,
                                 write_rejects, progress)
             assert rec.content_sha256 is not None
             rec.duplicate_of = ledger.loaded_content(cur, dataset.name, rec.content_sha256)
@@ -115,14 +115,16 @@ def load_source(settings: Settings, source: Source,
         conn.close()
 
 
-def _stream_into_target(cur: Any, source: Source, rec: RunRecord,
+def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRecord,
                         protector: Protector | None, chunk_rows: int,
                         write_rejects: Callable[[IO[bytes]], str],
                         progress: Callable[[int], None] | None) -> None:
     """Stream the file through the stages into the target (inside the caller's
     transaction) and fill the record's counts, each counted on its own."""
     dataset = source.dataset
-    loader = load.Loader(cur, dataset, rec.run_id or 0)
+    db = settings.require_database()
+    loader = load.Loader(cur, dataset, rec.run_id or 0,
+                         lookup=lambda: connect(db, autocommit=True))
     rejects = RejectsWriter()
     raw = source.opener()
     try:
@@ -133,10 +135,12 @@ def _stream_into_target(cur: Any, source: Source, rec: RunRecord,
             protector.new_file()
         for chunk in chunks:
             result = transform(chunk, header, dataset)
-            columns = result.columns
-            if protector is not None and len(result):
+            columns, lines = result.columns, result.lines
+            if loader.filtering:  # after a collision: skip rows already stored, unencrypted
+                columns, lines = loader.drop_stored(columns, lines)
+            if protector is not None and len(lines):
                 columns = protector.protect(columns, dataset)
-            loader.add(columns, result.lines)
+            loader.add(columns, lines)
             rejects.add(result.rejects)
             rec.rows_read += len(chunk)
             if progress is not None:
@@ -172,7 +176,7 @@ def _rollback(conn: Any) -> None:
 
 
 def _record_failure(settings: Settings, rec: RunRecord, error: EtlError) -> None:
-    rec.status = "skipped" if isinstance(error, AlreadyRunning) else "failed"
+    rec.status = "skipped" if isinstance(error, Skipped) else "failed"
     rec.reason_code = error.code
     rec.error = error.message[:2000]
     try:
@@ -205,11 +209,17 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         rec.status, rec.reason_code = "skipped", "not_incoming"
         return rec
     cc = storage.service_client(settings.require_storage()).get_container_client(container)
+    # The package's own client for the same blob (same setting, same identity): one retry
+    # policy for every storage call of the invocation.
+    blob = cc.get_blob_client(name)
     try:
         props = blob.get_blob_properties()
     except ResourceNotFoundError:
         logger.info("%s is gone (already moved by another invocation)", name)
-        rec.status, rec.reason_code = "skipped", "gone"
+        rec.seconds = 0.0
+        _record_failure(settings, rec, Skipped(
+            f"{name}: the blob is gone (moved by the invocation that processed it)",
+            code="gone"))
         return rec
     attempt = int((props.metadata or {}).get("attempts", "0") or 0) + 1
     rec.etag, rec.attempt = props.etag, attempt
@@ -234,7 +244,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
 
     try:
         rec = load_source(settings, source, write_rejects)
-    except AlreadyRunning as exc:
+    except Skipped as exc:
         logger.info("%s", exc.message)
         rec.status, rec.reason_code = "skipped", exc.code
         return rec
@@ -243,14 +253,15 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         logger.warning("%s failed (%s): %s", name, exc.kind, exc.message)
         _to_failed(cc, route, rec, props.etag, exc, settings, dataset=dataset)
         return rec
-    target = storage.unique_name(cc, route.processed(storage.now_utc()), rec.run_uuid[:8])
-    moved = storage.move(cc, name, target, etag=props.etag, metadata={
-        "run_id": rec.run_uuid, "status": rec.status, "attempts": str(attempt)})
+    moved = storage.move(cc, name, route.processed(storage.now_utc()), etag=props.etag,
+                         unique_suffix=rec.run_uuid[:8], metadata={
+                             "run_id": rec.run_uuid, "status": rec.status,
+                             "attempts": str(attempt)})
     _logger(rec).info(
-        "%s %s: read %d, loaded %d, duplicates %d, rejected %d in %.2f s -> %s%s",
-        name, rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate,
-        rec.rows_rejected, rec.seconds or 0.0, target,
-        "" if moved else " (source changed meanwhile: the new version stays in incoming/)")
+        "%s %s: read %d, loaded %d, duplicates %d, rejected %d in %.2f s -> %s", name,
+        rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected,
+        rec.seconds or 0.0, moved or "(not moved: another invocation moves it, or a new "
+        "version was uploaded meanwhile and stays in incoming/)")
     return rec
 
 
@@ -274,8 +285,8 @@ def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: 
         "run_id": rec.run_uuid,
     }
     try:
-        target = storage.unique_name(cc, route.failed(), rec.run_uuid[:8])
-        storage.move(cc, rec.blob_path, target, etag=etag, metadata=metadata)
+        storage.move(cc, rec.blob_path, route.failed(), etag=etag, metadata=metadata,
+                     unique_suffix=rec.run_uuid[:8])
     except Exception as exc:
         raise classify(exc) from exc
 

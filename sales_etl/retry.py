@@ -14,12 +14,10 @@ Each move holds a short lease on the failed blob, so two sweeps never move one b
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from azure.core.exceptions import HttpResponseError, ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from . import __version__, storage
@@ -27,7 +25,6 @@ from .datasets import load_datasets
 from .settings import Settings
 
 log = logging.getLogger("sales_etl")
-LEASE_SECONDS = 60
 
 
 @dataclass
@@ -36,7 +33,8 @@ class SweepReport:
     deadlettered: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
     kept: list[str] = field(default_factory=list)  # data failures with nothing changed
-    busy: list[str] = field(default_factory=list)  # leased by another sweep
+    busy: list[str] = field(default_factory=list)  # moved or leased by another sweep
+    last_target: str = ""
 
 
 def _parse_time(value: str | None) -> datetime | None:
@@ -91,6 +89,7 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
         if not storage.safe_parts(target) or storage.safe_parts(target)[0] not in storage.FOLDERS:
             target = f"{storage.INCOMING}/{route.dataset}/{route.rel}"
         if _move_leased(cc, name, item.etag, target, report):
+            target = report.last_target
             bucket.append(target)
             if bucket is report.deadlettered:
                 log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
@@ -102,20 +101,11 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
 
 def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,
                  report: SweepReport) -> bool:
-    blob = cc.get_blob_client(name)
-    try:
-        lease = blob.acquire_lease(lease_duration=LEASE_SECONDS, etag=etag,
-                                   match_condition=storage.MatchConditions.IfNotModified)
-    except ResourceNotFoundError:
-        return False  # moved by another sweep meanwhile
-    except HttpResponseError as exc:
-        if exc.status_code in (409, 412):
-            report.busy.append(name)
-            return False
-        raise
-    try:
-        target = storage.unique_name(cc, target, etag.strip('"')[-8:])
-        return storage.move(cc, name, target, etag=blob.get_blob_properties().etag, lease=lease)
-    finally:
-        with contextlib.suppress(HttpResponseError):  # a moved blob took its lease along
-            lease.release()
+    """Move under the source's lease: of two sweeps at once, one moves, the other is told
+    the blob is busy or gone."""
+    moved = storage.move(cc, name, target, etag=etag, unique_suffix=etag.strip('"')[-8:])
+    if moved is None:
+        report.busy.append(name)
+        return False
+    report.last_target = moved
+    return True

@@ -14,7 +14,7 @@ import ipaddress
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
@@ -134,6 +134,8 @@ class Settings:
     trigger_source: TriggerSource = "LogsAndContainerScan"
     datasets_dir: Path | None = None
     log_level: str = "INFO"
+    admin_user: str | None = None
+    admin_password: Secret | None = None
 
     def require_storage(self) -> StorageSettings:
         if self.storage is None:
@@ -147,6 +149,14 @@ class Settings:
         if self.database is None:
             raise ConfigError("POSTGRES_HOST: not set; the database connection is required")
         return self.database
+
+    def require_admin_database(self) -> DatabaseSettings:
+        """The schema owner's connection (migrations, operators' maintenance): the admin
+        user when POSTGRES_ADMIN_USER is set, else the loader's own."""
+        db = self.require_database()
+        if self.admin_user is None:
+            return db
+        return replace(db, user=self.admin_user, password=self.admin_password)
 
     def require_keys(self) -> tuple[tuple[bytes, ...], bytes]:
         """Fernet keys (newest first) and the blind-index key, for datasets with sensitive
@@ -221,6 +231,8 @@ def load_settings(env: Mapping[str, str] | None = None,
         trigger_source=_trigger_source(r),
         datasets_dir=_datasets_dir(r),
         log_level=(r.get("LOG_LEVEL") or "INFO").upper(),
+        admin_user=r.get("POSTGRES_ADMIN_USER"),
+        admin_password=Secret(pw) if (pw := r.get("POSTGRES_ADMIN_PASSWORD")) else None,
     )
     if r.problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")

@@ -11,6 +11,7 @@ Container layout::
 
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 import urllib.parse
@@ -20,8 +21,13 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceModifiedError, ResourceNotFoundError
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
+from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ExponentialRetry
 
 from .datasets import DEFAULT_DATASET
 from .errors import TransientError
@@ -32,12 +38,16 @@ INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED = (
 FOLDERS = (INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED)
 RANGE_BYTES = 4 << 20
 MAX_NAME = 1024  # Azure's limit on a blob name
+LEASE_SECONDS = 60  # a mover's hold on the source blob
 
 
 def service_client(storage: StorageSettings) -> BlobServiceClient:
     """The package's own client, from the same setting the trigger uses."""
+    # Short retries: the sweep retries with real backoff; an invocation should fail fast.
+    retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
     if storage.connection_string is not None:
-        return BlobServiceClient.from_connection_string(storage.connection_string.get())
+        return BlobServiceClient.from_connection_string(storage.connection_string.get(),
+                                                        retry_policy=retry)
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     credential: Any
@@ -47,7 +57,8 @@ def service_client(storage: StorageSettings) -> BlobServiceClient:
         credential = DefaultAzureCredential(
             managed_identity_client_id=storage.client_id) if storage.client_id else DefaultAzureCredential()
     assert storage.service_uri is not None
-    return BlobServiceClient(account_url=storage.service_uri, credential=credential)
+    return BlobServiceClient(account_url=storage.service_uri, credential=credential,
+                             retry_policy=retry)
 
 
 def container_client(settings: Settings) -> ContainerClient:
@@ -117,11 +128,11 @@ class RangeReader(io.RawIOBase):
     """Reads one blob version in ranges (If-Match its ETag): memory holds two ranges at
     most, and the next range downloads while the caller parses the current one."""
 
-    def __init__(self, blob: BlobClient, etag: str, size: int, range_bytes: int = RANGE_BYTES):
+    def __init__(self, blob: BlobClient, etag: str, size: int, range_bytes: int | None = None):
         self._blob = blob
         self._etag = etag
         self._size = size
-        self._range = range_bytes
+        self._range = range_bytes or RANGE_BYTES
         self._next_offset = 0
         self._buffer = memoryview(b"")
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="blob-range")
@@ -180,41 +191,63 @@ def unique_name(container: ContainerClient, name: str, suffix: str) -> str:
 
 
 def move(container: ContainerClient, source: str, target: str, *, etag: str,
-         metadata: dict[str, str] | None = None, lease: Any = None,
-         timeout: float = 300.0) -> bool:
-    """Server-side copy of exactly the ``etag`` version, wait until the copy is complete
-    and verified, then delete the source only if it is still that version.
+         metadata: dict[str, str] | None = None, unique_suffix: str | None = None,
+         timeout: float = 300.0) -> str | None:
+    """Move exactly the ``etag`` version of ``source`` to ``target`` (or, if taken and a
+    ``unique_suffix`` is given, to a free name beside it). Returns the name moved to, or
+    None when the move is not this caller's to make: the source changed or vanished (a
+    new upload under the same name stays in place, to be processed in its turn) or
+    another mover holds its lease.
 
-    Returns False when the source changed or vanished meanwhile (a new upload under the
-    same name: it stays in place, to be processed in its turn); the copy is kept.
+    A lease on the source serialises movers; the server-side copy is awaited and checked
+    before the source is deleted, with the lease and only if it is still that version.
     """
     src = container.get_blob_client(source)
-    dst = container.get_blob_client(target)
     try:
-        props = src.get_blob_properties(etag=etag, match_condition=MatchConditions.IfNotModified)
+        lease = src.acquire_lease(lease_duration=LEASE_SECONDS, etag=etag,
+                                  match_condition=MatchConditions.IfNotModified)
     except (ResourceNotFoundError, ResourceModifiedError):
-        return False
-    meta = dict(props.metadata or {})
-    meta.update(metadata or {})
-    copy = dst.start_copy_from_url(
-        src.url, metadata=meta, source_etag=etag,
-        source_match_condition=MatchConditions.IfNotModified)
-    deadline = time.monotonic() + timeout
-    status = copy.get("copy_status")
-    while status == "pending":
-        if time.monotonic() > deadline:
-            raise TransientError(f"copy of {source} to {target} did not finish in {timeout:.0f} s")
-        time.sleep(0.5)
-        status = dst.get_blob_properties().copy.status
-    if status != "success":
-        raise TransientError(f"copy of {source} to {target} ended as {status}")
-    if dst.get_blob_properties().size != props.size:
-        raise TransientError(f"copy of {source} to {target} has the wrong size")
+        return None
+    except HttpResponseError as exc:
+        if exc.status_code in (409, 412):
+            return None
+        raise
+    deleted = False
     try:
-        src.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease)
-    except (ResourceNotFoundError, ResourceModifiedError):
-        return False
-    return True
+        props = src.get_blob_properties(lease=lease)
+        if props.etag.strip('"') != etag.strip('"'):
+            return None
+        etag = props.etag
+        if unique_suffix is not None:
+            target = unique_name(container, target, unique_suffix)
+        dst = container.get_blob_client(target)
+        meta = dict(props.metadata or {})
+        meta.update(metadata or {})
+        copy = dst.start_copy_from_url(
+            src.url, metadata=meta, source_etag=etag,
+            source_match_condition=MatchConditions.IfNotModified)
+        deadline = time.monotonic() + timeout
+        status = copy.get("copy_status")
+        while status == "pending":
+            if time.monotonic() > deadline:
+                raise TransientError(f"copy of {source} to {target} did not finish in "
+                                     f"{timeout:.0f} s")
+            time.sleep(0.5)
+            status = dst.get_blob_properties().copy.status
+        if status != "success":
+            raise TransientError(f"copy of {source} to {target} ended as {status}")
+        if dst.get_blob_properties().size != props.size:
+            raise TransientError(f"copy of {source} to {target} has the wrong size")
+        try:
+            src.delete_blob(etag=etag, match_condition=MatchConditions.IfNotModified, lease=lease)
+        except (ResourceNotFoundError, ResourceModifiedError):
+            return None
+        deleted = True
+        return target
+    finally:
+        if not deleted:
+            with contextlib.suppress(HttpResponseError):
+                lease.release()
 
 
 def now_utc() -> datetime:

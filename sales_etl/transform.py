@@ -128,7 +128,8 @@ def _in_chunk_duplicates(dataset: Dataset, out: dict[str, pa.Array], flags: _Fla
     if not len(lines):
         return
     valid = ~flags.bad
-    keys = pd.DataFrame({c: out[c].to_numpy(zero_copy_only=False) for c in dataset.key_sql})[valid]
+    keys = pd.DataFrame({c: out[c].to_numpy(zero_copy_only=False)
+                         for c in dataset.key_plain})[valid]
     dup = keys.duplicated(keep="first").to_numpy()
     if not dup.any():
         return

@@ -26,7 +26,7 @@ def stack() -> Iterator[devstack.StackState]:
     saved = dict(os.environ)
     hostcall.provide_app_settings(state.env())
     try:
-        migrate.migrate(load_settings(state.env()).require_database())
+        migrate.migrate(load_settings(state.env()).require_admin_database())
         yield state
     finally:
         os.environ.clear()

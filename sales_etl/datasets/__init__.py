@@ -56,6 +56,7 @@ class Dataset:
     business_key: tuple[str, ...]
     write_mode: str
     columns: tuple[Column, ...]
+    row_id: str  # the table's surrogate key (key rotation walks the table by it)
     source: str  # the file it was read from
     fingerprint: str  # sha256 of the spec file: changes when the rules change
 
@@ -84,6 +85,14 @@ class Dataset:
 
     @property
     def key_sql(self) -> tuple[str, ...]:
+        """The SQL columns of the business key: a sensitive key column is matched on its
+        blind index (tokens differ at every encryption; the hash does not)."""
+        return tuple(self.column(k).hash_column if self.column(k).sensitive
+                     else self.column(k).sql[0] for k in self.business_key)
+
+    @property
+    def key_plain(self) -> tuple[str, ...]:
+        """The business key's SQL columns before encryption (to compare within a file)."""
         return tuple(self.column(k).sql[0] for k in self.business_key)
 
 
@@ -158,6 +167,10 @@ def parse_dataset(path: Path) -> Dataset:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"dataset file {source}: not valid TOML: {exc}", code="dataset") from exc
+    unknown = sorted(set(raw) - {"name", "version", "table", "business_key", "write_mode",
+                                 "row_id", "columns"})
+    if unknown:
+        raise _fail(source, ", ".join(unknown), "unknown key(s)")
     name = _ident(source, "name", raw.get("name"))
     if name != path.stem:
         raise _fail(source, "name", f"{name!r} must match the file name {path.stem!r}")
@@ -175,8 +188,8 @@ def parse_dataset(path: Path) -> Dataset:
         raise _fail(source, "business_key", f"{key!r} must list one or more of the columns")
     for k in key:
         col = next(c for c in columns if c.name == k)
-        if col.sensitive or not col.required:
-            raise _fail(source, "business_key", f"{k!r} must be required and not sensitive")
+        if not col.required:
+            raise _fail(source, "business_key", f"{k!r} must be a required column")
     mode = raw.get("write_mode", "insert")
     if mode not in WRITE_MODES:
         raise _fail(source, "write_mode", f"{mode!r} must be one of {WRITE_MODES}")
@@ -192,8 +205,9 @@ def parse_dataset(path: Path) -> Dataset:
                             f"unknown column(s) {', '.join(sorted(refs - names))}")
             if not re.fullmatch(r"[A-Za-z0-9_ .+\-*/()]+", c.derive):
                 raise _fail(source, f"columns.{c.name}.derive", "only + - * / ( ) and columns")
+    row_id = _ident(source, "row_id", raw.get("row_id", "id"))
     return Dataset(name=name, version=version, table=table, business_key=tuple(key),
-                   write_mode=mode, columns=columns, source=source,
+                   write_mode=mode, columns=columns, row_id=row_id, source=source,
                    fingerprint=hashlib.sha256(data).hexdigest()[:16])
 
 

@@ -18,7 +18,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 
 
 def query(settings: Settings, sql: str, params: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-    conn = connect(settings.require_database())
+    """Run SQL as the schema owner (the tests check and clean what the loader wrote)."""
+    conn = connect(settings.require_admin_database())
     try:
         with conn.cursor() as cur:
             cur.execute(sql, params)

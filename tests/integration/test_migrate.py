@@ -9,8 +9,8 @@ from sales_etl.settings import Settings
 
 
 def test_second_run_is_a_no_op(settings: Settings) -> None:
-    assert migrate.migrate(settings.require_database()) == []
-    assert migrate.pending(settings.require_database()) == []
+    assert migrate.migrate(settings.require_admin_database()) == []
+    assert migrate.pending(settings.require_admin_database()) == []
 
 
 def test_changed_applied_migration_is_refused(settings: Settings, tmp_path: Path) -> None:
@@ -19,7 +19,7 @@ def test_changed_applied_migration_is_refused(settings: Settings, tmp_path: Path
     first = sorted(tmp_path.glob("V1__*.sql"))[0]
     first.write_text(first.read_text() + "\n-- edited\n")
     with pytest.raises(ConfigError, match="was changed after it was applied"):
-        migrate.migrate(settings.require_database(), tmp_path)
+        migrate.migrate(settings.require_admin_database(), tmp_path)
 
 
 def test_bad_names_are_refused(tmp_path: Path) -> None:

@@ -1,0 +1,26 @@
+"""The benchmark's quick mode must run to the end (a smoke test: it asserts no time)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from sales_etl.settings import project_root
+
+pytestmark = pytest.mark.slow
+
+
+def test_quick_benchmark_completes(tmp_path: Path) -> None:
+    out = tmp_path / "RESULTS.md"
+    result = subprocess.run(
+        [sys.executable, "-m", "bench.run", "--quick", "--rows", "20000", "--out", str(out)],
+        cwd=project_root(), capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    table = out.read_text()
+    for case in ("floor: COPY", "sales-etl load", "blob path (function", "all rows duplicates",
+                 "original design"):
+        assert case in table
+    assert "| 20,000 |" in table
