@@ -23,7 +23,7 @@ from .errors import ConfigError
 STORAGE_CONNECTION = "SalesStorage"  # the app-setting *name* shared by trigger and clients
 DEFAULT_CONTAINER = "sales"
 DEFAULT_SWEEP_SCHEDULE = "0 */10 * * * *"
-DEFAULT_CHUNK_ROWS = 25_000
+DEFAULT_CHUNK_ROWS = 10_000
 LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 TriggerSource = Literal["LogsAndContainerScan", "EventGrid"]

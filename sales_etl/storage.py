@@ -36,7 +36,7 @@ from .settings import Settings, StorageSettings
 INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED = (
     "incoming", "processed", "failed", "deadletter", "rejected")
 FOLDERS = (INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED)
-RANGE_BYTES = 4 << 20
+RANGE_BYTES = 2 << 20
 MAX_NAME = 1024  # Azure's limit on a blob name
 LEASE_SECONDS = 60  # a mover's hold on the source blob
 

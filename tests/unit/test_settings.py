@@ -15,7 +15,7 @@ BASE = {
 
 def test_defaults_and_secrets_never_show() -> None:
     s = load_settings(BASE)
-    assert s.container == "sales" and s.chunk_rows == 25_000
+    assert s.container == "sales" and s.chunk_rows == 10_000
     assert s.retry.max_attempts == 5 and s.sweep_schedule == "0 */10 * * * *"
     text = repr(s)
     for secret in ("hunter2-password", KEY, "c2VjcmV0"):
