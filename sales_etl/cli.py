@@ -24,7 +24,7 @@ from . import __version__, devstack, ledger, migrate, pipeline, retry, storage
 from .datasets import get_dataset, load_datasets
 from .db import connect
 from .errors import EtlError
-from .settings import Settings, load_settings
+from .settings import Settings, load_settings, project_root
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -67,13 +67,23 @@ def main(verbose: bool) -> None:
 
 
 @main.command("migrate")
+@click.option("--dir", "extra", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              multiple=True, help="Another folder of V<n>__*.sql files, applied after the "
+              "shipped ones (also: MIGRATIONS_DIR).")
 @_friendly
-def migrate_cmd() -> None:
+def migrate_cmd(extra: tuple[Path, ...]) -> None:
     """Apply pending migrations (migrations/V<n>__*.sql); a no-op when up to date."""
-    applied = migrate.migrate(_settings().require_admin_database())
-    for m in applied:
-        click.echo(f"applied V{m.version} {m.description}")
-    click.echo(f"database is up to date ({len(applied)} applied now)")
+    settings = _settings()
+    admin = settings.require_admin_database()
+    folders = [migrate.default_dir(), *([settings.migrations_dir] if settings.migrations_dir
+                                        else []), *extra]
+    total = 0
+    for folder in folders:
+        applied = migrate.migrate(admin, folder)
+        total += len(applied)
+        for m in applied:
+            click.echo(f"applied V{m.version} {m.description} ({folder})")
+    click.echo(f"database is up to date ({total} applied now)")
 
 
 @main.command("process")
@@ -128,13 +138,26 @@ def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
 @click.option("--customers", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--products", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--stores", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Output file [default: data/sales_<timestamp>.csv].")
+@click.option("--model", is_flag=True,
+              help="Write consistent files for all five datasets (suppliers, products, "
+                   "customers, stores, sales) into the --out folder.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output file [default: data/sales_<timestamp>.csv], or folder with --model.")
 def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed: int | None,
-                 customers: int, products: int, stores: int, out: Path | None) -> None:
+                 customers: int, products: int, stores: int, model: bool,
+                 out: Path | None) -> None:
     """Generate a mock sales CSV file, as the original design's generator did."""
-    from .generate import default_name, generate
+    from .generate import default_name, generate, generate_model
 
+    if model:
+        folder = out or Path("data") / "model"
+        paths = generate_model(folder, sales_rows=rows, customers=customers,
+                               products=products, stores=stores,
+                               seed=seed if seed is not None else secrets.randbelow(2**31))
+        for name, file in paths.items():
+            click.echo(f"{name}: {file}")
+        click.echo("upload each with: sales-etl upload FILE --dataset NAME")
+        return
     path = out or Path("data") / default_name()
     try:
         result = generate(path, rows, bad_rows=bad_rows,
@@ -231,14 +254,93 @@ def show_cmd(transaction_id: str, dataset: str) -> None:
         click.echo(f"{key:>18}: {value}")
 
 
-@main.command("datasets")
+@main.group("datasets", invoke_without_command=True)
+@click.pass_context
 @_friendly
-def datasets_cmd() -> None:
+def datasets_cmd(ctx: click.Context) -> None:
     """List the datasets this app knows (shipped, and from DATASETS_DIR)."""
+    if ctx.invoked_subcommand is not None:
+        return
     for name, ds in sorted(load_datasets(_settings().datasets_dir).items()):
         sensitive = ", ".join(c.name for c in ds.sensitive) or "none"
         click.echo(f"{name}: table {ds.table}, key {', '.join(ds.business_key)}, "
-                   f"{len(ds.columns)} columns, sensitive: {sensitive} ({ds.source})")
+                   f"{ds.write_mode}, {len(ds.columns)} columns, sensitive: {sensitive} "
+                   f"({ds.source})")
+
+
+@datasets_cmd.command("check")
+@_friendly
+def datasets_check_cmd() -> None:
+    """Check every dataset against the database: table, columns and types, unique key."""
+    from .dbcheck import check
+
+    settings = _settings()
+    results = check(settings.require_database(),
+                    list(load_datasets(settings.datasets_dir).values()))
+    bad = 0
+    for name, problems in sorted(results.items()):
+        click.echo(f"{name}: {'ok' if not problems else 'FAILED'}")
+        for problem in problems:
+            click.echo(f"  - {problem}")
+        bad += bool(problems)
+    if bad:
+        raise click.ClickException(f"{bad} dataset(s) do not match the database")
+
+
+@main.command("rotate-keys")
+@click.option("--batch", type=click.IntRange(1), default=1000, show_default=True,
+              help="Rows per transaction.")
+@click.option("--dataset", "names", multiple=True, help="Only these datasets [default: all].")
+@click.option("--blind-index", is_flag=True,
+              help="Re-hash every blind index under BLIND_INDEX_KEY_NEW (stop loads first).")
+@_friendly
+def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
+    """Re-encrypt every value not under the newest key of FERNET_KEYS (new key first, old
+    keys after it), in batches, resumable; or re-hash the blind indexes."""
+    from .rotate import rotate
+
+    settings = _settings()
+    datasets = load_datasets(settings.datasets_dir)
+    chosen = [get_dataset(n, settings.datasets_dir) for n in names] or list(datasets.values())
+    new_blind = None
+    if blind_index:
+        if settings.blind_index_key_new is None:
+            raise click.ClickException("BLIND_INDEX_KEY_NEW: not set (the key to re-hash with)")
+        new_blind = base64.urlsafe_b64decode(settings.blind_index_key_new.get())
+
+    def progress(r: Any) -> None:
+        if sys.stderr.isatty():
+            click.echo(f"\r{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated",
+                       err=True, nl=False)
+
+    report = rotate(settings, chosen, batch=batch, blind_index_key=new_blind, progress=progress)
+    if sys.stderr.isatty():
+        click.echo("", err=True)
+    for r in report.datasets:
+        resumed = f", resumed after row {r.resumed_from}" if r.resumed_from else ""
+        click.echo(f"{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated in "
+                   f"{r.batches} batch(es){resumed}")
+    click.echo(f"{report.rotated:,} value(s) rotated")
+
+
+@main.command("doctor")
+def doctor_cmd() -> None:
+    """Check settings, storage, database, TLS, migrations, keys and bindings; print each
+    check with its fix; exit status 1 if any fails."""
+    from .doctor import run
+
+    state = devstack.read_state()
+    fallback = state.env() if state is not None and devstack.is_running(state) else None
+    checks = run(fallback=fallback)
+    width = max(len(c.name) for c in checks)
+    for c in checks:
+        click.echo(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
+        if not c.ok and c.fix:
+            click.echo(f"      {'':<{width}}  fix: {c.fix}")
+    failed = [c.name for c in checks if not c.ok]
+    if failed:
+        raise click.ClickException(f"{len(failed)} check(s) failed: {', '.join(failed)}")
+    click.echo("all checks passed")
 
 
 @main.group("keys")
@@ -295,6 +397,30 @@ def dev_env() -> None:
                    f"PGUSER={state.pg_user} PGDATABASE={devstack.DB_NAME} "
                    f"PGSSLMODE=verify-full PGSSLROOTCERT='{state.ca_file}' "
                    f"PGPASSWORD='{state.admin_password}'")
+
+
+@dev_group.command("compose-env")
+@click.option("--force", is_flag=True, help="Replace an existing .env.")
+def dev_compose_env(force: bool) -> None:
+    """Write .env (generated secrets) and certs/generated/ (a CA and a server certificate)
+    for docker-compose.yml. Both are git-ignored."""
+    root = project_root()
+    env_file = root / ".env"
+    if env_file.exists() and not force:
+        click.echo(f"{env_file} exists (use --force to replace it)")
+    else:
+        values = {
+            "POSTGRES_ADMIN_PASSWORD": secrets.token_urlsafe(24),
+            "POSTGRES_LOADER_PASSWORD": secrets.token_urlsafe(24),
+            "AZURITE_ACCOUNT_KEY": base64.b64encode(secrets.token_bytes(64)).decode(),
+            "FERNET_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+            "BLIND_INDEX_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+        }
+        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
+        env_file.chmod(0o600)
+        click.echo(f"wrote {env_file}")
+    devstack.make_certs(root / "certs" / "generated")
+    click.echo(f"certificates in {root / 'certs' / 'generated'}; now: docker compose up --build")
 
 
 def _print_state(state: devstack.StackState) -> None:

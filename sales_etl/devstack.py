@@ -183,7 +183,7 @@ def make_certs(directory: Path) -> Path:
               .not_valid_before(now - dt.timedelta(minutes=5))
               .not_valid_after(now + dt.timedelta(days=825))
               .add_extension(x509.SubjectAlternativeName([
-                  x509.DNSName("localhost"),
+                  x509.DNSName("localhost"), x509.DNSName("postgres"),
                   x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
               .sign(ca_key, hashes.SHA256()))
     pem = serialization.Encoding.PEM

@@ -8,6 +8,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .db import connect
 from .errors import ConfigError
@@ -58,7 +59,10 @@ def migrate(db: DatabaseSettings, directory: Path | None = None) -> list[Migrati
             )
             cur.execute("SELECT version, checksum FROM schema_migrations")
             applied = dict(cur.fetchall())
+            flyway = _flyway_versions(cur)
         for m in migrations:
+            if m.version in flyway and m.version not in applied:
+                continue  # applied by Flyway (docker-compose, a pipeline): not again
             if m.version in applied:
                 if applied[m.version] != m.checksum:
                     raise ConfigError(
@@ -81,6 +85,15 @@ def migrate(db: DatabaseSettings, directory: Path | None = None) -> list[Migrati
         conn.close()
 
 
+def _flyway_versions(cur: Any) -> set[int]:
+    """Versions Flyway applied to this database, if Flyway manages it too."""
+    cur.execute("SELECT to_regclass('flyway_schema_history') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return set()
+    cur.execute("SELECT version FROM flyway_schema_history WHERE success AND version IS NOT NULL")
+    return {int(v) for (v,) in cur.fetchall() if str(v).isdigit()}
+
+
 def pending(db: DatabaseSettings, directory: Path | None = None) -> list[Migration]:
     migrations = discover(directory or default_dir())
     conn = connect(db, autocommit=True)
@@ -90,7 +103,7 @@ def pending(db: DatabaseSettings, directory: Path | None = None) -> list[Migrati
             if not cur.fetchone()[0]:
                 return migrations
             cur.execute("SELECT version FROM schema_migrations")
-            done = {r[0] for r in cur.fetchall()}
+            done = {r[0] for r in cur.fetchall()} | _flyway_versions(cur)
         return [m for m in migrations if m.version not in done]
     finally:
         conn.close()

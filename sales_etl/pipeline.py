@@ -44,6 +44,7 @@ class Source:
     etag: str | None = None
     attempt: int = 1
     trigger: str = "cli"
+    run_uuid: str | None = None  # the invocation's run id, so its log lines and ledger row agree
 
 
 def dataset_version(dataset: Dataset) -> str:
@@ -71,6 +72,8 @@ def load_source(settings: Settings, source: Source,
     rec = RunRecord(dataset=dataset.name, blob_path=source.name, trigger=source.trigger,
                     etag=source.etag, attempt=source.attempt,
                     dataset_version=dataset_version(dataset))
+    if source.run_uuid is not None:
+        rec.run_uuid = source.run_uuid
     started = time.monotonic()
     protector = make_protector(settings, dataset)
     conn = connect(settings.require_database())
@@ -232,7 +235,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         _to_failed(cc, route, rec, props.etag, error, settings, dataset=None)
         return rec
     source = Source(name=name, dataset=dataset, etag=props.etag, attempt=attempt,
-                    trigger=trigger,
+                    trigger=trigger, run_uuid=rec.run_uuid,
                     opener=lambda: storage.open_blob(blob, props.etag, props.size))
 
     def write_rejects(data: IO[bytes]) -> str:

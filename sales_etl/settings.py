@@ -84,6 +84,8 @@ class DatabaseSettings:
     sslmode: str
     sslrootcert: str | None
     connect_timeout: int = 10
+    auth: str = "password"  # or "entra": a Microsoft Entra token is the password
+    entra_client_id: str | None = None
 
     @property
     def is_local(self) -> bool:
@@ -103,7 +105,11 @@ class DatabaseSettings:
             kwargs["sslmode"] = self.sslmode
             if self.sslrootcert:
                 kwargs["sslrootcert"] = self.sslrootcert
-        if self.password is not None:
+        if self.auth == "entra":
+            from .identity import database_token
+
+            kwargs["password"] = database_token(self.entra_client_id)
+        elif self.password is not None:
             kwargs["password"] = self.password.get()
         return kwargs
 
@@ -136,6 +142,8 @@ class Settings:
     log_level: str = "INFO"
     admin_user: str | None = None
     admin_password: Secret | None = None
+    migrations_dir: Path | None = None
+    blind_index_key_new: Secret | None = None
 
     def require_storage(self) -> StorageSettings:
         if self.storage is None:
@@ -156,7 +164,8 @@ class Settings:
         db = self.require_database()
         if self.admin_user is None:
             return db
-        return replace(db, user=self.admin_user, password=self.admin_password)
+        return replace(db, user=self.admin_user, password=self.admin_password,
+                       auth="password" if self.admin_password is not None else db.auth)
 
     def require_keys(self) -> tuple[tuple[bytes, ...], bytes]:
         """Fernet keys (newest first) and the blind-index key, for datasets with sensitive
@@ -229,10 +238,12 @@ def load_settings(env: Mapping[str, str] | None = None,
         ),
         sweep_schedule=_schedule(r),
         trigger_source=_trigger_source(r),
-        datasets_dir=_datasets_dir(r),
+        datasets_dir=_directory(r, "DATASETS_DIR"),
         log_level=(r.get("LOG_LEVEL") or "INFO").upper(),
         admin_user=r.get("POSTGRES_ADMIN_USER"),
         admin_password=Secret(pw) if (pw := r.get("POSTGRES_ADMIN_PASSWORD")) else None,
+        migrations_dir=_directory(r, "MIGRATIONS_DIR"),
+        blind_index_key_new=_blind_key(r, "BLIND_INDEX_KEY_NEW"),
     )
     if r.problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")
@@ -303,6 +314,12 @@ def _database(r: _Reader) -> DatabaseSettings | None:
             f"POSTGRES_SSLMODE: {sslmode!r} would allow an unencrypted connection to the "
             f"non-local host {host!r}; use require/verify-full, or set POSTGRES_ALLOW_INSECURE=true"
         )
+    auth = (r.get("POSTGRES_AUTH") or "password").lower()
+    if auth not in ("password", "entra"):
+        r.problems.append(f"POSTGRES_AUTH: {auth!r} must be 'password' or 'entra'")
+    if auth == "entra" and password is not None:
+        r.problems.append("POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is "
+                          "the password); remove it")
     rootcert = r.get("POSTGRES_SSLROOTCERT")
     if rootcert is not None and not Path(rootcert).is_file():
         r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {rootcert!r}")
@@ -317,6 +334,8 @@ def _database(r: _Reader) -> DatabaseSettings | None:
         sslmode=sslmode,
         sslrootcert=rootcert,
         connect_timeout=r.integer("POSTGRES_CONNECT_TIMEOUT", 10, minimum=1, maximum=600),
+        auth=auth,
+        entra_client_id=r.get("POSTGRES_ENTRA_CLIENT_ID"),
     )
 
 
@@ -341,12 +360,12 @@ def _fernet_keys(r: _Reader) -> tuple[Secret, ...]:
     return tuple(Secret(k) for k in keys)
 
 
-def _blind_key(r: _Reader) -> Secret | None:
-    raw = r.get("BLIND_INDEX_KEY")
+def _blind_key(r: _Reader, name: str = "BLIND_INDEX_KEY") -> Secret | None:
+    raw = r.get(name)
     if raw is None:
         return None
     if not _is_b64_key(raw, minimum=32):
-        r.problems.append("BLIND_INDEX_KEY: must be url-safe base64 of at least 32 random bytes")
+        r.problems.append(f"{name}: must be url-safe base64 of at least 32 random bytes")
     return Secret(raw)
 
 
@@ -387,13 +406,13 @@ def _schedule(r: _Reader) -> str:
     return schedule
 
 
-def _datasets_dir(r: _Reader) -> Path | None:
-    raw = r.get("DATASETS_DIR")
+def _directory(r: _Reader, name: str) -> Path | None:
+    raw = r.get(name)
     if raw is None:
         return None
     path = Path(raw)
     if not path.is_dir():
-        r.problems.append(f"DATASETS_DIR: {raw!r} is not a directory")
+        r.problems.append(f"{name}: {raw!r} is not a directory")
     return path
 
 
