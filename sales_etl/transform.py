@@ -3,21 +3,25 @@
 Every row of a chunk ends in exactly one of two places: the valid columns (its SQL
 columns, normalised, ready to protect and COPY) or the rejects, with the first reason
 found. The checks run as Arrow compute kernels over whole columns; Python loops only over
-the rows rejected, to word their reasons.
+the rows rejected, to word their reasons. (No pandas here: the worker stays lean.)
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from .datasets import Column, Dataset
+from .expr import evaluate
 from .extract import Chunk, Header, Reject
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 _INT_RE = r"^[+-]?\d{1,18}$"
 _DEC_RE = r"^[+-]?(?:\d{1,30}(?:\.\d*)?|\.\d+)$"
@@ -37,6 +41,8 @@ class Transformed:
     @property
     def frame(self) -> pd.DataFrame:
         """The valid rows as a pandas frame (for inspection and tests)."""
+        import pandas as pd
+
         return pd.DataFrame({k: v.to_pylist() for k, v in self.columns.items()})
 
 
@@ -57,17 +63,19 @@ class _Flags:
     def __init__(self, n: int) -> None:
         self.code = np.full(n, None, dtype=object)
         self.reason = np.full(n, None, dtype=object)
+        self.flagged = np.zeros(n, dtype=bool)
 
     def set(self, mask: np.ndarray, code: str, reason: str | np.ndarray) -> None:
-        mask = np.asarray(mask, dtype=bool) & pd.isna(self.code)
+        mask = np.asarray(mask, dtype=bool) & ~self.flagged
         if not mask.any():
             return
+        self.flagged |= mask
         self.code[mask] = code
         self.reason[mask] = reason if isinstance(reason, str) else reason[mask]
 
     @property
     def bad(self) -> np.ndarray:
-        return ~pd.isna(self.code)
+        return self.flagged
 
 
 def _quoted(values: pa.Array, mask: np.ndarray, template: str) -> np.ndarray:
@@ -127,19 +135,26 @@ def _in_chunk_duplicates(dataset: Dataset, out: dict[str, pa.Array], flags: _Fla
     (Across chunks, the loader finds them.)"""
     if not len(lines):
         return
-    valid = ~flags.bad
-    keys = pd.DataFrame({c: out[c].to_numpy(zero_copy_only=False)
-                         for c in dataset.key_plain})[valid]
-    dup = keys.duplicated(keep="first").to_numpy()
+    rows = np.flatnonzero(~flags.bad)
+    keys = pa.table({**{c: out[c].take(pa.array(rows)) for c in dataset.key_plain},
+                     "_row": pa.array(rows)})
+    if pc.count_distinct(keys.column(dataset.key_plain[0])).as_py() == len(rows) and len(
+            dataset.key_plain) == 1:
+        return  # the common case: every key once
+    first = keys.group_by(list(dataset.key_plain), use_threads=False).aggregate(
+        [("_row", "min")])
+    joined = keys.join(first, list(dataset.key_plain), use_threads=False)
+    row = joined.column("_row").to_numpy()
+    first_row = joined.column("_row_min").to_numpy()
+    dup = row != first_row
     if not dup.any():
         return
-    first = pd.Series(lines[valid]).groupby([keys[c].to_numpy() for c in keys.columns]
-                                           ).transform("first").to_numpy()
     mask = np.zeros(len(lines), dtype=bool)
-    mask[np.flatnonzero(valid)[dup]] = True
+    mask[row[dup]] = True
     reasons = np.full(len(lines), None, dtype=object)
     names = ", ".join(dataset.business_key)
-    reasons[mask] = [f"{names} already appears on line {n}" for n in first[dup]]
+    for r, f in zip(row[dup], first_row[dup], strict=True):
+        reasons[r] = f"{names} already appears on line {lines[f]}"
     flags.set(mask, "duplicate_in_file", reasons)
 
 
@@ -244,8 +259,8 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
 def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array]) -> None:
     assert col.derive is not None
     refs = {r: parsed.number[r] for r in set(_NAME_RE.findall(col.derive))}
-    with np.errstate(invalid="ignore", over="ignore"):
-        computed = pd.eval(col.derive, local_dict=refs, engine="python")
+    with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
+        computed = evaluate(col.derive, refs)
     scale = col.scale or 0
     computed = round_half_up(np.asarray(computed, dtype=float), scale)
     stated = parsed.number[col.name]

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..expr import check as check_expression
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -203,8 +204,11 @@ def parse_dataset(path: Path) -> Dataset:
             if not refs <= names:
                 raise _fail(source, f"columns.{c.name}.derive",
                             f"unknown column(s) {', '.join(sorted(refs - names))}")
-            if not re.fullmatch(r"[A-Za-z0-9_ .+\-*/()]+", c.derive):
-                raise _fail(source, f"columns.{c.name}.derive", "only + - * / ( ) and columns")
+            try:
+                check_expression(c.derive, names)
+            except (ValueError, SyntaxError) as exc:
+                raise _fail(source, f"columns.{c.name}.derive",
+                            "only + - * / ( ), numbers and column names") from exc
     row_id = _ident(source, "row_id", raw.get("row_id", "id"))
     return Dataset(name=name, version=version, table=table, business_key=tuple(key),
                    write_mode=mode, columns=columns, row_id=row_id, source=source,

@@ -42,3 +42,28 @@ def test_extra_directory_adds_datasets(tmp_path: Path) -> None:
         'name = "things"\nbusiness_key=["id"]\n[columns.id]\ntype="text"\nrequired=true\n')
     found = load_datasets(tmp_path)
     assert set(found) >= {"sales", "things"}
+
+
+def test_derived_expressions_are_arithmetic_only() -> None:
+    import numpy as np
+
+    from sales_etl.expr import evaluate
+
+    cols = {"a": np.array([2.0, 3.0]), "b": np.array([0.5, 1.0])}
+    assert evaluate("a * (1 - b) + -a / 2", cols).tolist() == [0.0, -1.5]
+    for bad in ("a.__class__", "__import__('os')", "a ** 2", "c + 1", "a if b else a"):
+        with pytest.raises(ValueError):
+            evaluate(bad, cols)
+
+
+def test_the_worker_does_not_import_pandas() -> None:
+    import subprocess
+    import sys
+
+    code = ("import sys, function_app, sales_etl.pipeline, sales_etl.retry;"
+            "print('pandas' in sys.modules)")
+    from sales_etl.settings import project_root
+
+    out = subprocess.run([sys.executable, "-c", code], cwd=project_root(), capture_output=True,
+                         text=True, check=True).stdout.strip()
+    assert out == "False"  # pandas costs ~40 MB of RSS and cold-start time in every worker
