@@ -34,7 +34,7 @@ pa.set_memory_pool(pa.system_memory_pool())
 
 MAX_FIELD_BYTES = 1 << 20  # a field longer than 1 MiB is a broken file (unterminated quote?)
 MAX_RECORD_BYTES = 16 << 20
-BLOCK_BYTES = 4 << 20
+BLOCK_BYTES = 2 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 QUOTE, COMMA, LF, CR = 34, 44, 10, 13
@@ -341,7 +341,7 @@ def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int
     try:
         table = pacsv.read_csv(
             io.BytesIO(segment),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=True,
+            read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
                                            block_size=4 << 20),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(

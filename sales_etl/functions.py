@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
-from . import pipeline, retry
+from . import pipeline, retry, telemetry
 from .ledger import RunRecord
 from .settings import STORAGE_CONNECTION, Settings, load_settings, read_bindings
 
@@ -32,7 +32,9 @@ def bindings() -> Bindings:
 @lru_cache(maxsize=1)
 def settings() -> Settings:
     """Validated once per worker process; a bad setting fails every invocation loudly."""
-    return load_settings()
+    loaded = load_settings()
+    telemetry.configure(loaded)  # Application Insights, when its connection string is set
+    return loaded
 
 
 def on_blob(client: Any) -> RunRecord:

@@ -11,7 +11,7 @@ import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from psycopg2.extras import RealDictCursor
+from psycopg2.extras import Json, RealDictCursor
 
 from . import __version__
 
@@ -39,6 +39,7 @@ class RunRecord:
     unknown_columns: list[str] | None = None
     duplicate_of: int | None = None
     seconds: float | None = None
+    stage_seconds: dict[str, float] | None = None
     run_id: int | None = None
 
     def as_dict(self) -> dict[str, Any]:
@@ -48,11 +49,17 @@ class RunRecord:
 _COLUMNS = ("run_uuid", "dataset", "blob_path", "etag", "attempt", "trigger", "status",
             "reason_code", "error", "content_sha256", "rows_read", "rows_loaded",
             "rows_duplicate", "rows_rejected", "bytes_read", "rejects_path",
-            "unknown_columns", "duplicate_of", "dataset_version", "app_version", "seconds")
+            "unknown_columns", "duplicate_of", "dataset_version", "app_version", "seconds",
+            "stage_seconds")
+
+
+def _value(rec: RunRecord, column: str) -> Any:
+    value = getattr(rec, column)
+    return Json(value) if column == "stage_seconds" and value is not None else value
 
 
 def insert(cur: Any, rec: RunRecord) -> int:
-    values = [getattr(rec, c) for c in _COLUMNS]
+    values = [_value(rec, c) for c in _COLUMNS]
     placeholders = ", ".join(["%s"] * len(_COLUMNS))
     finished = "now()" if rec.status != "running" else "NULL"
     cur.execute(
@@ -68,7 +75,7 @@ def finish(cur: Any, rec: RunRecord) -> None:
     cur.execute(
         "UPDATE etl_runs SET " + ", ".join(f"{c} = %s" for c in updates)
         + ", finished_at = now() WHERE run_id = %s",
-        [*(getattr(rec, c) for c in updates), rec.run_id])
+        [*(_value(rec, c) for c in updates), rec.run_id])
 
 
 def loaded_run(cur: Any, dataset: str, blob_path: str, etag: str | None) -> int | None:

@@ -20,7 +20,7 @@ from typing import IO, Any, BinaryIO
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings
 
-from . import __version__, ledger, load, storage
+from . import __version__, ledger, load, storage, telemetry
 from .datasets import Dataset, get_dataset
 from .db import connect
 from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, classify
@@ -75,6 +75,8 @@ def load_source(settings: Settings, source: Source,
     if source.run_uuid is not None:
         rec.run_uuid = source.run_uuid
     started = time.monotonic()
+    started_ns = time.time_ns()
+    timings = telemetry.Timings()
     protector = make_protector(settings, dataset)
     conn = connect(settings.require_database())
     try:
@@ -95,22 +97,26 @@ def load_source(settings: Settings, source: Source,
                     return rec
             ledger.insert(cur, rec)
             _stream_into_target(cur, settings, source, rec, protector, settings.chunk_rows,
-                                write_rejects, progress)
+                                write_rejects, progress, timings)
             assert rec.content_sha256 is not None
             rec.duplicate_of = ledger.loaded_content(cur, dataset.name, rec.content_sha256)
             rec.status = "loaded"
             if rec.duplicate_of is not None:
                 rec.reason_code = "same_content"
             rec.seconds = time.monotonic() - started
+            rec.stage_seconds = timings.rounded()
             ledger.finish(cur, rec)
         conn.commit()
+        telemetry.record(rec, timings, started_ns)
         return rec
     except BaseException as exc:
         _rollback(conn)
         error = classify(exc) if isinstance(exc, Exception) else TransientError(
             f"interrupted: {type(exc).__name__}", code="interrupted")
         rec.seconds = time.monotonic() - started
+        rec.stage_seconds = timings.rounded()
         _record_failure(settings, rec, error)
+        telemetry.record(rec, timings, started_ns)
         if error is exc or not isinstance(exc, Exception):
             raise
         raise error from exc
@@ -121,7 +127,8 @@ def load_source(settings: Settings, source: Source,
 def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRecord,
                         protector: Protector | None, chunk_rows: int,
                         write_rejects: Callable[[IO[bytes]], str],
-                        progress: Callable[[int], None] | None) -> None:
+                        progress: Callable[[int], None] | None,
+                        timings: telemetry.Timings) -> None:
     """Stream the file through the stages into the target (inside the caller's
     transaction) and fill the record's counts, each counted on its own."""
     dataset = source.dataset
@@ -136,22 +143,32 @@ def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRe
         rec.unknown_columns = list(header.unknown) or None
         if protector is not None:
             protector.new_file()
-        for chunk in chunks:
-            result = transform(chunk, header, dataset)
-            columns, lines = result.columns, result.lines
+        while True:
+            with timings.stage("read"):
+                chunk = next(chunks, None)
+            if chunk is None:
+                break
+            with timings.stage("transform"):
+                result = transform(chunk, header, dataset)
+                columns, lines = result.columns, result.lines
             if loader.filtering:  # after a collision: skip rows already stored, unencrypted
-                columns, lines = loader.drop_stored(columns, lines)
+                with timings.stage("copy"):
+                    columns, lines = loader.drop_stored(columns, lines)
             if protector is not None and len(lines):
-                columns = protector.protect(columns, dataset)
-            loader.add(columns, lines)
+                with timings.stage("protect"):
+                    columns = protector.protect(columns, dataset)
+            with timings.stage("copy"):
+                loader.add(columns, lines)
             rejects.add(result.rejects)
             rec.rows_read += len(chunk)
             if progress is not None:
                 progress(len(chunk))
-        hashing.drain()
+        with timings.stage("read"):
+            hashing.drain()
         rec.content_sha256 = hashing.sha256.hexdigest()
         rec.bytes_read = hashing.bytes_read
-        rec.rows_loaded, rec.rows_duplicate, dupes = loader.finish()
+        with timings.stage("merge"):
+            rec.rows_loaded, rec.rows_duplicate, dupes = loader.finish()
         if dupes:
             rejects.add(_duplicate_rejects(source, dupes))
         rec.rows_rejected = rejects.count

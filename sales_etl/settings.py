@@ -144,6 +144,7 @@ class Settings:
     admin_password: Secret | None = None
     migrations_dir: Path | None = None
     blind_index_key_new: Secret | None = None
+    appinsights_connection: Secret | None = None
 
     def require_storage(self) -> StorageSettings:
         if self.storage is None:
@@ -244,6 +245,8 @@ def load_settings(env: Mapping[str, str] | None = None,
         admin_password=Secret(pw) if (pw := r.get("POSTGRES_ADMIN_PASSWORD")) else None,
         migrations_dir=_directory(r, "MIGRATIONS_DIR"),
         blind_index_key_new=_blind_key(r, "BLIND_INDEX_KEY_NEW"),
+        appinsights_connection=Secret(ai) if (ai := r.get(
+            "APPLICATIONINSIGHTS_CONNECTION_STRING")) else None,
     )
     if r.problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")

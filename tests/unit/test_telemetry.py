@@ -1,0 +1,68 @@
+"""Telemetry: one span per file and one per stage, counters by outcome; with nothing
+configured, the no-op API exports nothing and never fails."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from sales_etl import telemetry
+from sales_etl.ledger import RunRecord
+from sales_etl.settings import load_settings
+
+
+def run_record() -> RunRecord:
+    return RunRecord(dataset="sales", blob_path="incoming/a.csv", trigger="blob",
+                     status="loaded", rows_read=10, rows_loaded=7, rows_duplicate=2,
+                     rows_rejected=1, seconds=1.5)
+
+
+def test_nothing_configured_is_a_no_op() -> None:
+    assert telemetry.configure(load_settings({})) is False
+    timings = telemetry.Timings()
+    with timings.stage("read"):
+        pass
+    telemetry.record(run_record(), timings, time.time_ns())  # exports nothing, raises nothing
+
+
+@pytest.fixture(scope="module")
+def exported() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
+    spans = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(spans))
+    trace.set_tracer_provider(provider)
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    return spans, reader
+
+
+def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter,
+                                                      InMemoryMetricReader]) -> None:
+    spans, reader = exported
+    timings = telemetry.Timings()
+    for stage in telemetry.STAGES:
+        with timings.stage(stage):
+            time.sleep(0.001)
+    rec = run_record()
+    telemetry.record(rec, timings, time.time_ns())
+    finished = {s.name: s for s in spans.get_finished_spans()}
+    assert set(finished) == {"sales_etl.file", *(f"sales_etl.{s}" for s in telemetry.STAGES)}
+    file_span = finished["sales_etl.file"]
+    assert file_span.attributes["sales_etl.run_id"] == rec.run_uuid
+    assert file_span.attributes["sales_etl.rows_loaded"] == 7
+    for stage in telemetry.STAGES:
+        child = finished[f"sales_etl.{stage}"]
+        assert child.parent.span_id == file_span.context.span_id
+        assert child.end_time - child.start_time >= 1_000_000  # at least the 1 ms slept
+    points = {(m.name, tuple(sorted(p.attributes.items()))): p
+              for rm in reader.get_metrics_data().resource_metrics
+              for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points}
+    assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "loaded")))].value == 7
+    assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "rejected")))].value == 1
