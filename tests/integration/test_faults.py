@@ -67,6 +67,29 @@ def pause_after_first_chunk(
     resume.set()
 
 
+Pause = tuple[threading.Event, threading.Event, Any]
+
+
+@pytest.fixture
+def pause_after_first_range(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pause]:
+    """The blob reader signals when its first (small) range is in, then waits for the test.
+    Yields (fetched, resume, the original fetch) so a test can put the original back."""
+    fetched, resume = threading.Event(), threading.Event()
+    original = storage.RangeReader._fetch
+
+    def hooked(self: storage.RangeReader, offset: int, length: int) -> bytes:
+        data = original(self, offset, length)
+        if not fetched.is_set():
+            fetched.set()
+            resume.wait(60)
+        return data
+
+    monkeypatch.setattr(storage, "RANGE_BYTES", 256 << 10)
+    monkeypatch.setattr(storage.RangeReader, "_fetch", hooked)
+    yield fetched, resume, original
+    resume.set()
+
+
 def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
     out: list[Any] = []
 
@@ -109,19 +132,9 @@ def test_database_stopped_mid_load(stack: devstack.StackState, settings: Setting
 
 def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Settings,
                                       clean: None, cc: ContainerClient, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    fetched, resume = threading.Event(), threading.Event()
-    original = storage.RangeReader._fetch
-
-    def hooked(self: storage.RangeReader, offset: int, length: int) -> bytes:
-        data = original(self, offset, length)
-        if not fetched.is_set():
-            fetched.set()
-            resume.wait(60)
-        return data
-
-    monkeypatch.setattr(storage, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(storage.RangeReader, "_fetch", hooked)
+                                      monkeypatch: pytest.MonkeyPatch,
+                                      pause_after_first_range: Pause) -> None:
+    fetched, resume, original = pause_after_first_range
     g = generate(tmp_path / "azdown.csv", 30_000, seed=52)
     blob = storage.upload(cc, g.path)
     thread, out = run_in_thread(lambda: hostcall.invoke_blob_trigger(settings.container, blob))
@@ -209,22 +222,12 @@ def test_same_blob_delivered_eight_times_at_once(settings: Settings, clean: None
 
 
 def test_blob_overwritten_while_processing(settings: Settings, clean: None, cc: ContainerClient,
-                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           pause_after_first_range: Pause) -> None:
     """Defined outcome: the version being read changes under the reader (If-Match fails),
     so that attempt loads nothing; the new version stays in incoming/ and is processed in
     its turn. Nothing is deleted that was not processed."""
-    fetched, resume = threading.Event(), threading.Event()
-    original = storage.RangeReader._fetch
-
-    def hooked(self: storage.RangeReader, offset: int, length: int) -> bytes:
-        data = original(self, offset, length)
-        if not fetched.is_set():
-            fetched.set()
-            resume.wait(60)
-        return data
-
-    monkeypatch.setattr(storage, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(storage.RangeReader, "_fetch", hooked)
+    fetched, resume, original = pause_after_first_range
     v1 = generate(tmp_path / "v1.csv", 20_000, seed=55)
     v2 = generate(tmp_path / "v2.csv", 5_000, seed=56)
     blob = storage.upload(cc, v1.path, name="over.csv")
