@@ -85,7 +85,7 @@ def load_source(settings: Settings, source: Source,
                         (f"sales_etl:{dataset.name}:{source.name}",))
             if not cur.fetchone()[0]:
                 raise Skipped(f"{source.name}: another invocation is loading this file",
-                                     code="in_progress")
+                              code="in_progress")
             if source.etag is not None:
                 prior = ledger.loaded_run(cur, dataset.name, source.name, source.etag)
                 if prior is not None:
