@@ -8,6 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from . import pipeline, retry, telemetry
+from .datasets import load_datasets
 from .ledger import RunRecord
 from .settings import STORAGE_CONNECTION, Settings, load_settings, read_bindings
 
@@ -31,17 +32,16 @@ def bindings() -> Bindings:
 
 @lru_cache(maxsize=1)
 def settings() -> Settings:
-    """Validated once per worker process; a bad setting fails every invocation loudly."""
+    """Validated once per worker process; a bad setting or dataset file fails every
+    invocation loudly (the blob stays in incoming/, the host retries, then poisons)."""
     loaded = load_settings()
+    load_datasets(loaded.datasets_dir)  # a malformed dataset file stops the app here
     telemetry.configure(loaded)  # Application Insights, when its connection string is set
     return loaded
 
 
 def on_blob(client: Any) -> RunRecord:
-    rec = pipeline.process_blob(client, settings(), trigger="blob")
-    if rec.status == "failed" and rec.reason_code and rec.error:
-        log.warning("%s -> failed/: %s", rec.blob_path, rec.error)
-    return rec
+    return pipeline.process_blob(client, settings(), trigger="blob")
 
 
 def on_timer(timer: Any) -> retry.SweepReport:

@@ -91,11 +91,14 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
         if _move_leased(cc, name, item.etag, target, report):
             target = report.last_target
             bucket.append(target)
+            fields = {"run_id": meta.get("run_id", ""), "dataset": route.dataset,
+                      "blob": source_path}
             if bucket is report.deadlettered:
                 log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
-                          attempts, storage.unquote_meta(meta.get("reason", "")))
+                          attempts, storage.unquote_meta(meta.get("reason", "")), extra=fields)
             else:
-                log.info("%s back to %s (attempt %d next)", name, target, attempts + 1)
+                log.info("%s back to %s (attempt %d next)", name, target, attempts + 1,
+                         extra=fields)
     return report
 
 

@@ -50,3 +50,20 @@ def test_bindings_follow_the_app_settings(monkeypatch) -> None:  # type: ignore[
     b = functions.bindings()
     assert (b.blob_path, b.source, b.schedule, b.connection) == (
         "landing/incoming/{name}", "EventGrid", "0 0 * * * *", "SalesStorage")
+
+
+def test_a_malformed_dataset_file_stops_the_worker_at_start(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from sales_etl import functions
+    from sales_etl.errors import ConfigError
+
+    (tmp_path / "broken.toml").write_text('name = "broken"\nbusiness_key = ["a"]\n')
+    monkeypatch.setenv("DATASETS_DIR", str(tmp_path))
+    functions.settings.cache_clear()
+    try:
+        with pytest.raises(ConfigError) as err:
+            functions.settings()
+        assert "broken.toml" in err.value.message and "columns" in err.value.message
+    finally:
+        functions.settings.cache_clear()
