@@ -115,7 +115,7 @@ def load_source(settings: Settings, source: Source,
             f"interrupted: {type(exc).__name__}", code="interrupted")
         rec.seconds = time.monotonic() - started
         rec.stage_seconds = timings.rounded()
-        _record_failure(settings, rec, error)
+        _record_attempt(settings, rec, error)
         telemetry.record(rec, timings, started_ns)
         if error is exc or not isinstance(exc, Exception):
             raise
@@ -195,7 +195,8 @@ def _rollback(conn: Any) -> None:
         conn.rollback()
 
 
-def _record_failure(settings: Settings, rec: RunRecord, error: EtlError) -> None:
+def _record_attempt(settings: Settings, rec: RunRecord, error: EtlError) -> None:
+    """Record an attempt that loaded nothing (skipped or failed) in a transaction of its own."""
     rec.status = "skipped" if isinstance(error, Skipped) else "failed"
     rec.reason_code = error.code
     rec.error = error.message[:2000]
@@ -237,7 +238,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     except ResourceNotFoundError:
         logger.info("%s is gone (already moved by another invocation)", name)
         rec.seconds = 0.0
-        _record_failure(settings, rec, Skipped(
+        _record_attempt(settings, rec, Skipped(
             f"{name}: the blob is gone (moved by the invocation that processed it)",
             code="gone"))
         return rec
@@ -248,7 +249,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     except ConfigError as exc:
         error = DataError(f"{name}: {exc.message}", code="unknown_dataset")
         rec.seconds = 0.0
-        _record_failure(settings, rec, error)
+        _record_attempt(settings, rec, error)
         _to_failed(cc, route, rec, props.etag, error, settings, dataset=None)
         return rec
     source = Source(name=name, dataset=dataset, etag=props.etag, attempt=attempt,

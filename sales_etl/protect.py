@@ -78,8 +78,7 @@ class Protector:
         out = dict(columns)
         for col in dataset.sensitive:
             name = col.sql[0]
-            encoded = pc.dictionary_encode(columns[name]).combine_chunks() if isinstance(
-                columns[name], pa.ChunkedArray) else pc.dictionary_encode(columns[name])
+            encoded = pc.dictionary_encode(columns[name])
             values = encoded.dictionary.to_pylist()
             tokens: list[str] = []
             hashes: list[str] = []

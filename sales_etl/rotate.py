@@ -4,7 +4,8 @@ Fernet keys (``sales-etl rotate-keys``): with the new key first in ``FERNET_KEYS
 old ones after it, every token not made with the newest key is re-encrypted
 (``MultiFernet.rotate``). Rows stay readable throughout, since every listed key decrypts.
 Each batch is its own short transaction; the position reached is kept in
-``etl_key_rotation``, so an interrupted run continues where it stopped.
+``etl_key_rotation`` (created by migration V3), so an interrupted run continues where it
+stopped.
 
 Blind-index key (``sales-etl rotate-keys --blind-index``): every hash is recomputed from
 the decrypted value under ``BLIND_INDEX_KEY_NEW``. The old and new hashes do not match
@@ -63,7 +64,6 @@ def rotate(settings: Settings, datasets: list[Dataset], *, batch: int = 1000,
     conn = connect(settings.require_admin_database())
     report = Report()
     try:
-        _ensure_progress_table(conn)
         for dataset in datasets:
             if dataset.sensitive and _table_exists(conn, dataset.table):
                 report.datasets.append(_rotate_table(conn, dataset, protector, batch, mark,
@@ -71,16 +71,6 @@ def rotate(settings: Settings, datasets: list[Dataset], *, batch: int = 1000,
     finally:
         conn.close()
     return report
-
-
-def _ensure_progress_table(conn: Any) -> None:
-    with conn.cursor() as cur:
-        cur.execute(sql.SQL(
-            "CREATE TABLE IF NOT EXISTS {} (dataset text PRIMARY KEY, mark text NOT NULL,"
-            " last_row_id bigint NOT NULL, done boolean NOT NULL DEFAULT false,"
-            " updated_at timestamptz NOT NULL DEFAULT now())").format(
-                sql.Identifier(PROGRESS_TABLE)))
-    conn.commit()
 
 
 def _table_exists(conn: Any, table: str) -> bool:
