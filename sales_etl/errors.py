@@ -16,6 +16,8 @@ from __future__ import annotations
 import socket
 from typing import Final
 
+from . import redact
+
 
 class EtlError(Exception):
     """Base of every error this package raises on purpose."""
@@ -23,7 +25,10 @@ class EtlError(Exception):
     kind: str = "error"
 
     def __init__(self, message: str, *, code: str = "error") -> None:
-        super().__init__(message)
+        # The one place error text is made safe: whatever a module wrote into it (a
+        # parser's message quoting a row, a URL with a SAS), the ledger, the blob metadata,
+        # the logs and the command line get it scrubbed (see redact.py).
+        super().__init__(redact.scrub(message))
         self.code = code
 
     @property
@@ -47,6 +52,14 @@ class TransientError(EtlError):
     """A failure that may go away by itself: retried with exponential backoff."""
 
     kind = "transient"
+
+
+class UnsafeName(DataError):
+    """A blob name that is not confined to its folder (``.``/``..`` segments, also
+    percent-encoded, control characters): refused before any storage call."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, code="unsafe_name")
 
 
 class Skipped(EtlError):
@@ -82,6 +95,8 @@ def classify(exc: BaseException) -> EtlError:
     sqlstate = getattr(exc, "pgcode", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         detail = _first_line(exc)
+        if sqlstate[:2] == "22":  # data exceptions quote the offending value
+            detail = redact.values(detail)
         if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES:
             return TransientError(f"database unavailable ({sqlstate}): {detail}", code="db_transient")
         if sqlstate[:2] in _DATA_SQLSTATE_CLASSES:
@@ -99,7 +114,9 @@ def classify(exc: BaseException) -> EtlError:
         return TransientError(f"storage unavailable: {_first_line(exc)}", code="storage_transient")
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, OSError)):
         return TransientError(f"I/O failure: {_first_line(exc)}", code="io_transient")
-    return TransientError(f"unexpected {name}: {_first_line(exc)}", code="unexpected")
+    # An unknown error may quote a value from the row being processed: values dropped.
+    return TransientError(f"unexpected {name}: {redact.values(_first_line(exc))}",
+                          code="unexpected")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -20,7 +20,7 @@ from typing import IO, Any, BinaryIO
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings
 
-from . import __version__, ledger, load, storage, telemetry
+from . import __version__, ledger, load, names, retry, storage, telemetry
 from .datasets import Dataset, get_dataset
 from .db import connect
 from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, classify
@@ -229,6 +229,13 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         logger.info("ignored %s: not under %s/", name, storage.INCOMING)
         rec.status, rec.reason_code = "skipped", "not_incoming"
         return rec
+    try:
+        names.confine(name, storage.INCOMING)  # before any storage call with this name
+    except names.UnsafeName as exc:
+        logger.error("%s", exc.message)
+        rec.seconds = 0.0
+        _record_attempt(settings, rec, exc)
+        return rec
     cc = storage.service_client(settings.require_storage()).get_container_client(container)
     # The package's own client for the same blob (same setting, same identity): one retry
     # policy for every storage call of the invocation.
@@ -242,7 +249,8 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
             f"{name}: the blob is gone (moved by the invocation that processed it)",
             code="gone"))
         return rec
-    attempt = int((props.metadata or {}).get("attempts", "0") or 0) + 1
+    attempt = retry.parse_attempts((props.metadata or {}).get("attempts"),
+                                   settings.retry.max_attempts) + 1  # untrusted metadata
     rec.etag, rec.attempt = props.etag, attempt
     try:
         dataset = get_dataset(route.dataset, settings.datasets_dir)

@@ -12,7 +12,10 @@ from typing import IO
 from .extract import Reject
 
 HEADER = ("line", "reason_code", "reason", "raw_row")
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+# A cell may start with a letter, a digit or one of these; any other first character (=, +,
+# -, @, a space, a tab, CR, LF, NUL or any control character, a full-width sign, ...) gets
+# a ' before it, so that a spreadsheet opening the rejects file runs nothing (CSV injection).
+SAFE_START = frozenset("\"'_.,;:/()[]{}<>#$%&*!?~^`\\")
 
 
 class RejectsWriter:
@@ -29,7 +32,7 @@ class RejectsWriter:
 
     def add(self, rejects: Iterable[Reject]) -> None:
         for r in rejects:
-            self._writer.writerow((r.line, r.code, r.reason, _raw(r.fields)))
+            self._writer.writerow((r.line, r.code, guard(r.reason), guard(_raw(r.fields))))
             self.count += 1
             self.codes[r.code] = self.codes.get(r.code, 0) + 1
 
@@ -46,6 +49,17 @@ class RejectsWriter:
 def _raw(fields: tuple[str, ...]) -> str:
     buffer = io.StringIO()
     csv.writer(buffer, lineterminator="").writerow(fields)
-    text = buffer.getvalue()
-    # Spreadsheets evaluate a cell that starts like a formula: neutralise it (CSV injection).
-    return "'" + text if text.startswith(_FORMULA_START) else text
+    return buffer.getvalue()
+
+
+def guard(cell: str) -> str:
+    """``cell`` as it is when its first character is a letter, a digit or in
+    ``SAFE_START``; else with a ``'`` before it (an allow-list: a spreadsheet evaluates
+    more first characters than anyone lists)."""
+    if not cell:
+        return cell
+    first = cell[0]
+    if (first.isascii() and first.isalnum()) or first in SAFE_START or (
+            not first.isascii() and first.isalpha()):
+        return cell
+    return "'" + cell

@@ -200,7 +200,7 @@ class _Reader:
         try:
             value = int(raw)
         except ValueError:
-            self.problems.append(f"{name}: {raw!r} is not a whole number")
+            self.problems.append(f"{name}: {_show(raw)} is not a whole number")
             return default
         if value < minimum or (maximum is not None and value > maximum):
             upper = f" and {maximum}" if maximum is not None else ""
@@ -221,7 +221,7 @@ def load_settings(env: Mapping[str, str] | None = None,
     container = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
     if not _CONTAINER_RE.match(container):
         r.problems.append(
-            f"SALES_CONTAINER: {container!r} is not a valid container name "
+            f"SALES_CONTAINER: {_show(container)} is not a valid container name "
             "(3-63 lower-case letters, digits and single hyphens)"
         )
     settings = Settings(
@@ -268,7 +268,7 @@ def _trigger_source(r: _Reader) -> TriggerSource:
     raw = r.get("SALES_TRIGGER_SOURCE") or "polling"
     source = _SOURCES.get(raw.lower())
     if source is None:
-        r.problems.append(f"SALES_TRIGGER_SOURCE: {raw!r} must be 'polling' or 'eventgrid'")
+        r.problems.append(f"SALES_TRIGGER_SOURCE: {_show(raw)} must be 'polling' or 'eventgrid'")
         return "LogsAndContainerScan"
     return source
 
@@ -287,10 +287,17 @@ def _storage(r: _Reader) -> StorageSettings | None:
             r.problems.append(f"{name}: not a storage connection string (no AccountName, BlobEndpoint)")
         return StorageSettings(name, connection_string=Secret(conn))
     if uri is not None:
+        uri_name = (f"{name}__blobServiceUri" if r.get(f"{name}__blobServiceUri")
+                    else f"{name}__serviceUri")
         if not uri.startswith(("https://", "http://")):
-            r.problems.append(f"{name}__blobServiceUri: {uri!r} must be an https:// URL")
+            r.problems.append(f"{uri_name}: {_show(uri)} must be an https:// URL")
+        elif _secret_shaped(uri):
+            r.problems.append(f"{uri_name}: {_show(uri)}; it must be the service URL alone "
+                              "(e.g. https://<account>.blob.core.windows.net), no key, "
+                              "SAS or password in it")
         if credential is not None and credential.lower() != "managedidentity":
-            r.problems.append(f"{name}__credential: {credential!r} must be 'managedidentity'")
+            r.problems.append(f"{name}__credential: {_show(credential)} must be "
+                              "'managedidentity'")
         return StorageSettings(name, service_uri=uri.rstrip("/"), credential=credential,
                                client_id=client_id)
     return None
@@ -310,22 +317,22 @@ def _database(r: _Reader) -> DatabaseSettings | None:
     is_local = host.startswith("/") or host in LOCAL_HOSTS or _is_loopback(host)
     sslmode = (r.get("POSTGRES_SSLMODE") or ("prefer" if is_local else "verify-full")).lower()
     if sslmode not in _SSLMODES:
-        r.problems.append(f"POSTGRES_SSLMODE: {sslmode!r} must be one of {', '.join(_SSLMODES)}")
+        r.problems.append(f"POSTGRES_SSLMODE: {_show(sslmode)} must be one of {', '.join(_SSLMODES)}")
     allow_insecure = (r.get("POSTGRES_ALLOW_INSECURE") or "false").lower() in {"1", "true", "yes"}
     if not is_local and sslmode in {"disable", "allow", "prefer"} and not allow_insecure:
         r.problems.append(
-            f"POSTGRES_SSLMODE: {sslmode!r} would allow an unencrypted connection to the "
-            f"non-local host {host!r}; use require/verify-full, or set POSTGRES_ALLOW_INSECURE=true"
+            f"POSTGRES_SSLMODE: {_show(sslmode)} would allow an unencrypted connection to the "
+            f"non-local host {_show(host)}; use require/verify-full, or set POSTGRES_ALLOW_INSECURE=true"
         )
     auth = (r.get("POSTGRES_AUTH") or "password").lower()
     if auth not in ("password", "entra"):
-        r.problems.append(f"POSTGRES_AUTH: {auth!r} must be 'password' or 'entra'")
+        r.problems.append(f"POSTGRES_AUTH: {_show(auth)} must be 'password' or 'entra'")
     if auth == "entra" and password is not None:
         r.problems.append("POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is "
                           "the password); remove it")
     rootcert = r.get("POSTGRES_SSLROOTCERT")
     if rootcert is not None and not Path(rootcert).is_file():
-        r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {rootcert!r}")
+        r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {_show(rootcert)}")
     if sslmode in {"verify-ca", "verify-full"} and rootcert is None and is_local:
         r.problems.append(f"POSTGRES_SSLROOTCERT: required with POSTGRES_SSLMODE={sslmode}")
     return DatabaseSettings(
@@ -340,6 +347,32 @@ def _database(r: _Reader) -> DatabaseSettings | None:
         auth=auth,
         entra_client_id=r.get("POSTGRES_ENTRA_CLIENT_ID"),
     )
+
+
+# What a secret looks like when it is pasted into the wrong setting: a connection string
+# (key=value;...), a URL with a query string or user:password@, a long run of base64 or hex
+# (an account key, a Fernet key, a token).
+_SECRET_SHAPES = re.compile(
+    r"(?i)(?:[a-z]+=[^;]*;|;\s*[a-z]+=|\bsig=|accountkey|sharedaccess|password|"
+    r"://[^/\s]*@|\?.*=)")
+_KEY_RUN = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
+
+
+def _secret_shaped(value: str) -> bool:
+    if _SECRET_SHAPES.search(value):
+        return True
+    # a key or token: a long run mixing upper case, lower case and digits (a path is not)
+    return any(re.search(r"[A-Z]", run) and re.search(r"[a-z]", run) and re.search(r"\d", run)
+               for run in _KEY_RUN.findall(value))
+
+
+def _show(value: str) -> str:
+    """A setting's value for an error message: quoted when harmless; never when it looks
+    like a secret (a connection string pasted into the wrong setting, a key, a SAS)."""
+    if _secret_shaped(value):
+        return (f"the value (not shown: it looks like a key, SAS or connection string; "
+                f"{len(value)} characters)")
+    return repr(value if len(value) <= 100 else value[:97] + "...")
 
 
 def _is_loopback(host: str) -> bool:
@@ -391,7 +424,7 @@ def _chunk_rows(r: _Reader) -> int:
         if not 0 < fraction <= 1:
             raise ValueError
     except ValueError:
-        r.problems.append(f"DESIRED_CHUNK_FRACTION: {fraction_raw!r} must be a number in (0, 1]")
+        r.problems.append(f"DESIRED_CHUNK_FRACTION: {_show(fraction_raw)} must be a number in (0, 1]")
         return DEFAULT_CHUNK_ROWS
     row_bytes = r.integer("AVG_ROW_SIZE_BYTES", 1024, minimum=16)
     available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
@@ -403,7 +436,7 @@ def _schedule(r: _Reader) -> str:
     schedule = r.get("SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
     if len(schedule.split()) != 6:
         r.problems.append(
-            f"SWEEP_SCHEDULE: {schedule!r} must be a six-field NCRONTAB expression "
+            f"SWEEP_SCHEDULE: {_show(schedule)} must be a six-field NCRONTAB expression "
             "(second minute hour day month day-of-week)"
         )
     return schedule
@@ -415,7 +448,7 @@ def _directory(r: _Reader, name: str) -> Path | None:
         return None
     path = Path(raw)
     if not path.is_dir():
-        r.problems.append(f"{name}: {raw!r} is not a directory")
+        r.problems.append(f"{name}: {_show(raw)} is not a directory")
     return path
 
 
