@@ -186,7 +186,8 @@ def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed,
             rule = ("must start with a letter or digit and hold only letters, digits, _ . : -"
                     if col.pattern.startswith(_ID_PATTERN_PREFIX) else
                     f"does not match {col.pattern}")
-            flags.set(badfmt, "bad_format", _quoted(s, badfmt, f"{name} {{value}} {rule}"))
+            flags.set(badfmt, "bad_format", f"{name} {rule}" if col.sensitive  # never quoted
+                      else _quoted(s, badfmt, f"{name} {{value}} {rule}"))
     elif col.type == "enum":
         unknown = present & ~_np(pc.is_in(s, value_set=pa.array(col.values, pa.string())))
         flags.set(unknown, "bad_value",
