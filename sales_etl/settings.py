@@ -290,7 +290,10 @@ def _storage(r: _Reader) -> StorageSettings | None:
         uri_name = (f"{name}__blobServiceUri" if r.get(f"{name}__blobServiceUri")
                     else f"{name}__serviceUri")
         if not uri.startswith(("https://", "http://")):
-            r.problems.append(f"{uri_name}: {_show(uri)} must be an https:// URL")
+            hint = (f" (a connection string belongs in {name} itself)"
+                    if re.search(r"(?i)accountname=|accountkey=|blobendpoint=|"
+                                 r"sharedaccesssignature=", uri) else "")
+            r.problems.append(f"{uri_name}: {_show(uri)} must be an https:// URL{hint}")
         elif _secret_shaped(uri):
             r.problems.append(f"{uri_name}: {_show(uri)}; it must be the service URL alone "
                               "(e.g. https://<account>.blob.core.windows.net), no key, "

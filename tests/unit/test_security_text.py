@@ -71,6 +71,7 @@ def _settings_error(env: dict[str, str]) -> str:
 def test_a_connection_string_in_a_uri_setting_is_not_echoed(setting: str) -> None:
     message = _settings_error({setting: CONNECTION})
     assert setting in message and "https://" in message
+    assert "belongs in SalesStorage itself" in message
     for part in (ACCOUNT_KEY, ACCOUNT_KEY[:20], "AccountKey", CONNECTION):
         assert part not in message
 
