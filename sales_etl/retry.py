@@ -130,7 +130,8 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
                versions: dict[str, str], report: SweepReport) -> None:
     meta = dict(item.metadata or {})
     name = item.name
-    attempts = parse_attempts(meta.get("attempts"), settings.retry.max_attempts)
+    # a blob in failed/ failed at least once, whatever its metadata says
+    attempts = max(1, parse_attempts(meta.get("attempts"), settings.retry.max_attempts))
     route = storage.route(name, prefix=storage.FAILED)
     home = f"{storage.INCOMING}/{route.dataset}/{route.rel}"
     source_path = storage.unquote_meta(meta.get("source_path", "")) or home

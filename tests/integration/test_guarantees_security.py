@@ -289,7 +289,7 @@ def test_tampered_retry_metadata_never_stops_the_sweep(
                for r in caplog.records)
     attempts = {n: cc.get_blob_client(f"incoming/sales/{n}.csv").get_blob_properties()
                 .metadata["attempts"] for n in "abc"}
-    assert attempts == {"a": "0", "b": "0", "c": "2"}  # sound again, whatever it said
+    assert attempts == {"a": "1", "b": "1", "c": "2"}  # sound again, whatever it said
     cc.get_blob_client("failed/sales/i.csv").delete_blob(delete_snapshots="include")
 
     later = retry.sweep(settings, now=now + timedelta(seconds=settings.retry.max_seconds + 60))
