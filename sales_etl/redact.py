@@ -26,8 +26,8 @@ MASK: Final = "***"
 
 # key=value secrets in connection strings, query strings and DSNs (case-insensitive keys).
 _SECRET_PAIRS: Final = re.compile(
-    r"(?i)\b(AccountKey|SharedAccessSignature|SharedAccessKey|sig|password|pwd|secret|"
-    r"access_token|client_secret|InstrumentationKey|token)(\s*[=:]\s*)"
+    r"(?i)(?:(?<![A-Za-z0-9_])|(?<=%26)|(?<=%3F)|(?<=%3B))(AccountKey|SharedAccessSignature|SharedAccessKey|sig|password|pwd|secret|"
+    r"access_token|client_secret|InstrumentationKey|token)(\s*[=:]\s*|%3[dD])"
     r"(?:\"[^\"]*\"|'[^']*'|[^;&\s,'\"<>)]+)")
 # user:password@ in a URL
 _URL_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")

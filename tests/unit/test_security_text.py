@@ -136,6 +136,8 @@ def test_foreign_errors_lose_quoted_values_and_secrets() -> None:
     url_error = OSError("Max retries exceeded with url: /acct/c/b?sv=1&sig=AbC%2Fd%3D&se=2")
     message = classify(url_error).message
     assert "AbC" not in message and "sig=***" in message
+    encoded = DataError("copy source https://a/b%3Fsv%3D1%26sig%3DAbCsecret%253D%26se%3D2").message
+    assert "AbCsecret" not in encoded and "sig%3D***" in encoded
     for text in (f"AccountKey={ACCOUNT_KEY};x", "postgresql://u:hunter2@h/db", "Bearer eyJabc.def",
                  "password=hunter2 host=x"):
         assert ("hunter2" not in DataError(text).message and ACCOUNT_KEY not in DataError(text).message
