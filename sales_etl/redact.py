@@ -70,7 +70,7 @@ def _scrub_record(record: logging.LogRecord) -> logging.LogRecord:
     except Exception:  # a malformed call: leave it to logging's own error handling
         return record
     clean = scrub(message)
-    if clean != message or record.args:
+    if clean != message:  # else the template and its arguments stay as they were
         record.msg, record.args = clean, ()
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
         formatted = "".join(traceback.format_exception(*record.exc_info)).rstrip("\n")
