@@ -100,11 +100,19 @@ def test_publishing_a_worktree_full_of_generated_files_uploads_none_of_them(tmp_
         "sales_etl/.vscode/settings.json", "server.key", "sales_etl/x.key", "docs/operations.md",
         "tools/package.py", "Makefile", "pyproject.toml", "requirements-dev.txt",
         "requirements-cli.txt", "package.json", "Dockerfile", "docker-compose.yml",
+        # whatever else lands in the folder: nothing ships unless the allow-list names it
+        "secrets.txt", ".env.production", "notes/todo.md", "sales_etl/.env.local",
+        "sales_etl/datasets/__pycache__/sales.cpython-311.pyc", "migrations/.env",
+        "migrations/README.md",
     ]
     for rel in wanted + generated:
         _touch(tmp_path, rel)
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*") if p.is_file())
     assert published(files, tmp_path) == sorted(wanted)
+    # The limit of Core Tools' matcher: a pattern matches a prefix and `$` cannot be written,
+    # so a name that *begins* with an allowed one ships too. Keep such names out of the folder.
+    _touch(tmp_path, "host.json.bak")
+    assert "host.json.bak" in published([*files, "host.json.bak"], tmp_path)
 
 
 def test_the_matcher_follows_core_tools_rules_not_gits() -> None:
