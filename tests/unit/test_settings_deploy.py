@@ -94,3 +94,11 @@ def test_the_shipped_bundle_is_exactly_the_two_azure_roots() -> None:
         assert cert.not_valid_after_utc > dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
     assert len(certs) == 2 and found == ROOTS
     assert b"PRIVATE KEY" not in AZURE_PG_ROOTS.read_bytes()
+
+
+def test_an_unresolved_app_configuration_reference_is_named_too() -> None:
+    env = {**AZURE, "CHUNK_SIZE": "@Microsoft.AppConfiguration(Endpoint=https://cfg.azconfig.io; Key=chunk)"}
+    with pytest.raises(ConfigError) as err:
+        load_settings(env)
+    assert "CHUNK_SIZE: is an unresolved App Configuration reference" in err.value.message
+    assert "not a whole number" not in err.value.message and "cfg.azconfig" not in err.value.message
