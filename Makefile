@@ -5,13 +5,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup compose-tool demo test unit lint bench bench-quick dev-up dev-down clean help
+.PHONY: setup compose-tool demo test unit lint bench bench-quick dev-up dev-down clean help package
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
@@ -57,6 +57,9 @@ dev-up: $(STAMP) $(NODE_STAMP)  ## Start the local stack and print how to use it
 
 dev-down: $(STAMP)  ## Stop the local stack
 	$(BIN)/sales-etl dev down
+
+package:  ## The deployment zip as `func azure functionapp publish` would upload it (dist/functionapp.zip)
+	$(PYTHON) -m tools.package
 
 clean:  ## Stop the stack and remove generated state (.devstack, data)
 	-$(BIN)/sales-etl dev down

@@ -35,6 +35,17 @@ _SOURCES: dict[str, TriggerSource] = {
 _PRIMARY = ("POSTGRES_HOST", STORAGE_CONNECTION, f"{STORAGE_CONNECTION}__blobServiceUri",
             f"{STORAGE_CONNECTION}__serviceUri", "AZ_CONNECTION_STRING")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
+# The public roots Azure Database for PostgreSQL chains to, shipped inside the package
+# (sales_etl/certs/): the CA file when POSTGRES_SSLROOTCERT is unset for an Azure host, or "azure".
+AZURE_PG_ROOTS = Path(__file__).resolve().parent / "certs" / "azure-postgres-roots.pem"
+AZURE_PG_SUFFIX = ".postgres.database.azure.com"
+# Where Debian/Ubuntu (the Functions Linux images) and RHEL-likes keep the OS trust store. libpq's
+# own sslrootcert=system would ask the OpenSSL bundled in psycopg2-binary, whose store directory
+# is a path of its build machine: "system" is resolved to one of these files instead.
+SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+# An app setting whose value still is a reference: App Service could not resolve it.
+_UNRESOLVED_REFERENCES = {"@microsoft.keyvault(": "Key Vault",
+                          "@microsoft.appconfiguration(": "App Configuration"}
 _CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 
 
@@ -190,6 +201,8 @@ class _Reader:
         for name in names:
             value = self.env.get(name)
             if value is not None and value.strip() != "":
+                if _unresolved_reference(name, value.strip(), self.problems):
+                    return None
                 return value.strip()
         return None
 
@@ -207,6 +220,22 @@ class _Reader:
             self.problems.append(f"{name}: {value} must be between {minimum}{upper}")
             return default
         return value
+
+
+def _unresolved_reference(name: str, value: str, problems: list[str]) -> bool:
+    """An ``@Microsoft.KeyVault(...)`` value reaches the app only when App Service could not
+    resolve it; say exactly that (and not, e.g., "not a Fernet key"). The value is not echoed."""
+    lowered = value.lower()
+    for prefix, service in _UNRESOLVED_REFERENCES.items():
+        if lowered.startswith(prefix):
+            hint = (" Check that keyVaultReferenceIdentity names the app's user-assigned identity, "
+                    "that this identity has the 'Key Vault Secrets User' role on the vault, and "
+                    "that the vault is reachable from the app (docs/operations.md, Key Vault "
+                    "references)") if service == "Key Vault" else ""
+            problems.append(f"{name}: is an unresolved {service} reference: the platform could not "
+                            f"fetch the value, so the app received the reference text itself.{hint}")
+            return True
+    return False
 
 
 def load_settings(env: Mapping[str, str] | None = None,
@@ -333,11 +362,7 @@ def _database(r: _Reader) -> DatabaseSettings | None:
     if auth == "entra" and password is not None:
         r.problems.append("POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is "
                           "the password); remove it")
-    rootcert = r.get("POSTGRES_SSLROOTCERT")
-    if rootcert is not None and not Path(rootcert).is_file():
-        r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {_show(rootcert)}")
-    if sslmode in {"verify-ca", "verify-full"} and rootcert is None and is_local:
-        r.problems.append(f"POSTGRES_SSLROOTCERT: required with POSTGRES_SSLMODE={sslmode}")
+    rootcert = _root_cert(r, host, sslmode, is_local)
     return DatabaseSettings(
         host=host,
         port=port,
@@ -376,6 +401,32 @@ def _show(value: str) -> str:
         return (f"the value (not shown: it looks like a key, SAS or connection string; "
                 f"{len(value)} characters)")
     return repr(value if len(value) <= 100 else value[:97] + "...")
+
+
+def _root_cert(r: _Reader, host: str, sslmode: str, is_local: bool) -> str | None:
+    """POSTGRES_SSLROOTCERT: a CA file; "azure" (the roots shipped in the package); "system"
+    (the OS trust store's file). Unset for an Azure Database for PostgreSQL host: the shipped
+    roots, so that verify-full works in Azure with nothing else to deploy."""
+    raw = r.get("POSTGRES_SSLROOTCERT")
+    verifying = sslmode in {"verify-ca", "verify-full"}
+    if raw is None:
+        if verifying and is_local:
+            r.problems.append(f"POSTGRES_SSLROOTCERT: required with POSTGRES_SSLMODE={sslmode}")
+        if verifying and host.lower().rstrip(".").endswith(AZURE_PG_SUFFIX):
+            return str(AZURE_PG_ROOTS)
+        return None
+    if raw.lower() == "azure":
+        return str(AZURE_PG_ROOTS)
+    if raw.lower() == "system":
+        found = next((f for f in SYSTEM_CA_FILES if Path(f).is_file()), None)
+        if found is None:
+            r.problems.append("POSTGRES_SSLROOTCERT: 'system' asks for the OS trust store, but none "
+                              f"of {', '.join(SYSTEM_CA_FILES)} exists here; give a CA file, or "
+                              "'azure' for Azure Database for PostgreSQL")
+        return found
+    if not Path(raw).is_file():
+        r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {_show(raw)}")
+    return raw
 
 
 def _is_loopback(host: str) -> bool:

@@ -1,0 +1,50 @@
+"""An app setting that App Service could not resolve reaches the worker as the reference text
+itself. The invocation fails saying exactly that (naming the setting, not echoing the vault),
+and loses nothing: the blob stays in incoming/, no ledger row, no data; once the reference
+resolves, the same blob loads."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from azure.storage.blob import ContainerClient
+
+from sales_etl import functions, hostcall, storage
+from sales_etl.errors import ConfigError
+from sales_etl.generate import generate
+from sales_etl.settings import Settings
+
+from .conftest import names, query
+
+REF = "@Microsoft.KeyVault(SecretUri=https://kv-sales-secret-name.vault.azure.net/secrets/fernet-keys/)"
+
+
+@pytest.fixture
+def fresh_settings() -> Iterator[None]:
+    functions.settings.cache_clear()
+    yield
+    functions.settings.cache_clear()
+
+
+def test_an_unresolved_reference_fails_the_invocation_and_loses_nothing(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
+    blob = storage.upload(cc, generate(tmp_path / "kv.csv", 200, seed=41).path)
+    monkeypatch.setenv("FERNET_KEYS", REF)
+    with pytest.raises(ConfigError) as err:
+        hostcall.invoke_blob_trigger(settings.container, blob)
+    assert "FERNET_KEYS: is an unresolved Key Vault reference" in err.value.message
+    assert "keyVaultReferenceIdentity" in err.value.message
+    assert "kv-sales-secret-name" not in err.value.message and "not a Fernet key" not in err.value.message
+    assert names(cc) == [blob]
+    assert query(settings, "SELECT count(*) FROM etl_runs") == [(0,)]
+    assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
+
+    monkeypatch.undo()  # the platform resolved the reference (after a restart)
+    functions.settings.cache_clear()
+    hostcall.invoke_blob_trigger(settings.container, blob)
+    assert names(cc, "processed/") == [f"processed/sales/{datetime.now(UTC):%Y/%m/%d}/kv.csv"]
+    assert query(settings, "SELECT count(*) FROM sales") == [(200,)]
