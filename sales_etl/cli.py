@@ -30,13 +30,14 @@ from .hints import Stack, local_stack, one_line
 from .settings import Settings, load_settings, project_root
 
 log = logging.getLogger("sales_etl")
-_STACK: list[Stack] = []  # the local stack as this command found it (looked up once)
 
 
 def _stack() -> Stack:
-    if not _STACK:
-        _STACK.append(local_stack())
-    return _STACK[0]
+    """The local stack as this command found it (looked up once per command)."""
+    meta = click.get_current_context().meta
+    if "sales_etl.stack" not in meta:
+        meta["sales_etl.stack"] = local_stack()
+    return meta["sales_etl.stack"]
 
 
 def _settings() -> Settings:
@@ -94,7 +95,9 @@ def main(verbose: bool) -> None:
     Example:
       sales-etl runs --limit 5
     """
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    # Quiet by default: each command reports its outcome itself (a failed file, once);
+    # errors the command cannot report (e.g. a sweep's dead letters) still show.
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
 
