@@ -61,7 +61,9 @@ def _progress(total: int | None, desc: str) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=" rows", desc=desc, leave=False, file=sys.stderr)
+    bar = tqdm(total=total, unit=" rows", desc=desc, leave=False, file=sys.stderr)
+    bar.refresh()  # shown at once, not only after the first chunk
+    return bar
 
 
 class _Cli(click.Group):
@@ -597,8 +599,8 @@ def dev_status() -> None:
     """
     state = devstack.read_state()
     if state is None or not devstack.is_running(state):
-        click.echo("not running (start it with: sales-etl dev up)")
-        raise SystemExit(1)
+        raise click.ClickException("the local stack is not running (start it with: "
+                                   "sales-etl dev up)")
     _print_state(state)
 
 

@@ -4,13 +4,16 @@ whose local stack is the test session's (or none, or a stopped one)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pty
 import re
 import select
+import struct
 import subprocess
 import sys
+import termios
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -80,6 +83,7 @@ def run(command: str, env: dict[str, str], cwd: Path, *, tty: bool = False,
                               text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
         return Result(proc.returncode, proc.stdout, proc.stderr)
     master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real size
     child = subprocess.Popen(["bash", "-c", command], env=env, cwd=cwd, stdin=slave,
                              stdout=slave, stderr=slave, start_new_session=True)
     os.close(slave)
