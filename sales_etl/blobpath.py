@@ -56,4 +56,7 @@ def incoming_blob(text: str, container: str) -> str:
     if first != INCOMING or name.rstrip("/") == INCOMING:
         raise ConfigError(f"{text}: not a blob path under incoming/; " + expected_form(container),
                           code="bad_blob_name")
+    if any(part in ("", ".", "..") for part in name.split("/")):
+        raise ConfigError(f"{text}: empty, '.' or '..' path segments are not allowed",
+                          code="bad_blob_name")
     return name
