@@ -378,9 +378,10 @@ def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ..
         click.echo(f"{item.source} -> {item.target} (after {item.attempts} attempt(s))")
     click.echo(f"requeued {len(report.moved)}, busy {len(report.busy)} (changed or moved "
                "meanwhile: left alone)")
-    if report.unrecorded:
-        click.echo(f"warning: the moves are not in the ledger: {report.unrecorded}", err=True)
     _local_hint(settings, [item.target for item in report.moved])
+    if report.unrecorded:
+        raise click.ClickException(f"moved {len(report.moved)} blob(s), but the ledger could "
+                                   f"not record it: {report.unrecorded}")
     if report.unmatched:
         raise click.ClickException("no blob in failed/ or deadletter/ matches: "
                                    + ", ".join(report.unmatched))

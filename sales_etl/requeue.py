@@ -48,6 +48,14 @@ def _keys(name: str, meta: dict[str, str], folder: str) -> set[str]:
     return {name, rel, rel.rsplit("/", 1)[-1], source}
 
 
+def _attempts(meta: dict[str, str]) -> int:
+    """The attempt count from metadata, 0 when missing or tampered with."""
+    try:
+        return max(0, int(meta.get("attempts", "0") or 0))
+    except ValueError:
+        return 0
+
+
 def _target(name: str, meta: dict[str, str], folder: str) -> str:
     route = storage.route(name, prefix=folder)
     default = f"{storage.INCOMING}/{route.dataset}/{route.rel}"
@@ -82,7 +90,7 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             if moved is None:
                 report.busy.append(item.name)
                 continue
-            attempts = int(meta.get("attempts", "0") or 0)
+            attempts = _attempts(meta)
             reason = storage.unquote_meta(meta.get("reason", ""))
             report.moved.append(Requeued(item.name, moved, attempts, reason))
             route = storage.route(moved)

@@ -135,3 +135,29 @@ def test_local_stack_follows_a_key_rotation(stack: devstack.StackState, settings
         assert (Path(stack.home) / "stack.json").read_text() == session_state
     finally:
         query(settings, "TRUNCATE sales, etl_key_rotation")  # rows under a key the session lacks
+
+
+@pytest.mark.usefixtures("clean")
+def test_requeue_with_tampered_metadata_stays_in_incoming(settings: Settings,
+                                                          cc: ContainerClient) -> None:
+    cc.get_blob_client("deadletter/sales/t.csv").upload_blob(b"z", metadata={
+        "attempts": "many", "source_path": "incoming/../processed/sales/t.csv"})
+    cc.get_blob_client("failed/sales/u.csv").upload_blob(b"z", metadata={
+        "attempts": "-4", "source_path": "/deadletter/sales/u.csv"})
+    code, text = cli("requeue", "--all")
+    assert code == 0 and "requeued 2" in text, text
+    assert names(cc) == ["incoming/processed/sales/t.csv", "incoming/sales/u.csv"]
+    assert query(settings, "SELECT blob_path, attempt FROM etl_runs ORDER BY blob_path") == [
+        ("incoming/processed/sales/t.csv", 0), ("incoming/sales/u.csv", 0)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_requeue_says_when_the_ledger_cannot_record(stack: devstack.StackState,
+                                                    cc: ContainerClient, tmp_path: Path) -> None:
+    failed_blob(cc, "failed/sales/v.csv", b"v", 1, "incoming/sales/v.csv")
+    home = project(tmp_path / "checkout", stack)
+    env = {**stack.env(), "POSTGRES_PORT": str(devstack.free_ports(1)[0])}  # database gone
+    result = run("sales-etl requeue v.csv", environment(home, env), tmp_path)
+    assert_clean(result, "requeue")
+    assert result.code == 1 and "the ledger could not record it" in result.err, result.text
+    assert names(cc) == ["incoming/sales/v.csv"]  # the move stands: storage is the truth
