@@ -161,3 +161,32 @@ def test_requeue_says_when_the_ledger_cannot_record(stack: devstack.StackState,
     assert_clean(result, "requeue")
     assert result.code == 1 and "the ledger could not record it" in result.err, result.text
     assert names(cc) == ["incoming/sales/v.csv"]  # the move stands: storage is the truth
+
+
+@pytest.mark.usefixtures("clean")
+def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
+                                                    settings: Settings, tmp_path: Path) -> None:
+    from sales_etl.generate import generate_model
+
+    files = generate_model(tmp_path / "model", sales_rows=10, customers=6, seed=4)
+    pipeline.load_file(files["customers"], get_dataset("customers"), settings)
+    home = project(tmp_path / "checkout", stack)
+    new = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
+    try:
+        rotated = run("sales-etl rotate-keys --blind-index --dataset customers",
+                      environment(home, {"BLIND_INDEX_KEY_NEW": new}), tmp_path)
+        assert_clean(rotated, "rotate-keys --blind-index")
+        assert rotated.code == 0, rotated.text
+        assert "customers: 6 rows scanned, 6 rotated in 1 batch(es), 0 left" in rotated.out
+        assert "BLIND_INDEX_KEY in" in rotated.out  # the stack keeps the new key
+        # nothing exported: the look-up hashes with the new key and finds the row
+        show = run("sales-etl show --dataset customers CUST-004", environment(home), tmp_path)
+        assert show.code == 0 and "customer_id: CUST-004" in show.out, show.text
+        doctor = run("sales-etl doctor", environment(home), tmp_path)
+        assert "stored hashes match BLIND_INDEX_KEY" in doctor.out, doctor.text
+        # with the old key exported, the row is not found (and the command says so)
+        old = run("sales-etl show --dataset customers CUST-004",
+                  environment(home, {"BLIND_INDEX_KEY": stack.blind_index_key}), tmp_path)
+        assert old.code == 1 and "no customers row with key 'CUST-004'" in old.err, old.text
+    finally:
+        query(settings, "TRUNCATE customers, etl_key_rotation")  # hashed under another key
