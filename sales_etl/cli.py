@@ -256,7 +256,8 @@ def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
     blob = storage.upload(storage.container_client(settings), file, dataset=dataset, name=name)
     click.echo(f"uploaded {file} to {settings.container}/{blob}")
     if _uses_local_stack(settings):
-        click.echo(f"no Functions host runs locally: load it with `sales-etl process {blob}`")
+        click.echo(f"local stack: unless `func start` runs, load it with "
+                   f"`sales-etl process {blob}`")
 
 
 @main.command("init-storage")
@@ -322,8 +323,8 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
 
 def _local_hint(settings: Settings, blobs: list[str]) -> None:
     if blobs and _uses_local_stack(settings):
-        click.echo("no Functions host runs locally, so nothing takes them from incoming/; "
-                   "load each with:")
+        click.echo("local stack: unless `func start` runs, nothing takes them from "
+                   "incoming/; load each with:")
         for blob in blobs:
             click.echo(f"  sales-etl process {blob}")
 
