@@ -140,11 +140,11 @@ def process_cmd(blob: str) -> None:
     Example:
       sales-etl process incoming/sales/mine.csv
     """
-    from .manual import process
+    from .manual import as_recorded, process
 
     settings = _settings()
     rec = process(settings, blob)
-    _print_runs([rec.as_dict()])
+    _print_runs([as_recorded(settings, rec)])
     if rec.status == "failed":
         raise click.ClickException(f"{rec.blob_path}: failed ({rec.reason_code}): {rec.error}")
 

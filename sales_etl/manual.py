@@ -4,11 +4,14 @@ then processes it exactly as the blob trigger does."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from azure.core.exceptions import ResourceNotFoundError
 
-from . import pipeline, preflight, storage
+from . import ledger, pipeline, preflight, storage
 from .blobpath import incoming_blob
-from .errors import DataError
+from .db import connect
+from .errors import DataError, EtlError
 from .ledger import RunRecord
 from .settings import Settings
 
@@ -24,3 +27,19 @@ def process(settings: Settings, text: str) -> RunRecord:
                         "`sales-etl upload FILE` prints the path to give)",
                         code="not_found") from None
     return pipeline.process_blob(blob, settings, trigger="cli")
+
+
+def as_recorded(settings: Settings, rec: RunRecord) -> dict[str, Any]:
+    """The attempt as the ledger holds it (run id, seconds: what `runs` shows), or as the
+    invocation saw it when no row was written or the ledger cannot be read."""
+    if rec.run_id is not None:
+        return rec.as_dict()
+    try:
+        conn = connect(settings.require_database())
+    except EtlError:
+        return rec.as_dict()
+    try:
+        rows = ledger.recent(conn, limit=20, blob=rec.blob_path)
+    finally:
+        conn.close()
+    return next((r for r in rows if r["run_uuid"] == rec.run_uuid), rec.as_dict())
