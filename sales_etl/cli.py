@@ -1,8 +1,12 @@
-"""``sales-etl``: a thin command line over the package. Every command has ``--help``.
+"""``sales-etl``: a thin command line over the package. Every command has ``--help`` with
+an example.
 
 Settings come from the environment (see the README's settings table); when neither a
 database nor a storage setting is exported and the local dev stack is running, its
 settings are used, so every command works right after ``make demo``.
+
+Exit status: 0 success; 1 the command failed (one line on stderr saying why, never a
+traceback: ``-v`` logs it); 2 the command line is wrong (unknown option, missing file).
 """
 
 from __future__ import annotations
@@ -10,42 +14,46 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 import secrets
 import sys
-from collections.abc import Callable
 from datetime import datetime
-from functools import wraps
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 
-from . import __version__, devstack, ledger, migrate, pipeline, retry, storage
+from . import __version__, devstack, ledger, migrate, preflight, retry, storage
 from .datasets import get_dataset, load_datasets
 from .db import connect
-from .errors import EtlError
-from .settings import Settings, load_settings, project_root
+from .hints import Stack, local_stack, one_line
+from .settings import Settings, load_settings
 
-F = TypeVar("F", bound=Callable[..., Any])
+log = logging.getLogger("sales_etl")
+
+
+def _stack() -> Stack:
+    """The local stack as this command found it (looked up once per command)."""
+    meta = click.get_current_context().meta
+    if "sales_etl.stack" not in meta:
+        meta["sales_etl.stack"] = local_stack()
+    return meta["sales_etl.stack"]
 
 
 def _settings() -> Settings:
-    state = devstack.read_state()
-    fallback = state.env() if state is not None and devstack.is_running(state) else None
-    return load_settings(fallback=fallback)
+    return load_settings(fallback=_stack().env)
 
 
-def _friendly(fn: F) -> F:
-    """Typed errors end the command with exit status 1 and one line naming the reason."""
+def _uses_local_stack(settings: Settings) -> bool:
+    """True when the database this command talks to is the running local stack's."""
+    env = _stack().env
+    db = settings.database
+    return (env is not None and db is not None and db.host == env["POSTGRES_HOST"]
+            and str(db.port) == env["POSTGRES_PORT"])
 
-    @wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except EtlError as exc:
-            raise click.ClickException(" ".join(exc.message.split())) from exc
 
-    return wrapper  # type: ignore[return-value]
+def _storage_ready(settings: Settings) -> None:
+    preflight.check_storage(settings.require_storage())
 
 
 def _progress(total: int | None, desc: str) -> Any:
@@ -53,15 +61,45 @@ def _progress(total: int | None, desc: str) -> Any:
         return None
     from tqdm import tqdm
 
-    return tqdm(total=total, unit=" rows", desc=desc, leave=False, file=sys.stderr)
+    bar = tqdm(total=total, unit=" rows", desc=desc, leave=False, file=sys.stderr)
+    bar.refresh()  # shown at once, not only after the first chunk
+    return bar
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Cli(click.Group):
+    """Any failure of a command ends it with exit status 1 and one line (no traceback)."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.Abort):
+            raise
+        except BrokenPipeError:  # `sales-etl runs | head`: the reader left; say nothing more
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            raise SystemExit(1) from None
+        except Exception as exc:
+            log.info("the command failed", exc_info=True)  # shown with -v
+            raise click.ClickException(one_line(exc, _stack())) from None
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sales-etl")
-@click.option("-v", "--verbose", is_flag=True, help="Log every step (INFO level).")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Log every step (INFO level; a failure's traceback too).")
 def main(verbose: bool) -> None:
-    """Load sales CSV files from Azure Blob Storage into PostgreSQL, exactly once."""
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
+    """Load sales CSV files from Azure Blob Storage into PostgreSQL, exactly once.
+
+    Exit status: 0 success; 1 the command failed (one line saying why);
+    2 the command line is wrong (unknown option, missing file).
+
+    \b
+    Example:
+      sales-etl runs --limit 5
+    """
+    # Quiet by default: each command reports its outcome itself (a failed file, once);
+    # errors the command cannot report (e.g. a sweep's dead letters) still show.
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("azure").setLevel(logging.WARNING)
 
@@ -70,9 +108,14 @@ def main(verbose: bool) -> None:
 @click.option("--dir", "extra", type=click.Path(exists=True, file_okay=False, path_type=Path),
               multiple=True, help="Another folder of V<n>__*.sql files, applied after the "
               "shipped ones (also: MIGRATIONS_DIR).")
-@_friendly
 def migrate_cmd(extra: tuple[Path, ...]) -> None:
-    """Apply pending migrations (migrations/V<n>__*.sql); a no-op when up to date."""
+    """Apply pending migrations (migrations/V<n>__*.sql); a no-op when up to date. Runs as
+    the schema owner (POSTGRES_ADMIN_USER / POSTGRES_ADMIN_PASSWORD).
+
+    \b
+    Example:
+      sales-etl migrate --dir my_migrations/
+    """
     settings = _settings()
     admin = settings.require_admin_database()
     folders = [migrate.default_dir(), *([settings.migrations_dir] if settings.migrations_dir
@@ -88,35 +131,52 @@ def migrate_cmd(extra: tuple[Path, ...]) -> None:
 
 @main.command("process")
 @click.argument("blob")
-@_friendly
 def process_cmd(blob: str) -> None:
-    """Process one blob now (the manual trigger), e.g. incoming/sales/file.csv."""
+    """Process one blob in incoming/ now (the manual trigger). BLOB is its path in the
+    container (incoming/[<dataset>/]<file>), the path `upload` printed (with the container
+    in front), or the blob's URL. Exit status 1 if the blob does not exist or fails.
+
+    \b
+    Example:
+      sales-etl process incoming/sales/mine.csv
+    """
+    from .manual import as_recorded, process
+
     settings = _settings()
-    cc = storage.container_client(settings)
-    rec = pipeline.process_blob(cc.get_blob_client(blob), settings, trigger="cli")
-    _print_runs([rec.as_dict()])
+    rec = process(settings, blob)
+    _print_runs([as_recorded(settings, rec)])
     if rec.status == "failed":
-        raise click.ClickException(f"{blob}: {rec.error}")
+        raise click.ClickException(f"{rec.blob_path}: failed ({rec.reason_code}): {rec.error}")
 
 
 @main.command("load")
 @click.argument("files", nargs=-1, required=True,
                 type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--dataset", default="sales", show_default=True, help="Dataset of the files.")
-@_friendly
 def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
     """Load local CSV files straight into the database (backfills). Same validation, ledger
-    and rejects as the blob path; rejects are written beside each file."""
+    and rejects as the blob path; rejects are written beside each file. A progress bar when
+    attached to a terminal.
+
+    \b
+    Example:
+      sales-etl load data/mine.csv --dataset sales
+    """
+    from .errors import EtlError
+    from .pipeline import load_file
+
     settings = _settings()
     spec = get_dataset(dataset, settings.datasets_dir)
     failed = 0
     for path in files:
         bar = _progress(None, path.name)
         try:
-            rec = pipeline.load_file(path, spec, settings, progress=bar.update if bar else None)
+            rec = load_file(path, spec, settings,
+                            progress=bar.update if bar is not None else None)
         except EtlError as exc:
             failed += 1
-            click.echo(f"{path}: failed ({exc.kind}): {exc.message}", err=True)
+            click.echo(f"{path}: failed ({exc.code}): {' '.join(exc.message.split())}",
+                       err=True)
             continue
         finally:
             if bar is not None:
@@ -146,7 +206,14 @@ def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
 def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed: int | None,
                  customers: int, products: int, stores: int, model: bool,
                  out: Path | None) -> None:
-    """Generate a mock sales CSV file, as the original design's generator did."""
+    """Generate a mock sales CSV file, as the original design's generator did (or, with
+    --model, one file per dataset of the example model).
+
+    \b
+    Example:
+      sales-etl generate --rows 1000 --bad-rows 5 --out data/mine.csv
+      sales-etl generate --model --rows 500 --out data/model
+    """
     from .generate import default_name, generate, generate_model
 
     if model:
@@ -171,33 +238,56 @@ def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed:
 
 @main.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dataset", default=None, help="Upload under incoming/<dataset>/.")
+@click.option("--dataset", default=None,
+              help="Upload under incoming/<dataset>/ (a dataset this app knows).")
 @click.option("--name", default=None, help="Blob file name [default: the file's name].")
-@_friendly
 def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
-    """Upload a file to incoming/ in the container (the blob trigger takes it from there)."""
+    """Upload a file to incoming/ in the container (the blob trigger takes it from there).
+
+    \b
+    Example:
+      sales-etl upload data/mine.csv --dataset sales
+    """
     settings = _settings()
+    if dataset is not None:
+        get_dataset(dataset, settings.datasets_dir)  # an unknown dataset is refused here
+    _storage_ready(settings)
     storage.init_storage(settings)
     blob = storage.upload(storage.container_client(settings), file, dataset=dataset, name=name)
     click.echo(f"uploaded {file} to {settings.container}/{blob}")
+    if _uses_local_stack(settings):
+        click.echo(f"local stack: unless `func start` runs, load it with "
+                   f"`sales-etl process {blob}`")
 
 
 @main.command("init-storage")
-@_friendly
 def init_storage_cmd() -> None:
-    """Create the container (idempotent)."""
+    """Create the container (idempotent).
+
+    \b
+    Example:
+      sales-etl init-storage
+    """
     settings = _settings()
+    _storage_ready(settings)
     created = storage.init_storage(settings)
     click.echo(f"container {settings.container} {'created' if created else 'exists'}")
 
 
 @main.command("runs")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per run.")
+@click.option("--json", "as_json", is_flag=True,
+              help="JSON lines: one JSON object per run, one per line, newest first.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 @click.option("--blob", default=None, help="Only runs whose blob path contains this text.")
-@_friendly
 def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
-    """Show the ledger: the latest file attempts, newest first."""
+    """Show the ledger: the latest file attempts, newest first, each with its reason code
+    and, for content already loaded under another name, the run it duplicates.
+
+    \b
+    Example:
+      sales-etl runs --limit 5
+      sales-etl runs --json --blob mine.csv | jq .status
+    """
     conn = connect(_settings().require_database())
     try:
         rows = ledger.recent(conn, limit=limit, blob=blob)
@@ -215,50 +305,120 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
                f"{'rejected':>8} {'secs':>6}  file / reason")
     for r in rows:
         secs = r.get("seconds")
-        detail = r.get("blob_path", "")
+        detail = str(r.get("blob_path") or "")
+        if r.get("reason_code"):
+            detail += f"  [{r['reason_code']}]"
+        if r.get("duplicate_of") is not None:
+            detail += f" duplicate of run {r['duplicate_of']}"
         if r.get("error"):
-            detail += f"  [{r.get('reason_code')}] {r['error']}"
+            detail += f" {r['error']}"
         if r.get("rejects_path"):
             detail += f"  rejects: {r['rejects_path']}"
-        click.echo(f"{r.get('run_id') or '-':>5} {r.get('status', ''):8} {r.get('rows_read', 0):>8} "
-                   f"{r.get('rows_loaded', 0):>8} {r.get('rows_duplicate', 0):>8} "
-                   f"{r.get('rows_rejected', 0):>8} {secs if secs is None else f'{secs:.2f}':>6}  "
-                   f"{detail}")
+        shown = "-" if secs is None else f"{float(secs):.2f}"
+        click.echo(f"{r.get('run_id') or '-':>5} {r.get('status') or '':8} "
+                   f"{r.get('rows_read') or 0:>8} {r.get('rows_loaded') or 0:>8} "
+                   f"{r.get('rows_duplicate') or 0:>8} {r.get('rows_rejected') or 0:>8} "
+                   f"{shown:>6}  {detail}")
+
+
+def _local_hint(settings: Settings, blobs: list[str]) -> None:
+    if blobs and _uses_local_stack(settings):
+        click.echo("local stack: unless `func start` runs, nothing takes them from "
+                   "incoming/; load each with:")
+        for blob in blobs:
+            click.echo(f"  sales-etl process {blob}")
 
 
 @main.command("retry-failed")
-@click.option("--force", is_flag=True, help="Retry every failed blob now, data errors too.")
-@_friendly
+@click.option("--force", is_flag=True,
+              help="Retry every failed blob now, data errors too (blobs past "
+                   "RETRY_MAX_ATTEMPTS still go to deadletter/: see requeue).")
 def retry_cmd(force: bool) -> None:
-    """Run the retry sweep now: due blobs in failed/ back to incoming/, exhausted ones to
-    deadletter/."""
-    report = retry.sweep(_settings(), force=force)
+    """Run the retry sweep now: due blobs in failed/ back to incoming/, exhausted ones
+    (RETRY_MAX_ATTEMPTS) to deadletter/.
+
+    \b
+    Example:
+      sales-etl retry-failed --force
+    """
+    settings = _settings()
+    _storage_ready(settings)
+    report = retry.sweep(settings, force=force)
     click.echo(f"retried {len(report.retried)}, dead-lettered {len(report.deadlettered)}, "
                f"waiting {len(report.waiting)}, kept {len(report.kept)} (data errors, "
                f"nothing changed), busy {len(report.busy)}")
+    _local_hint(settings, report.retried)
+
+
+@main.command("requeue")
+@click.argument("names", nargs=-1)
+@click.option("--all", "everything", is_flag=True, help="Every blob of the chosen folders.")
+@click.option("--from", "folders", type=click.Choice(["failed", "deadletter"]),
+              multiple=True, help="Only this folder [default: both].")
+def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ...]) -> None:
+    """Move blobs from failed/ or deadletter/ back to incoming/ (where they first landed),
+    with a fresh set of attempts; each move is recorded in the ledger (`runs`: status
+    skipped, reason requeued). NAMES: blob paths (failed/sales/x.csv), paths below the
+    folder (sales/x.csv) or file names (x.csv). Exit status 1 if a name matches nothing.
+
+    \b
+    Example:
+      sales-etl requeue deadletter/sales/mine.csv
+      sales-etl requeue --all --from deadletter
+    """
+    from .requeue import SOURCES, requeue
+
+    if not names and not everything:
+        raise click.UsageError("name the blobs to requeue, or give --all")
+    if names and everything:
+        raise click.UsageError("give blob names or --all, not both")
+    settings = _settings()
+    _storage_ready(settings)
+    report = requeue(settings, names, everything=everything, folders=folders or SOURCES)
+    for item in report.moved:
+        click.echo(f"{item.source} -> {item.target} (after {item.attempts} attempt(s))")
+    click.echo(f"requeued {len(report.moved)}, busy {len(report.busy)} (changed or moved "
+               "meanwhile: left alone)")
+    _local_hint(settings, [item.target for item in report.moved])
+    if report.unrecorded:
+        raise click.ClickException(f"moved {len(report.moved)} blob(s), but the ledger could "
+                                   f"not record it: {report.unrecorded}")
+    if report.unmatched:
+        raise click.ClickException("no blob in failed/ or deadletter/ matches: "
+                                   + ", ".join(report.unmatched))
 
 
 @main.command("show")
-@click.argument("transaction_id")
+@click.argument("key")
 @click.option("--dataset", default="sales", show_default=True)
-@_friendly
-def show_cmd(transaction_id: str, dataset: str) -> None:
-    """Decrypt and print one row, for an operator who holds the keys."""
+def show_cmd(key: str, dataset: str) -> None:
+    """Decrypt and print one row, found by its business key (a sensitive key through its
+    blind index), for an operator who holds the keys. Exit status 1 if no row has it.
+
+    \b
+    Example:
+      sales-etl show TX-000001
+      sales-etl show --dataset customers CUST-001
+    """
     from .lookup import fetch_decrypted
 
     settings = _settings()
-    row = fetch_decrypted(settings, get_dataset(dataset, settings.datasets_dir), transaction_id)
+    row = fetch_decrypted(settings, get_dataset(dataset, settings.datasets_dir), key)
     if row is None:
-        raise click.ClickException(f"no {dataset} row with key {transaction_id!r}")
-    for key, value in row.items():
-        click.echo(f"{key:>18}: {value}")
+        raise click.ClickException(f"no {dataset} row with key {key!r}")
+    for name, value in row.items():
+        click.echo(f"{name:>18}: {value}")
 
 
 @main.group("datasets", invoke_without_command=True)
 @click.pass_context
-@_friendly
 def datasets_cmd(ctx: click.Context) -> None:
-    """List the datasets this app knows (shipped, and from DATASETS_DIR)."""
+    """List the datasets this app knows (shipped, and from DATASETS_DIR).
+
+    \b
+    Example:
+      sales-etl datasets
+    """
     if ctx.invoked_subcommand is not None:
         return
     for name, ds in sorted(load_datasets(_settings().datasets_dir).items()):
@@ -269,9 +429,13 @@ def datasets_cmd(ctx: click.Context) -> None:
 
 
 @datasets_cmd.command("check")
-@_friendly
 def datasets_check_cmd() -> None:
-    """Check every dataset against the database: table, columns and types, unique key."""
+    """Check every dataset against the database: table, columns and types, unique key.
+
+    \b
+    Example:
+      sales-etl datasets check
+    """
     from .dbcheck import check
 
     settings = _settings()
@@ -293,10 +457,15 @@ def datasets_check_cmd() -> None:
 @click.option("--dataset", "names", multiple=True, help="Only these datasets [default: all].")
 @click.option("--blind-index", is_flag=True,
               help="Re-hash every blind index under BLIND_INDEX_KEY_NEW (stop loads first).")
-@_friendly
 def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
     """Re-encrypt every value not under the newest key of FERNET_KEYS (new key first, old
-    keys after it), in batches, resumable; or re-hash the blind indexes."""
+    keys after it), in batches, resumable; or re-hash the blind indexes. Prints how many
+    rows are left; against the local stack, the stack keeps the keys used from then on.
+
+    \b
+    Example:
+      FERNET_KEYS=<new>,<old> sales-etl rotate-keys --batch 5000
+    """
     from .rotate import rotate
 
     settings = _settings()
@@ -307,31 +476,55 @@ def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
         if settings.blind_index_key_new is None:
             raise click.ClickException("BLIND_INDEX_KEY_NEW: not set (the key to re-hash with)")
         new_blind = base64.urlsafe_b64decode(settings.blind_index_key_new.get())
+    tty = sys.stderr.isatty()
 
     def progress(r: Any) -> None:
-        if sys.stderr.isatty():
-            click.echo(f"\r{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated",
-                       err=True, nl=False)
+        if tty:
+            click.echo(f"\r{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated, "
+                       f"{r.left:,} left", err=True, nl=False)
 
     report = rotate(settings, chosen, batch=batch, blind_index_key=new_blind, progress=progress)
-    if sys.stderr.isatty():
+    if tty:
         click.echo("", err=True)
     for r in report.datasets:
         resumed = f", resumed after row {r.resumed_from}" if r.resumed_from else ""
         click.echo(f"{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated in "
-                   f"{r.batches} batch(es){resumed}")
-    click.echo(f"{report.rotated:,} value(s) rotated")
+                   f"{r.batches} batch(es){resumed}, {r.left:,} left")
+    click.echo(f"{report.rotated:,} value(s) rotated, {report.left:,} left")
+    if report.left == 0 and _uses_local_stack(settings):
+        _follow_rotation(settings, blind_index)
+
+
+def _follow_rotation(settings: Settings, blind_index: bool) -> None:
+    """The local stack keeps the keys a finished rotation used (else its commands would
+    fall back to the old key in .devstack/)."""
+    state = devstack.read_state()
+    if state is None:
+        return
+    if blind_index:
+        assert settings.blind_index_key_new is not None
+        changed = devstack.adopt_keys(state, blind_index_key=settings.blind_index_key_new.get())
+    else:
+        changed = devstack.adopt_keys(state, fernet_keys=",".join(
+            k.get() for k in settings.fernet_keys))
+    if changed:
+        click.echo(f"the local stack now uses these keys ({', '.join(changed)} in "
+                   f"{state.home}); `sales-etl dev env` prints them")
 
 
 @main.command("doctor")
 def doctor_cmd() -> None:
     """Check settings, storage, database, TLS, migrations, keys and bindings; print each
-    check with its fix; exit status 1 if any fails."""
+    check with its fix; exit status 1 if any fails.
+
+    \b
+    Example:
+      sales-etl doctor
+    """
     from .doctor import run
 
-    state = devstack.read_state()
-    fallback = state.env() if state is not None and devstack.is_running(state) else None
-    checks = run(fallback=fallback)
+    stack = _stack()
+    checks = run(fallback=stack.env, missing_hint=stack.hint())
     width = max(len(c.name) for c in checks)
     for c in checks:
         click.echo(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
@@ -345,102 +538,27 @@ def doctor_cmd() -> None:
 
 @main.group("keys")
 def keys_group() -> None:
-    """Encryption keys."""
+    """Encryption keys.
+
+    \b
+    Example:
+      sales-etl keys generate
+    """
 
 
 @keys_group.command("generate")
 def keys_generate() -> None:
-    """Print a new Fernet key and a new blind-index key as export lines."""
+    """Print a new Fernet key and a new blind-index key as export lines.
+
+    \b
+    Example:
+      sales-etl keys generate
+    """
     click.echo(f"export FERNET_KEYS={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}")
     click.echo(f"export BLIND_INDEX_KEY={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}")
 
 
-@main.group("dev")
-def dev_group() -> None:
-    """The local stack: Azurite and a private PostgreSQL (TLS where the build supports it)."""
+from .cli_dev import demo_cmd, dev_group  # noqa: E402  (commands of the local stack)
 
-
-@dev_group.command("up")
-def dev_up() -> None:
-    """Start the local stack (or reuse the running one) and apply the migrations."""
-    state = devstack.up()  # migrates too
-    _print_state(state)
-
-
-@dev_group.command("down")
-def dev_down() -> None:
-    """Stop the local stack (its data stays in .devstack/)."""
-    click.echo("stopped" if devstack.down() else "not running")
-
-
-@dev_group.command("status")
-def dev_status() -> None:
-    """Say whether the local stack runs, and where."""
-    state = devstack.read_state()
-    if state is None or not devstack.is_running(state):
-        click.echo("not running (start it with: sales-etl dev up)")
-        raise SystemExit(1)
-    _print_state(state)
-
-
-@dev_group.command("env")
-def dev_env() -> None:
-    """Print the running stack's settings as shell export lines: eval "$(sales-etl dev env)"."""
-    state = devstack.read_state()
-    if state is None or not devstack.is_running(state):
-        raise click.ClickException("the local stack is not running (sales-etl dev up)")
-    env = state.env()
-    for key, value in env.items():
-        click.echo(f"export {key}='{value}'")
-    if state.pg_tls:
-        click.echo(f"export PGHOST={state.pg_host} PGPORT={state.pg_port} "
-                   f"PGUSER={state.pg_user} PGDATABASE={devstack.DB_NAME} "
-                   f"PGSSLMODE=verify-full PGSSLROOTCERT='{state.ca_file}' "
-                   f"PGPASSWORD='{state.admin_password}'")
-
-
-@dev_group.command("compose-env")
-@click.option("--force", is_flag=True, help="Replace an existing .env.")
-def dev_compose_env(force: bool) -> None:
-    """Write .env (generated secrets) and certs/generated/ (a CA and a server certificate)
-    for docker-compose.yml. Both are git-ignored."""
-    root = project_root()
-    env_file = root / ".env"
-    if env_file.exists() and not force:
-        click.echo(f"{env_file} exists (use --force to replace it)")
-    else:
-        values = {
-            "POSTGRES_ADMIN_PASSWORD": secrets.token_urlsafe(24),
-            "POSTGRES_LOADER_PASSWORD": secrets.token_urlsafe(24),
-            "AZURITE_ACCOUNT_KEY": base64.b64encode(secrets.token_bytes(64)).decode(),
-            "FERNET_KEYS": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-            "BLIND_INDEX_KEY": base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
-        }
-        env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
-        env_file.chmod(0o600)
-        click.echo(f"wrote {env_file}")
-    devstack.make_certs(root / "certs" / "generated")
-    click.echo(f"certificates in {root / 'certs' / 'generated'}; now: docker compose up --build")
-
-
-def _print_state(state: devstack.StackState) -> None:
-    pg = (f"PostgreSQL ({Path(state.pg_bin).parent.name}) on 127.0.0.1:{state.pg_port}, TLS on "
-          "(verify-full)" if state.pg_tls else
-          f"PostgreSQL (embedded, no SSL in this build) on unix socket {state.pg_host}")
-    click.echo(f"Azurite blob :{state.blob_port} queue :{state.queue_port}; {pg}")
-    click.echo("settings: eval \"$(sales-etl dev env)\"")
-
-
-@main.command("demo")
-@click.option("--rows", type=click.IntRange(1), default=100_000, show_default=True)
-@click.option("--bad-rows", type=click.IntRange(0), default=40, show_default=True)
-def demo_cmd(rows: int, bad_rows: int) -> None:
-    """The whole flow on the local stack: start it, migrate, generate two files, upload
-    them to incoming/, run the blob-triggered function on each as the host would, and
-    print a summary. Run it twice: the second run loads nothing new."""
-    from .demo import run_demo
-
-    try:
-        run_demo(rows=rows, bad_rows=bad_rows, echo=click.echo)
-    except EtlError as exc:
-        raise click.ClickException(" ".join(exc.message.split())) from exc
+main.add_command(dev_group)
+main.add_command(demo_cmd)

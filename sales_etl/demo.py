@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -81,8 +83,24 @@ def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
             echo(f"{'':38} all {r['rows_duplicate']} valid rows were duplicates of rows "
                  "already loaded: nothing new")
     echo(f"\n{len(runs)} file(s) in {elapsed:.1f} s; the sales table now holds {total} rows.")
+    cli = command_prefix()
     if sample:
         echo(f"sensitive ids are stored encrypted: {sample[0]} has customer_id {sample[1]}...; "
-             f"decrypt with: sales-etl show {sample[0]}")
-    echo("inspect: sales-etl runs | eval \"$(sales-etl dev env)\" && psql | sales-etl dev down")
+             f"decrypt with: {cli} show {sample[0]}")
+    echo(f"inspect: {cli} runs | eval \"$({cli} dev env)\" && psql | {cli} dev down")
     return runs
+
+
+def command_prefix() -> str:
+    """How to type ``sales-etl`` in a fresh shell: bare when it is on PATH, else the path of
+    the one running (``.venv/bin/sales-etl`` from the checkout's root)."""
+    found = shutil.which("sales-etl")
+    script = Path(sys.executable).parent / "sales-etl"
+    if found and Path(found).resolve() == script.resolve():
+        return "sales-etl"
+    if not script.exists():
+        return f"{sys.executable} -m sales_etl"
+    try:
+        return str(script.relative_to(Path.cwd()))
+    except ValueError:
+        return str(script)

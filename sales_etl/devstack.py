@@ -460,6 +460,31 @@ def up(home: Path | None = None) -> StackState:
     return state
 
 
+def adopt_keys(state: StackState, fernet_keys: str | None = None,
+               blind_index_key: str | None = None) -> list[str]:
+    """Make the local stack use these keys from now on (after a key rotation run against
+    it), in ``stack.json`` and ``secrets.json``; return the names of the settings changed."""
+    home = Path(state.home)
+    changes = {k: v for k, v in (("fernet_key", fernet_keys),
+                                 ("blind_index_key", blind_index_key))
+               if v and v != getattr(state, k)}
+    if not changes:
+        return []
+    from .settings import load_settings
+
+    load_settings({**state.env(), **{"FERNET_KEYS" if k == "fernet_key" else "BLIND_INDEX_KEY": v
+                                     for k, v in changes.items()}})  # refuses malformed keys
+    for name in ("secrets.json", "stack.json"):
+        path = home / name
+        if path.exists():
+            path.write_text(json.dumps({**json.loads(path.read_text()), **changes}, indent=2))
+            path.chmod(0o600)
+    for key, value in changes.items():
+        setattr(state, key, value)
+    return [{"fernet_key": "FERNET_KEYS", "blind_index_key": "BLIND_INDEX_KEY"}[k]
+            for k in changes]
+
+
 def down(home: Path | None = None) -> bool:
     home = (home or default_home()).resolve()
     state = read_state(home)

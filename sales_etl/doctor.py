@@ -19,25 +19,45 @@ class Check:
     fix: str = ""
 
 
-def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None
-        ) -> list[Check]:
+def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None,
+        missing_hint: str = "") -> list[Check]:
+    """Every check; ``missing_hint`` says how to get settings when storage or database
+    settings are missing (the CLI passes how to start the local stack)."""
     try:
         settings = load_settings(env, fallback=fallback)
     except ConfigError as exc:
-        return [Check("settings", False, exc.message.replace("\n", " "),
+        return [Check("settings", False, " ".join(exc.message.split()),
                       "set or correct the settings named (README: Settings)")]
-    checks = [_settings_check(settings)]
-    for probe in (_bindings, _storage, _database, _tls, _migrations, _keys, _datasets):
+    checks = [_settings_check(settings, missing_hint)]
+    probes: list[Callable[[Settings], list[Check]]] = [_bindings]
+    if settings.storage is not None:  # without settings, a probe could only say "not set"
+        probes.append(_storage)
+    if settings.database is not None:
+        probes.extend((_database, _tls, _migrations, _keys, _datasets))
+    for probe in probes:
         try:
             checks.extend(probe(settings))
         except Exception as exc:
             error = exc if isinstance(exc, EtlError) else classify(exc)
-            checks.append(Check(probe.__name__.strip("_"), False, error.message,
-                                "see the error; run the other checks' fixes first"))
+            checks.append(Check(probe.__name__.strip("_"), False,
+                                " ".join(error.message.split()), _fix_for(error)))
+            if probe is _database:
+                break  # the checks after it need the database: one failure says it
     return checks
 
 
-def _settings_check(settings: Settings) -> Check:
+def _fix_for(error: EtlError) -> str:
+    if error.code in ("db_unreachable", "db_transient"):
+        return ("check POSTGRES_HOST / POSTGRES_PORT and that the server runs (locally: "
+                "sales-etl dev up, then export its settings again)")
+    if error.code in ("storage_transient", "storage_unreachable", "io_transient"):
+        return "check SalesStorage and that the storage account (locally: Azurite) is reachable"
+    if error.code == "settings" or isinstance(error, ConfigError):
+        return "set the setting named (README: Settings)"
+    return "fix the failure named; the other checks' fixes may come first"
+
+
+def _settings_check(settings: Settings, missing_hint: str = "") -> Check:
     present = []
     if settings.storage is not None:
         present.append("storage (identity)" if settings.storage.uses_identity else "storage")
@@ -52,7 +72,8 @@ def _settings_check(settings: Settings) -> Check:
     return Check("settings", not missing,
                  f"well-formed; set: {', '.join(present) or 'nothing'}"
                  + (f"; missing: {', '.join(missing)}" if missing else ""),
-                 "set the missing settings (README: Settings)" if missing else "")
+                 (missing_hint or "export the missing settings (README: Settings)")
+                 if missing else "")
 
 
 def _bindings(settings: Settings) -> list[Check]:
@@ -68,7 +89,9 @@ def _bindings(settings: Settings) -> list[Check]:
 
 def _storage(settings: Settings) -> list[Check]:
     from . import storage
+    from .preflight import check_storage
 
+    check_storage(settings.require_storage())
     cc = storage.container_client(settings)
     if not cc.exists():
         return [Check("storage", False, f"container {settings.container!r} does not exist",
@@ -83,7 +106,8 @@ def _storage(settings: Settings) -> list[Check]:
     return [Check("storage", True, f"container {settings.container!r} reachable; {detail}"),
             Check("dead letters", counts[storage.DEADLETTER] == 0,
                   f"{counts[storage.DEADLETTER]} blob(s) in deadletter/",
-                  "read their metadata (reason), fix, then move them back to incoming/"
+                  "read their reason (sales-etl runs, or the blob's metadata), fix the cause, "
+                  "then: sales-etl requeue --all --from deadletter"
                   if counts[storage.DEADLETTER] else "")]
 
 
@@ -137,7 +161,8 @@ def _keys(settings: Settings) -> list[Check]:
 
     fernet, blind = settings.require_keys()
     protector = Protector(fernet, blind)
-    stale, wrong_hash, sampled = [], [], 0
+    stale, wrong_hash, undecryptable, sampled = [], [], [], 0
+    undecryptable_all: list[str] = []  # one entry per value (the other lists are per column)
     for ds in load_datasets(settings.datasets_dir).values():
         for col in ds.sensitive:
             query = sql.SQL("SELECT {c}, {h} FROM {t} ORDER BY {id} DESC LIMIT 20").format(
@@ -156,21 +181,36 @@ def _keys(settings: Settings) -> list[Check]:
                     continue
                 sampled += 1
                 where = f"{ds.table}.{col.sql[0]}"
+                try:
+                    plain = protector.decrypt(token)
+                except ValueError:
+                    undecryptable.append(where)
+                    undecryptable_all.append(where)
+                    continue
                 if not protector.is_current(token):
                     stale.append(where)
-                try:
-                    if protector.hash(protector.decrypt(token)) != bytes(digest):
-                        wrong_hash.append(where)
-                except ValueError:
-                    wrong_hash.append(f"{where} (does not decrypt with any key)")
+                if protector.hash(plain) != bytes(digest):
+                    wrong_hash.append(where)
     stale, wrong_hash = sorted(set(stale)), sorted(set(wrong_hash))
+    undecryptable = sorted(set(undecryptable))
+    if undecryptable:
+        key_check = Check(
+            "encryption keys", False, f"{len(fernet)} key(s); {sampled} recent values sampled; "
+            f"values that decrypt with none of them: {', '.join(undecryptable)}",
+            "FERNET_KEYS lacks the key these values were encrypted with: add it (after the "
+            "newest); only then can rotate-keys re-encrypt them")
+    else:
+        key_check = Check(
+            "encryption keys", not stale, f"{len(fernet)} key(s); {sampled} recent values "
+            "sampled" + (f"; not under the newest key: {', '.join(stale)}" if stale else
+                         ", all under the newest key"),
+            "sales-etl rotate-keys (then drop the old key)" if stale else "")
     return [
-        Check("encryption keys", not stale, f"{len(fernet)} key(s); {sampled} recent values "
-              "sampled" + (f"; not under the newest key: {', '.join(stale)}" if stale else
-                           ", all under the newest key"),
-              "sales-etl rotate-keys (then drop the old key)" if stale else ""),
+        key_check,
         Check("blind-index key", not wrong_hash,
-              "stored hashes match BLIND_INDEX_KEY" if not wrong_hash else
+              ("nothing to compare: no sampled value decrypts" if sampled and sampled == len(
+                  undecryptable_all) else "stored hashes match BLIND_INDEX_KEY")
+              if not wrong_hash else
               f"hashes do not match: {', '.join(wrong_hash)}",
               "BLIND_INDEX_KEY differs from the key the rows were hashed with: set the right "
               "key, or finish rotate-keys --blind-index" if wrong_hash else ""),

@@ -7,7 +7,8 @@ sweep needs storage only and works while the database is down:
   (exponential backoff from the attempt count);
 * data failures go back only when the dataset definition or the app version changed since
   the failure, or when forced;
-* a blob that used up ``RETRY_MAX_ATTEMPTS`` goes to deadletter/ with an error log line.
+* a blob that used up ``RETRY_MAX_ATTEMPTS`` goes to deadletter/ with an error log line,
+  forced or not (``sales-etl requeue`` gives a blob a fresh set of attempts).
 
 Each move holds a short lease on the failed blob, so two sweeps never move one blob twice.
 """
@@ -137,7 +138,7 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
     source_path = storage.unquote_meta(meta.get("source_path", "")) or home
     if names.problem(source_path, storage.INCOMING) is not None:
         source_path = home  # tampered source_path: back to where its own name says
-    if attempts >= settings.retry.max_attempts and not force:
+    if attempts >= settings.retry.max_attempts:  # forced or not: `requeue` resets it
         target, bucket = route.deadletter(), report.deadlettered
     elif force:
         target, bucket = source_path, report.retried

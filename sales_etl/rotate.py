@@ -20,11 +20,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from cryptography.fernet import InvalidToken
 from psycopg2 import sql
 from psycopg2.extras import execute_values
 
 from .datasets import Dataset
 from .db import connect
+from .errors import ConfigError
 from .protect import Protector, blind_index
 from .settings import Settings
 
@@ -38,6 +40,8 @@ class Rotation:
     rotated: int = 0  # values re-encrypted (or re-hashed)
     batches: int = 0
     resumed_from: int = 0
+    total: int = 0  # rows to scan when this run started (after the resume point)
+    left: int = 0  # rows not yet scanned (0 when the run finished)
 
 
 @dataclass
@@ -47,6 +51,10 @@ class Report:
     @property
     def rotated(self) -> int:
         return sum(r.rotated for r in self.datasets)
+
+    @property
+    def left(self) -> int:
+        return sum(r.left for r in self.datasets)
 
 
 def _fingerprint(kind: str, key: bytes) -> str:
@@ -97,7 +105,7 @@ def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int,
             conn.commit()
             return report  # this rotation already finished for this dataset
         last = report.resumed_from = int(row[1])
-    conn.commit()
+    report.total = report.left = _count_after(conn, table, row_id, last)
     while True:
         with conn.cursor() as cur:
             cur.execute(sql.SQL("SELECT {id}, {cols} FROM {t} WHERE {id} > %s ORDER BY {id}"
@@ -108,10 +116,19 @@ def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int,
             if not rows:
                 _save(cur, dataset.name, mark, last, done=True)
                 conn.commit()
+                report.left = 0
                 return report
             changes = []
             for rid, *values in rows:
-                new = _new_values(protector, values, blind_key)
+                try:
+                    new = _new_values(protector, values, blind_key)
+                except (ValueError, InvalidToken):
+                    conn.rollback()
+                    raise ConfigError(
+                        f"{dataset.table} row {dataset.row_id}={rid}: a stored value does not "
+                        "decrypt with any key in FERNET_KEYS; list the new key first and every "
+                        "key still in use after it (nothing was changed in this batch; run "
+                        "again to resume)", code="wrong_key") from None
                 if new is not None:
                     changes.append((rid, *new))
             if changes:
@@ -128,10 +145,20 @@ def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int,
             report.scanned += len(rows)
             report.rotated += len(changes)
             report.batches += 1
+            report.left = max(0, report.total - report.scanned)
             _save(cur, dataset.name, mark, last, done=False)
         conn.commit()  # one short transaction per batch: no long locks
         if progress is not None:
             progress(report)
+
+
+def _count_after(conn: Any, table: sql.Identifier, row_id: sql.Identifier, last: int) -> int:
+    with conn.cursor() as cur:
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} > %s").format(table, row_id),
+                    (last,))
+        count = int(cur.fetchone()[0])
+    conn.commit()
+    return count
 
 
 def _new_values(protector: Protector, values: list[Any], blind_key: bytes | None

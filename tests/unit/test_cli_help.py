@@ -23,13 +23,24 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     for part in path:
         cmd = cmd.commands[part]  # type: ignore[attr-defined]
     assert cmd.help, f"{' '.join(path)} has no help text"
+    # an example, as a command line starting with sales-etl, in the rendered help
+    _, _, example = result.output.partition("Example:\n")
+    assert example, f"{' '.join(path)} --help has no example:\n{result.output}"
+    first = example.splitlines()[0].strip()
+    assert "sales-etl " in first and path[-1] in first, first
+
+
+def test_top_level_help_documents_exit_status() -> None:
+    result = CliRunner().invoke(main, ["--help"])
+    assert "Exit status: 0 success; 1 the command failed" in " ".join(result.output.split())
 
 
 def test_expected_commands_exist() -> None:
     names = {" ".join(p) for p in all_commands(main)}
     assert names >= {"migrate", "process", "load", "generate", "upload", "init-storage", "runs",
                      "retry-failed", "show", "dev", "dev up", "dev down", "dev status",
-                     "dev env", "demo", "datasets", "keys generate"}
+                     "dev env", "demo", "datasets", "keys generate", "requeue", "rotate-keys",
+                     "doctor", "datasets check", "dev compose-env"}
 
 
 def test_bad_option_exits_non_zero() -> None:

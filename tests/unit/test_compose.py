@@ -75,3 +75,20 @@ def test_function_app_settings_match_what_the_app_reads() -> None:
     assert "QueueEndpoint=http://azurite:10001/" in conn and "10001" in azurite_ports
     assert env["AzureWebJobsStorage"] == conn  # the host's storage is the same Azurite
     assert settings.container == "sales" and settings.trigger_source == "LogsAndContainerScan"
+
+
+def test_postgres_refuses_plaintext_tcp() -> None:
+    """The comment says plaintext TCP is refused: the server's own pg_hba.conf says so."""
+    import re
+    import shlex
+
+    command = spec()["services"]["postgres"]["command"][0]
+    words = shlex.split(command)
+    hba_file = words[words.index("-c", words.index("postgres")) + 1:]
+    hba = next(w.split("=", 1)[1] for w in hba_file if w.startswith("hba_file="))
+    match = re.search(r"printf '%s\\n' (.*?) > (\S+)", command)
+    assert match is not None and match.group(2) == hba
+    lines = shlex.split(match.group(1))
+    assert "hostnossl all all all reject" in lines
+    assert [line for line in lines if line.startswith("host ")] == []  # no TCP without TLS
+    assert all(line.endswith("scram-sha-256") for line in lines if line.startswith("hostssl"))

@@ -1,0 +1,88 @@
+"""What the command line says when a command fails: one line naming the reason, and what
+to do about it. No traceback (``sales-etl -v`` logs it)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import devstack
+from .errors import EtlError, classify
+from .settings import STORAGE_CONNECTION
+
+EXIT_FAILED = 1  # the command ran and failed (a one-line reason on stderr)
+EXIT_USAGE = 2  # the command line itself is wrong (Click's usage errors: missing file, bad option)
+
+DEV_UP = "sales-etl dev up"
+
+
+@dataclass(frozen=True)
+class Stack:
+    """The local dev stack as a command sees it."""
+
+    status: str  # "running", "stopped" (state left behind, processes gone) or "none"
+    home: Path
+    env: Mapping[str, str] | None  # its settings, when running
+
+    def hint(self) -> str:
+        if self.status == "running":
+            return ""
+        if self.status == "stopped":
+            return (f"the local stack in {self.home} is not running (stopped, or the machine "
+                    f"restarted): start it with `{DEV_UP}`")
+        return (f"no local stack is running: start one with `{DEV_UP}` (commands then use it), "
+                f"or export the settings of your deployment (README: Settings)")
+
+
+def local_stack(home: Path | None = None) -> Stack:
+    home = home or devstack.default_home()
+    state = devstack.read_state(home)
+    if state is None:
+        return Stack("none", home, None)
+    if not devstack.is_running(state):
+        return Stack("stopped", home, None)
+    return Stack("running", home, state.env())
+
+
+def _pgcode(exc: BaseException) -> str | None:
+    seen: BaseException | None = exc
+    while seen is not None:
+        code = getattr(seen, "pgcode", None)
+        if isinstance(code, str):
+            return code
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _missing_settings(message: str) -> bool:
+    return any(f"{name}: not set" in message
+               for name in ("POSTGRES_HOST", STORAGE_CONNECTION, "FERNET_KEYS", "BLIND_INDEX_KEY"))
+
+
+def one_line(exc: BaseException, stack: Stack) -> str:
+    """The reason ``exc`` ended the command, in one line, with a hint where one helps."""
+    if isinstance(exc, EtlError):
+        error: EtlError = exc
+    elif type(exc).__module__.startswith(("psycopg2", "azure", "sqlalchemy")) or isinstance(
+            exc, OSError):
+        error = classify(exc)
+    else:
+        first = (str(exc).strip().splitlines() or [""])[0][:300]
+        return (f"unexpected {type(exc).__name__}: {first} (run `sales-etl -v ...` for the "
+                "details)")
+    text = " ".join(error.message.split())
+    hints: list[str] = []
+    if _missing_settings(text) and stack.status != "running":
+        hints.append(stack.hint())
+    if error.code in ("db_unreachable", "storage_unreachable", "io_transient") and (
+            stack.status != "running"):
+        where = ("the local stack is not running" if stack.status == "stopped" else
+                 "nothing answers there")
+        hints.append(f"{where}: if these are the local stack's settings, start it with "
+                     f"`{DEV_UP}` and export them again (eval \"$(sales-etl dev env)\": its "
+                     "ports change at every start)")
+    if _pgcode(exc) == "42501":
+        hints.append("permission denied: this command needs the schema owner's connection "
+                     "(POSTGRES_ADMIN_USER and POSTGRES_ADMIN_PASSWORD), not the loader role's")
+    return "; ".join([text, *[h for h in hints if h]])

@@ -1,0 +1,45 @@
+"""``sales-etl process``: the manual trigger. Resolves the name an operator typed or pasted,
+refuses a blob that does not exist (exit status 1, no ledger row: nothing was attempted),
+then processes it exactly as the blob trigger does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+
+from . import ledger, pipeline, preflight, storage
+from .blobpath import incoming_blob
+from .db import connect
+from .errors import DataError, EtlError
+from .ledger import RunRecord
+from .settings import Settings
+
+
+def process(settings: Settings, text: str) -> RunRecord:
+    name = incoming_blob(text, settings.container)
+    preflight.check_storage(settings.require_storage())
+    blob = storage.container_client(settings).get_blob_client(name)
+    try:
+        blob.get_blob_properties()
+    except ResourceNotFoundError:
+        raise DataError(f"{settings.container}/{name}: not found (was it uploaded? "
+                        "`sales-etl upload FILE` prints the path to give)",
+                        code="not_found") from None
+    return pipeline.process_blob(blob, settings, trigger="cli")
+
+
+def as_recorded(settings: Settings, rec: RunRecord) -> dict[str, Any]:
+    """The attempt as the ledger holds it (run id, seconds: what `runs` shows), or as the
+    invocation saw it when no row was written or the ledger cannot be read."""
+    if rec.run_id is not None:
+        return rec.as_dict()
+    try:
+        conn = connect(settings.require_database())
+    except EtlError:
+        return rec.as_dict()
+    try:
+        rows = ledger.recent(conn, limit=20, blob=rec.blob_path)
+    finally:
+        conn.close()
+    return next((r for r in rows if r["run_uuid"] == rec.run_uuid), rec.as_dict())
