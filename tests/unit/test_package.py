@@ -16,10 +16,14 @@ from tools.package import ROOT, build, matcher, published
 # Shipped today although no function imports them: the command line and dev helpers. Another
 # change moves them into a dev package; then shrink this set (a module added to the package
 # outside the function path and outside this set fails the test).
+# The operator's command line: not imported by the function app (issue 13 moves the
+# development-only ones out of the deployed package).
 KNOWN_DEV_MODULES = {
-    "sales_etl.__main__", "sales_etl.cli", "sales_etl.dbcheck", "sales_etl.demo",
-    "sales_etl.devstack", "sales_etl.doctor", "sales_etl.generate", "sales_etl.hostcall",
-    "sales_etl.lookup", "sales_etl.migrate", "sales_etl.rotate",
+    "sales_etl.__main__", "sales_etl.blobpath", "sales_etl.cli", "sales_etl.cli_dev",
+    "sales_etl.dbcheck", "sales_etl.demo", "sales_etl.devstack", "sales_etl.doctor",
+    "sales_etl.generate", "sales_etl.hints", "sales_etl.hostcall", "sales_etl.lookup",
+    "sales_etl.manual", "sales_etl.migrate", "sales_etl.preflight", "sales_etl.requeue",
+    "sales_etl.rotate",
 }
 SECRET_CONTENT = [
     re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
