@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, EtlError, classify
-from .settings import STORAGE_CONNECTION, Settings, load_settings
+from .settings import (
+    STORAGE_CONNECTION,
+    Settings,
+    app_settings,
+    host_connections,
+    load_settings,
+    read_bindings,
+)
 
 
 @dataclass
@@ -26,8 +33,8 @@ def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None
     except ConfigError as exc:
         return [Check("settings", False, exc.message.replace("\n", " "),
                       "set or correct the settings named (README: Settings)")]
-    checks = [_settings_check(settings)]
-    for probe in (_bindings, _storage, _database, _tls, _migrations, _keys, _datasets):
+    checks = [_settings_check(settings), *_host_checks(app_settings(env, fallback))]
+    for probe in (_storage, _database, _tls, _migrations, _keys, _datasets):
         try:
             checks.extend(probe(settings))
         except Exception as exc:
@@ -55,15 +62,18 @@ def _settings_check(settings: Settings) -> Check:
                  "set the missing settings (README: Settings)" if missing else "")
 
 
-def _bindings(settings: Settings) -> list[Check]:
-    from .functions import bindings
-
-    b = bindings()
-    ok = (b.blob_path == f"{settings.container}/incoming/{{name}}"
-          and b.connection == STORAGE_CONNECTION and len(b.schedule.split()) == 6)
-    return [Check("function bindings", ok,
-                  f"blob trigger {b.blob_path} via {b.connection} ({b.source}); sweep {b.schedule}",
-                  "" if ok else "SALES_CONTAINER, SWEEP_SCHEDULE and the trigger disagree")]
+def _host_checks(env: Mapping[str, str]) -> list[Check]:
+    """What the host reads: the bindings at indexing, the trigger's connection as the host
+    and the worker's blob extension resolve it, and AzureWebJobsStorage."""
+    b = read_bindings(env)
+    detail = (f"blob trigger {b.container}/incoming/{{name}} via {b.connection} ({b.source}); "
+              f"sweep {b.schedule}") if not b.problems else "; ".join(b.problems)
+    checks = [Check("function bindings", not b.problems, detail,
+                    "" if not b.problems else "correct the settings named (README: Settings)")]
+    for name, ok, text in host_connections(env):
+        checks.append(Check("trigger connection" if name == STORAGE_CONNECTION else "host storage",
+                            ok, text, "" if ok else f"set {name} (README: Settings)"))
+    return checks
 
 
 def _storage(settings: Settings) -> list[Check]:
