@@ -187,6 +187,8 @@ class WorkerHost:
         self.runtime.stop_threadpool_executor()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
+        if not self._thread.is_alive():
+            self.loop.close()
 
     def _run(self, coro: Any, invocation_id: str | None = None) -> Any:
         return self._submit(coro, invocation_id).result()
