@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -23,10 +24,18 @@ from .conftest import names, query
 
 
 @pytest.fixture
-def worker(stack: Any) -> hostcall.WorkerHost:
+def worker(stack: Any) -> Iterator[hostcall.WorkerHost]:
     w = hostcall.worker()
     w.logs.clear()
-    return w
+    # as in a worker process: no CLI has set the "azure" loggers (the CLI tests run in
+    # this process and quiet them); what the host receives is then up to the app alone
+    azure = logging.getLogger("azure")
+    level = azure.level
+    azure.setLevel(logging.NOTSET)
+    try:
+        yield w
+    finally:
+        azure.setLevel(level)
 
 
 def upload(cc: ContainerClient, tmp_path: Path, name: str, rows: int, seed: int) -> str:
