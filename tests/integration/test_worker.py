@@ -9,14 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from azure.storage.blob import ContainerClient
+from azure.storage.blob import BlobClient, ContainerClient
 
-from sales_etl import hostcall, load, storage
+from sales_etl import functions, hostcall, load, pipeline, storage
 from sales_etl.generate import generate
 from sales_etl.settings import Settings
 
@@ -65,6 +66,13 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
         original_copy(self, table, payload)
 
     monkeypatch.setattr(load.Loader, "_copy", copy_and_log)
+    on_blob = functions.on_blob
+
+    def on_blob_spy(client: Any) -> Any:
+        seen["function"] = threading.current_thread().name
+        return on_blob(client)
+
+    monkeypatch.setattr(functions, "on_blob", on_blob_spy)
     [result] = worker.deliver([request])
     assert result.ok, result.message
     assert query(settings, "SELECT count(*) FROM sales") == [(30_000,)]
@@ -73,6 +81,10 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
     assert names(cc, "incoming/") == []
     assert names(cc, "processed/") == [f"processed/sales/{datetime.now(UTC):%Y/%m/%d}/w1.csv"]
     assert seen["copy"].startswith("copy")
+    # the user function ran on the worker's own thread pool, not on the event loop's thread
+    pool = worker.runtime.get_threadpool_executor()
+    assert seen["function"].startswith(pool._thread_name_prefix)
+    assert seen["function"] != "worker-loop"
     # the host's log: every record of the invocation, thread or not, carries its id;
     # the Azure SDK's per-request HTTP records stay out of it
     records = list(worker.logs)
@@ -123,8 +135,16 @@ def test_concurrent_deliveries_of_one_blob_load_it_once(
 
 def test_redelivery_after_success_is_a_no_op(
         worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path) -> None:
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blob = upload(cc, tmp_path, "w4.csv", 2_000, 94)
+    clients: list[Any] = []
+    on_blob = functions.on_blob
+
+    def on_blob_spy(client: Any) -> Any:
+        clients.append(client)
+        return on_blob(client)
+
+    monkeypatch.setattr(functions, "on_blob", on_blob_spy)
     [first] = worker.deliver([worker.blob_request(settings.container, blob)])
     # the host redelivers (at-least-once), with its retry count, after the blob has moved
     [again] = worker.deliver([worker.blob_request(settings.container, blob, retry_count=1)])
@@ -133,6 +153,10 @@ def test_redelivery_after_success_is_a_no_op(
     assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
         ("loaded", None), ("skipped", "gone")]
     assert len(names(cc, "processed/")) == 1 and names(cc, "incoming/") == []
+    # the injected client, built by the blob extension from the SalesStorage setting; the
+    # runtime (1.3.0) builds one per delivery: nothing but the setting is shared
+    assert [(c.container_name, c.blob_name) for c in clients] == [(settings.container, blob)] * 2
+    assert isinstance(clients[0], BlobClient) and clients[0] is not clients[1]
 
 
 def test_an_invocation_that_raises_is_reported_failed_and_the_retry_loads(
@@ -166,8 +190,6 @@ def test_an_invocation_that_raises_is_reported_failed_and_the_retry_loads(
 def test_a_function_failure_reaches_the_host_as_failure(
         worker: hostcall.WorkerHost, settings: Settings, clean: None,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from sales_etl import functions
-
     def boom(client: Any) -> None:
         raise RuntimeError("database unreachable")
 
@@ -192,3 +214,26 @@ def test_the_timer_with_the_host_json_runs_the_sweep(
     assert names(cc) == ["incoming/sales/t.csv"]
     assert any("retry sweep is running late" in r.message and
                r.invocation_id == result.invocation_id for r in worker.logs)
+
+
+def test_a_broken_dataset_fails_only_its_own_files(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """DATASETS_DIR overrides customers with a broken file: a customers file fails with
+    the reason, a sales file still loads (the worker reports the broken one at start)."""
+    extra = tmp_path / "datasets"
+    extra.mkdir()
+    (extra / "customers.toml").write_text('name = "customers"\nversion = 1\n[columns\n')
+    with_broken = replace(settings, datasets_dir=extra)
+    sales = storage.upload(cc, generate(tmp_path / "s.csv", 500, seed=96).path, dataset="sales")
+    (tmp_path / "c.csv").write_text("customer_id,first_name\nC1,Ann\n")
+    customers = storage.upload(cc, tmp_path / "c.csv", dataset="customers")
+    loaded = pipeline.process_blob(cc.get_blob_client(sales), with_broken)
+    failed = pipeline.process_blob(cc.get_blob_client(customers), with_broken)
+    assert (loaded.status, loaded.rows_loaded) == ("loaded", 500)
+    assert failed.status == "failed"
+    assert query(settings, "SELECT count(*) FROM sales") == [(500,)]
+    assert query(settings, "SELECT count(*) FROM customers") == [(0,)]
+    [parked] = names(cc, "failed/")
+    assert parked == "failed/customers/c.csv"
+    reason = storage.unquote_meta(cc.get_blob_client(parked).get_blob_properties().metadata["reason"])
+    assert "customers.toml" in reason and "not valid TOML" in reason
