@@ -233,8 +233,10 @@ def load_settings(env: Mapping[str, str] | None = None,
             base_seconds=r.integer("RETRY_BASE_SECONDS", 60, minimum=0),
             max_seconds=r.integer("RETRY_MAX_SECONDS", 6 * 3600, minimum=0),
         ),
-        sweep_schedule=_schedule(r),
-        trigger_source=_trigger_source(r),
+        # binding-only settings: a refused value leaves out its own function at indexing
+        # (read_bindings, doctor's "function bindings"); it must not fail the other one
+        sweep_schedule=_schedule(_Reader(r.env)),
+        trigger_source=_trigger_source(_Reader(r.env)),
         datasets_dir=_directory(r, "DATASETS_DIR"),
         log_level=(r.get("LOG_LEVEL") or "INFO").upper(),
         admin_user=r.get("POSTGRES_ADMIN_USER"),

@@ -45,7 +45,8 @@ def test_healthy_stack_is_green(stack: devstack.StackState, loaded: None) -> Non
     ({"FERNET_KEYS": "NEWKEY,OLDKEY"}, "encryption keys", "rotate-keys"),
     ({"BLIND_INDEX_KEY": "V1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkc="}, "blind-index key",
      "BLIND_INDEX_KEY"),
-    ({"SWEEP_SCHEDULE": "every ten minutes"}, "settings", "settings"),
+    ({"SWEEP_SCHEDULE": "every ten minutes"}, "function bindings", "settings named"),
+    ({"SALES_TRIGGER_SOURCE": "webhook"}, "function bindings", "settings named"),
     ({"AzureWebJobsStorage": ""}, "host storage", "AzureWebJobsStorage"),
 ])
 def test_each_fault_is_named_with_its_fix(stack: devstack.StackState, loaded: None,
