@@ -21,7 +21,7 @@ from datetime import datetime
 from azure.storage.blob import ContainerClient
 
 from . import __version__, storage
-from .datasets import load_datasets
+from .datasets import scan_datasets
 from .settings import Settings
 
 log = logging.getLogger("sales_etl")
@@ -47,13 +47,17 @@ def _parse_time(value: str | None) -> datetime | None:
 
 
 def _current_versions(settings: Settings) -> dict[str, str]:
+    """Dataset name -> version. A broken dataset file maps to "" (the version its files were
+    failed with), so they stay in failed/ until the file is fixed, and the other datasets'
+    failures are judged as usual."""
     from .pipeline import dataset_version
 
     try:
-        return {n: dataset_version(d) for n, d in load_datasets(settings.datasets_dir).items()}
+        good, broken = scan_datasets(settings.datasets_dir)
     except Exception:
         log.exception("could not read the dataset definitions; data failures stay in failed/")
         return {}
+    return {**dict.fromkeys(broken, ""), **{n: dataset_version(d) for n, d in good.items()}}
 
 
 def sweep(settings: Settings, *, now: datetime | None = None, force: bool = False,
@@ -75,7 +79,8 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
             target, bucket = source_path, report.retried
         elif meta.get("kind") == "data":
             changed = (meta.get("app_version") != __version__
-                       or meta.get("dataset_version") != versions.get(route.dataset))
+                       # storage drops empty metadata: a missing version is ""
+                       or (meta.get("dataset_version") or "") != versions.get(route.dataset))
             if not changed:
                 report.kept.append(name)
                 continue
