@@ -185,6 +185,9 @@ class WorkerHost:
     def stop(self) -> None:
         logging.getLogger().removeHandler(self._channel)
         self.runtime.stop_threadpool_executor()
+        if not self._thread.is_alive():  # never started
+            self.loop.close()
+            return
         self.loop.call_soon_threadsafe(self.loop.stop)
         self._thread.join(10)
         if not self._thread.is_alive():
@@ -221,11 +224,11 @@ class WorkerHost:
             version="1.0", source="AzureStorageBlobs", content_type="application/json",
             content=content))
         uri, properties, metadata = _blob_facts(connection, container, blob_name)
-        prefix = binding["path"].split("{", 1)[0]
-        name = f"{container}/{blob_name}"[len(prefix):] if f"{container}/{blob_name}".startswith(
-            prefix) else blob_name
+        full = f"{container}/{blob_name}"
+        prefix = binding["path"].split("{", 1)[0]  # "<container>/incoming/" binds {name}
+        name = full[len(prefix):] if full.startswith(prefix) else blob_name
         trigger = {
-            "BlobTrigger": p.TypedData(string=f"{container}/{blob_name}"),
+            "BlobTrigger": p.TypedData(string=full),
             "Uri": p.TypedData(string=uri),
             "Properties": p.TypedData(json=json.dumps(properties)),
             "Metadata": p.TypedData(json=json.dumps(metadata)),
@@ -306,7 +309,12 @@ def _blob_facts(connection: str, container: str, blob_name: str
 @lru_cache(maxsize=1)
 def worker() -> WorkerHost:
     """This process's worker, started (indexed and loaded) on first use."""
-    return WorkerHost(project_root()).start()
+    host = WorkerHost(project_root())
+    try:
+        return host.start()
+    except BaseException:
+        host.stop()
+        raise
 
 
 def registered() -> dict[str, Indexed]:
