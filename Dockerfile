@@ -1,6 +1,7 @@
-# The function app on the official Azure Functions Python 3.11 base image.
+# The function app on the official Azure Functions Python 3.13 base image (the worker runtime
+# itself comes from requirements.txt: azure-functions-runtime, pinned).
 # Built by docker-compose.yml; deployable to a container-based Function App as is.
-FROM mcr.microsoft.com/azure-functions/python:4-python3.11
+FROM mcr.microsoft.com/azure-functions/python:4-python3.13
 
 ENV AzureWebJobsScriptRoot=/home/site/wwwroot \
     AzureFunctionsJobHost__Logging__Console__IsEnabled=true \

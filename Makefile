@@ -1,8 +1,17 @@
 # sales-etl: the two commands (make demo, make test) set everything up themselves.
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.13 (the app pins its worker runtime, azure-functions-runtime, for 3.13): the newest
+# 3.13.x under pyenv, else python3.13 / python3 on PATH, each checked by running it (pyenv's
+# shim refuses to run while another version is global). Override with PYTHON=/path/to/python.
+PY_MINOR := 3.13
+comma  := ,
+ifeq ($(origin PYTHON), undefined)
+PYTHON := $(shell for p in $$(ls -d "$$(pyenv root 2>/dev/null)"/versions/$(PY_MINOR).*/bin/python$(PY_MINOR) 2>/dev/null | sort -rV) $$(command -v python$(PY_MINOR)) $$(command -v python3); do \
+            "$$p" -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PY_MINOR))))' 2>/dev/null && { echo "$$p"; break; }; done)
+endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+RPC    := sales_etl/rpc/_generated/function_rpc_pb2.py
 NODE_STAMP := node_modules/.installed
 
 .PHONY: setup compose-tool demo test unit lint bench bench-quick dev-up dev-down clean help package
@@ -12,20 +21,24 @@ help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
 $(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
-	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is required ($(PYTHON) not found)"; exit 1; }
-	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -n "$(PYTHON)" || { echo "Python $(PY_MINOR) is required and was not found (pyenv versions, python$(PY_MINOR) on PATH): install it, e.g. 'pyenv install $(PY_MINOR)', or pass PYTHON=/path/to/python$(PY_MINOR)"; exit 1; }
+	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PY_MINOR))))' 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
 	@touch $@
 
+# The Functions RPC messages the tests speak to the genuine worker (git-ignored output).
+$(RPC): sales_etl/rpc/function_rpc.proto $(STAMP)
+	$(BIN)/python -m sales_etl.rpc
+
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
-setup: $(STAMP) $(NODE_STAMP)  ## Create the virtual environment and install Azurite
+setup: $(STAMP) $(RPC) $(NODE_STAMP)  ## Create the virtual environment and install Azurite
 
-demo: $(STAMP) $(NODE_STAMP)  ## Run the whole flow on the local stack and print a summary
+demo: $(STAMP) $(RPC) $(NODE_STAMP)  ## Run the whole flow on the local stack and print a summary
 	$(BIN)/sales-etl demo
 
 # docker-compose.yml is validated by Debian's docker-compose (1.29), which needs no engine.
@@ -38,18 +51,18 @@ compose-tool:
 	    echo "note: could not install docker-compose; the compose validation test will say so"; \
 	  else echo "note: install docker-compose to validate docker-compose.yml"; fi; }
 
-test: $(STAMP) $(NODE_STAMP) compose-tool  ## Lint, type-check and run every test (starts its own stack)
+test: $(STAMP) $(RPC) $(NODE_STAMP) compose-tool  ## Lint, type-check and run every test (starts its own stack)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-unit: $(STAMP)  ## The unit tests only (no services)
+unit: $(STAMP) $(RPC)  ## The unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP) $(NODE_STAMP)  ## The benchmark, 1,000,000 rows (writes bench/RESULTS.md)
+bench: $(STAMP) $(RPC) $(NODE_STAMP)  ## The benchmark, 1,000,000 rows (writes bench/RESULTS.md)
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) $(NODE_STAMP)  ## The benchmark's quick mode, 100,000 rows
+bench-quick: $(STAMP) $(RPC) $(NODE_STAMP)  ## The benchmark's quick mode, 100,000 rows
 	$(BIN)/python -m bench.run --quick
 
 dev-up: $(STAMP) $(NODE_STAMP)  ## Start the local stack and print how to use it

@@ -61,6 +61,30 @@ def dev_status() -> None:
     _print_state(state)
 
 
+@dev_group.command("func-settings")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="where to write it (default: local.settings.json in the checkout)")
+@click.option("--force", is_flag=True, help="replace an existing file")
+def dev_func_settings(output: Path | None, force: bool) -> None:
+    """Write local.settings.json for the running stack, for `func start` (git-ignored).
+
+    \b
+    Example:
+      sales-etl dev func-settings && func start
+    """
+    from . import funcsettings
+
+    state = devstack.read_state()
+    if state is None or not devstack.is_running(state):
+        raise click.ClickException("the local stack is not running (sales-etl dev up)")
+    target = output or project_root() / "local.settings.json"
+    try:
+        funcsettings.write(state, target, force=force)
+    except FileExistsError as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"wrote {target}; now: func start")
+
+
 @dev_group.command("env")
 def dev_env() -> None:
     """Print the running stack's settings as shell export lines.

@@ -8,7 +8,14 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, EtlError, classify
-from .settings import STORAGE_CONNECTION, Settings, load_settings
+from .settings import (
+    STORAGE_CONNECTION,
+    Settings,
+    app_settings,
+    host_connections,
+    load_settings,
+    read_bindings,
+)
 
 
 @dataclass
@@ -29,7 +36,11 @@ def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None
         return [Check("settings", False, " ".join(exc.message.split()),
                       "set or correct the settings named (README: Settings)")]
     checks = [_settings_check(settings, missing_hint)]
-    probes: list[Callable[[Settings], list[Check]]] = [_bindings]
+    host = _host_checks(app_settings(env, fallback))
+    if settings.storage is None:  # the connection checks could only repeat "not set"
+        host = [c for c in host if c.name == "function bindings"]
+    checks.extend(host)
+    probes: list[Callable[[Settings], list[Check]]] = []
     if settings.storage is not None:  # without settings, a probe could only say "not set"
         probes.append(_storage)
     if settings.database is not None:
@@ -76,15 +87,18 @@ def _settings_check(settings: Settings, missing_hint: str = "") -> Check:
                  if missing else "")
 
 
-def _bindings(settings: Settings) -> list[Check]:
-    from .functions import bindings
-
-    b = bindings()
-    ok = (b.blob_path == f"{settings.container}/incoming/{{name}}"
-          and b.connection == STORAGE_CONNECTION and len(b.schedule.split()) == 6)
-    return [Check("function bindings", ok,
-                  f"blob trigger {b.blob_path} via {b.connection} ({b.source}); sweep {b.schedule}",
-                  "" if ok else "SALES_CONTAINER, SWEEP_SCHEDULE and the trigger disagree")]
+def _host_checks(env: Mapping[str, str]) -> list[Check]:
+    """What the host reads: the bindings at indexing, the trigger's connection as the host
+    and the worker's blob extension resolve it, and AzureWebJobsStorage."""
+    b = read_bindings(env)
+    detail = (f"blob trigger {b.container}/incoming/{{name}} via {b.connection} ({b.source}); "
+              f"sweep {b.schedule}") if not b.problems else "; ".join(b.problems)
+    checks = [Check("function bindings", not b.problems, detail,
+                    "" if not b.problems else "correct the settings named (README: Settings)")]
+    for name, ok, text in host_connections(env):
+        checks.append(Check("trigger connection" if name == STORAGE_CONNECTION else "host storage",
+                            ok, text, "" if ok else f"set {name} (README: Settings)"))
+    return checks
 
 
 def _storage(settings: Settings) -> list[Check]:

@@ -7,6 +7,7 @@ Every identifier comes from a validated dataset spec and is quoted with
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -120,7 +121,9 @@ class Loader:
             return
         payload = copy_text(columns, lines, self.dataset, self.run_id)
         self._wait()
-        self._pending = self._pool.submit(self._load, payload, len(lines))
+        # In the caller's context: the worker finds the invocation id of a log record there
+        self._pending = self._pool.submit(contextvars.copy_context().run, self._load, payload,
+                                          len(lines))
 
     def _wait(self) -> None:
         if self._pending is not None:

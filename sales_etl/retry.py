@@ -25,7 +25,7 @@ from typing import Any
 from azure.storage.blob import ContainerClient
 
 from . import __version__, names, storage
-from .datasets import load_datasets
+from .datasets import scan_datasets
 from .errors import classify
 from .settings import Settings
 
@@ -92,13 +92,17 @@ def next_attempt(meta: dict[str, str], moved_at: datetime | None, settings: Sett
 
 
 def _current_versions(settings: Settings) -> dict[str, str]:
+    """Dataset name -> version. A broken dataset file maps to "" (the version its files were
+    failed with), so they stay in failed/ until the file is fixed, and the other datasets'
+    failures are judged as usual."""
     from .pipeline import dataset_version
 
     try:
-        return {n: dataset_version(d) for n, d in load_datasets(settings.datasets_dir).items()}
+        good, broken = scan_datasets(settings.datasets_dir)
     except Exception:
         log.exception("could not read the dataset definitions; data failures stay in failed/")
         return {}
+    return {**dict.fromkeys(broken, ""), **{n: dataset_version(d) for n, d in good.items()}}
 
 
 def sweep(settings: Settings, *, now: datetime | None = None, force: bool = False,
@@ -144,7 +148,8 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
         target, bucket = source_path, report.retried
     elif meta.get("kind") == "data":
         changed = (meta.get("app_version") != __version__
-                   or meta.get("dataset_version") != versions.get(route.dataset))
+                   # storage drops empty metadata: a missing version is ""
+                   or (meta.get("dataset_version") or "") != versions.get(route.dataset))
         if not changed:
             report.kept.append(name)
             return

@@ -18,7 +18,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 
+from . import hostsettings
 from .errors import ConfigError
+from .hostsettings import SettingError
+from .hostsettings import secret_shaped as _secret_shaped
+from .hostsettings import show as _show
 
 STORAGE_CONNECTION = "SalesStorage"  # the app-setting *name* shared by trigger and clients
 DEFAULT_CONTAINER = "sales"
@@ -33,7 +37,8 @@ _SOURCES: dict[str, TriggerSource] = {
     "eventgrid": "EventGrid",
 }
 _PRIMARY = ("POSTGRES_HOST", STORAGE_CONNECTION, f"{STORAGE_CONNECTION}__blobServiceUri",
-            f"{STORAGE_CONNECTION}__serviceUri", "AZ_CONNECTION_STRING")
+            f"{STORAGE_CONNECTION}__serviceUri", f"{STORAGE_CONNECTION}__queueServiceUri",
+            f"AzureWebJobs{STORAGE_CONNECTION}", "AZ_CONNECTION_STRING")
 _SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
 # The public roots Azure Database for PostgreSQL chains to, shipped inside the package
 # (sales_etl/certs/): the CA file when POSTGRES_SSLROOTCERT is unset for an Azure host, or "azure".
@@ -46,7 +51,6 @@ SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-
 # An app setting whose value still is a reference: App Service could not resolve it.
 _UNRESOLVED_REFERENCES = {"@microsoft.keyvault(": "Key Vault",
                           "@microsoft.appconfiguration(": "App Configuration"}
-_CONTAINER_RE = re.compile(r"^[a-z0-9](?:[a-z0-9]|-(?=[a-z0-9])){2,62}$")
 
 
 class Secret:
@@ -156,12 +160,14 @@ class Settings:
     migrations_dir: Path | None = None
     blind_index_key_new: Secret | None = None
     appinsights_connection: Secret | None = None
+    worker_telemetry: bool = False  # PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY: the worker exports
 
     def require_storage(self) -> StorageSettings:
         if self.storage is None:
             raise ConfigError(
                 f"{STORAGE_CONNECTION}: not set; give a storage connection string, or "
-                f"{STORAGE_CONNECTION}__blobServiceUri for an identity-based connection"
+                f"{STORAGE_CONNECTION}__blobServiceUri and {STORAGE_CONNECTION}__queueServiceUri "
+                "for an identity-based connection"
             )
         return self.storage
 
@@ -244,15 +250,8 @@ def load_settings(env: Mapping[str, str] | None = None,
 
     ``fallback`` fills settings the environment does not set (the CLI passes the running
     local dev stack's settings, so that commands work right after ``make demo``)."""
-    source = os.environ if env is None else env
-    configured = any(source.get(k) for k in _PRIMARY)
-    r = _Reader({**fallback, **source} if fallback and not configured else source)
-    container = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
-    if not _CONTAINER_RE.match(container):
-        r.problems.append(
-            f"SALES_CONTAINER: {_show(container)} is not a valid container name "
-            "(3-63 lower-case letters, digits and single hyphens)"
-        )
+    r = _Reader(app_settings(env, fallback))
+    container = _container(r) or DEFAULT_CONTAINER
     settings = Settings(
         environment=r.get("ENVIRONMENT") or "local",
         container=container,
@@ -266,8 +265,10 @@ def load_settings(env: Mapping[str, str] | None = None,
             base_seconds=r.integer("RETRY_BASE_SECONDS", 60, minimum=0),
             max_seconds=r.integer("RETRY_MAX_SECONDS", 6 * 3600, minimum=0),
         ),
-        sweep_schedule=_schedule(r),
-        trigger_source=_trigger_source(r),
+        # binding-only settings: a refused value leaves out its own function at indexing
+        # (read_bindings, doctor's "function bindings"); it must not fail the other one
+        sweep_schedule=_schedule(_Reader(r.env)),
+        trigger_source=_trigger_source(_Reader(r.env)),
         datasets_dir=_directory(r, "DATASETS_DIR"),
         log_level=(r.get("LOG_LEVEL") or "INFO").upper(),
         admin_user=r.get("POSTGRES_ADMIN_USER"),
@@ -276,25 +277,92 @@ def load_settings(env: Mapping[str, str] | None = None,
         blind_index_key_new=_blind_key(r, "BLIND_INDEX_KEY_NEW"),
         appinsights_connection=Secret(ai) if (ai := r.get(
             "APPLICATIONINSIGHTS_CONNECTION_STRING")) else None,
+        worker_telemetry=(r.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY") or "").lower()
+        in {"1", "true"},
     )
     if r.problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")
     return settings
 
 
-def read_bindings(env: Mapping[str, str] | None = None) -> tuple[str, TriggerSource, str]:
-    """(container, trigger source, sweep schedule): what function_app.py needs at indexing
-    time, validated alone so that a missing database setting cannot stop the host indexing."""
-    r = _Reader(os.environ if env is None else env)
-    container = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
-    result = (container, _trigger_source(r), _schedule(r))
-    if r.problems:
-        raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")
-    return result
+def app_settings(env: Mapping[str, str] | None = None,
+                 fallback: Mapping[str, str] | None = None) -> Mapping[str, str]:
+    """The app settings in force: ``env`` (default: the environment), or, when it configures
+    neither storage nor database, ``fallback`` under it (the running dev stack's)."""
+    source = os.environ if env is None else env
+    configured = any(source.get(k) for k in _PRIMARY)
+    return {**fallback, **source} if fallback and not configured else source
+
+
+def host_connections(env: Mapping[str, str] | None = None) -> list[tuple[str, bool, str]]:
+    """(setting, ok, detail): the trigger's connection exactly as the host and the worker's
+    blob extension resolve it, and AzureWebJobsStorage, which the host itself needs."""
+    source = os.environ if env is None else env
+    out: list[tuple[str, bool, str]] = []
+    try:
+        kind, _ = hostsettings.trigger_connection(STORAGE_CONNECTION, source)
+        out.append((STORAGE_CONNECTION, True, f"{STORAGE_CONNECTION}: {kind} connection, "
+                    "read the same way by the host's trigger and the package"))
+    except SettingError as exc:
+        out.append((STORAGE_CONNECTION, False, f"{STORAGE_CONNECTION}: {exc}"))
+    try:
+        kind = hostsettings.host_storage(source)
+        out.append(("AzureWebJobsStorage", True, f"AzureWebJobsStorage: {kind} connection"))
+    except SettingError as exc:
+        out.append(("AzureWebJobsStorage", False, f"AzureWebJobsStorage: {exc}"))
+    return out
+
+
+@dataclass(frozen=True)
+class BindingSettings:
+    """What function_app.py needs at indexing time, read alone so that nothing else (a
+    missing database setting, a broken dataset) can stop the host indexing. A value the
+    host would refuse disables only the function that uses it: ``container``/``source``
+    are None when the blob trigger cannot be bound, ``schedule`` when the timer cannot;
+    ``problems`` names each setting and why."""
+
+    container: str | None
+    source: TriggerSource | None
+    schedule: str | None
+    connection: str = STORAGE_CONNECTION
+    problems: tuple[str, ...] = ()
+
+
+def read_bindings(env: Mapping[str, str] | None = None) -> BindingSettings:
+    source_env = os.environ if env is None else env
+    r = _Reader(source_env)
+    container = _container(r)
+    blob_problems = len(r.problems)
+    source = _trigger_source(r)
+    blob_ok = len(r.problems) == blob_problems and container is not None
+    timer_problems = len(r.problems)
+    schedule = _schedule(r)
+    timer_ok = len(r.problems) == timer_problems
+    return BindingSettings(container=container if blob_ok else None,
+                           source=source if blob_ok else None,
+                           schedule=schedule if timer_ok else None,
+                           problems=tuple(r.problems))
+
+
+def _container(r: _Reader) -> str | None:
+    """SALES_CONTAINER with %NAME% resolved as the host resolves it in the binding path."""
+    raw = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
+    try:
+        container = hostsettings.resolve(raw, r.env)
+        hostsettings.check_container(container)
+    except SettingError as exc:
+        r.problems.append(f"SALES_CONTAINER: {exc}")
+        return None
+    return container
 
 
 def _trigger_source(r: _Reader) -> TriggerSource:
     raw = r.get("SALES_TRIGGER_SOURCE") or "polling"
+    try:
+        raw = hostsettings.resolve(raw, r.env)
+    except SettingError as exc:
+        r.problems.append(f"SALES_TRIGGER_SOURCE: {exc}")
+        return "LogsAndContainerScan"
     source = _SOURCES.get(raw.lower())
     if source is None:
         r.problems.append(f"SALES_TRIGGER_SOURCE: {_show(raw)} must be 'polling' or 'eventgrid'")
@@ -303,9 +371,30 @@ def _trigger_source(r: _Reader) -> TriggerSource:
 
 
 def _storage(r: _Reader) -> StorageSettings | None:
+    """The trigger's connection, resolved as the host and the worker's blob extension
+    resolve it (hostsettings.trigger_connection): the package's clients use the same one."""
     name = STORAGE_CONNECTION
-    conn = r.get(name, "AZ_CONNECTION_STRING")
-    uri = r.get(f"{name}__blobServiceUri", f"{name}__serviceUri")
+    if r.get("AZ_CONNECTION_STRING") is not None and r.get(name) is None:
+        r.problems.append(f"AZ_CONNECTION_STRING: no longer read (the blob trigger cannot use "
+                          f"it); set {name} to the same connection string")
+    present = [k for k in r.env if k == name or k.startswith(f"{name}__")
+               or k == f"AzureWebJobs{name}"]
+    before = len(r.problems)
+    values = [r.get(k) for k in present]  # names an unresolved Key Vault reference
+    if len(r.problems) > before or not any(values):
+        return None
+    incomplete = False
+    try:
+        kind, value = hostsettings.trigger_connection(name, r.env)
+    except SettingError as exc:
+        r.problems.append(f"{name}: {exc}")
+        # still check what is there, so that one error names every problem
+        kind, value = "identity", r.get(f"{name}__blobServiceUri", f"{name}__serviceUri")
+        if value is None:
+            return None
+        incomplete = True
+    conn = value if kind == "string" else None
+    uri = value if kind == "identity" else None
     credential = r.get(f"{name}__credential")
     client_id = r.get(f"{name}__clientId")
     if conn is not None:
@@ -330,6 +419,8 @@ def _storage(r: _Reader) -> StorageSettings | None:
         if credential is not None and credential.lower() != "managedidentity":
             r.problems.append(f"{name}__credential: {_show(credential)} must be "
                               "'managedidentity'")
+        if incomplete:
+            return None
         return StorageSettings(name, service_uri=uri.rstrip("/"), credential=credential,
                                client_id=client_id)
     return None
@@ -375,32 +466,6 @@ def _database(r: _Reader) -> DatabaseSettings | None:
         auth=auth,
         entra_client_id=r.get("POSTGRES_ENTRA_CLIENT_ID"),
     )
-
-
-# What a secret looks like when it is pasted into the wrong setting: a connection string
-# (key=value;...), a URL with a query string or user:password@, a long run of base64 or hex
-# (an account key, a Fernet key, a token).
-_SECRET_SHAPES = re.compile(
-    r"(?i)(?:[a-z]+=[^;]*;|;\s*[a-z]+=|\bsig=|accountkey|sharedaccess|password|"
-    r"://[^/\s]*@|\?.*=)")
-_KEY_RUN = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
-
-
-def _secret_shaped(value: str) -> bool:
-    if _SECRET_SHAPES.search(value):
-        return True
-    # a key or token: a long run mixing upper case, lower case and digits (a path is not)
-    return any(re.search(r"[A-Z]", run) and re.search(r"[a-z]", run) and re.search(r"\d", run)
-               for run in _KEY_RUN.findall(value))
-
-
-def _show(value: str) -> str:
-    """A setting's value for an error message: quoted when harmless; never when it looks
-    like a secret (a connection string pasted into the wrong setting, a key, a SAS)."""
-    if _secret_shaped(value):
-        return (f"the value (not shown: it looks like a key, SAS or connection string; "
-                f"{len(value)} characters)")
-    return repr(value if len(value) <= 100 else value[:97] + "...")
 
 
 def _root_cert(r: _Reader, host: str, sslmode: str, is_local: bool) -> str | None:
@@ -487,12 +552,15 @@ def _chunk_rows(r: _Reader) -> int:
 
 
 def _schedule(r: _Reader) -> str:
-    schedule = r.get("SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
-    if len(schedule.split()) != 6:
-        r.problems.append(
-            f"SWEEP_SCHEDULE: {_show(schedule)} must be a six-field NCRONTAB expression "
-            "(second minute hour day month day-of-week)"
-        )
+    """SWEEP_SCHEDULE as the host accepts it: NCRONTAB with 6 or 5 fields, or a TimeSpan
+    (dedicated plans), after %NAME% resolution."""
+    raw = r.get("SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
+    try:
+        schedule = hostsettings.resolve(raw, r.env)
+        hostsettings.schedule_kind(schedule)
+    except SettingError as exc:
+        r.problems.append(f"SWEEP_SCHEDULE: {exc}")
+        return raw
     return schedule
 
 

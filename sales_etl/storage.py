@@ -12,6 +12,7 @@ Container layout::
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import io
 import time
 import urllib.parse
@@ -150,7 +151,9 @@ class RangeReader(io.RawIOBase):
             self._pending = None
             return
         length = min(self._range, self._size - self._next_offset)
-        self._pending = self._pool.submit(self._fetch, self._next_offset, length)
+        # In the caller's context: the worker finds the invocation id of a log record there
+        self._pending = self._pool.submit(contextvars.copy_context().run, self._fetch,
+                                          self._next_offset, length)
         self._next_offset += length
 
     def readable(self) -> bool:

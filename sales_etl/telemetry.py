@@ -30,16 +30,45 @@ _seconds = _meter.create_histogram("sales_etl.file.duration", unit="s",
 _configured = False
 
 
-def configure(settings: Settings) -> bool:
-    """Send logs, traces and metrics to Application Insights if it is configured."""
+# Loggers whose INFO records an operator does not need in the host's log: the Azure SDK
+# writes two per HTTP request (request and response headers). The worker sets the root
+# logger to INFO and forwards every record to the host, and host.json's "Azure.Core"
+# filter does not apply to records that come from the Python side.
+QUIET_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity",
+                 "azure.monitor.opentelemetry.exporter")
+
+
+def configure_logging() -> None:
+    """Keep the host's log to what an operator needs (called when the worker indexes)."""
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def configure(settings: Settings, *, in_worker: bool = False) -> bool:
+    """Send telemetry to Application Insights if it is configured, each record once.
+
+    Under the Functions worker (current Azure Functions guidance for Python): host.json
+    ``"telemetryMode": "OpenTelemetry"`` plus the app setting
+    ``PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY=true`` make the worker itself configure
+    the Azure Monitor distro (logs, traces, metrics, with the invocation's trace context);
+    configuring it again here would export everything twice, so this does nothing. Without
+    that setting the host forwards the worker's log records to Application Insights itself,
+    so only traces and metrics are configured here (logging disabled). Outside the worker
+    (the CLI) this configures all three."""
     global _configured
     if _configured or settings.appinsights_connection is None:
         return _configured
+    if in_worker and settings.worker_telemetry:
+        return False  # the worker exports; the spans and counters use its providers
     from azure.monitor.opentelemetry import configure_azure_monitor
 
-    configure_azure_monitor(connection_string=settings.appinsights_connection.get(),
-                            logger_name="sales_etl")
-    logging.getLogger("sales_etl").setLevel(logging.INFO)
+    if in_worker:
+        configure_azure_monitor(connection_string=settings.appinsights_connection.get(),
+                                disable_logging=True)
+    else:
+        configure_azure_monitor(connection_string=settings.appinsights_connection.get(),
+                                logger_name="sales_etl")
+        logging.getLogger("sales_etl").setLevel(logging.INFO)
     _configured = True
     return True
 

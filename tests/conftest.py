@@ -24,11 +24,16 @@ def stack() -> Iterator[devstack.StackState]:
     home.chmod(0o755)  # the PostgreSQL server runs as another user and must reach it
     state = devstack.up(home)
     saved = dict(os.environ)
+    # What the host gives the worker process: the app settings, as environment variables.
+    # The genuine worker (hostcall.worker()) starts on first use, with these in place.
     hostcall.provide_app_settings(state.env())
     try:
         migrate.migrate(load_settings(state.env()).require_admin_database())
         yield state
     finally:
+        if hostcall.worker.cache_info().currsize:
+            hostcall.worker().stop()
+            hostcall.worker.cache_clear()
         os.environ.clear()
         os.environ.update(saved)
         devstack.down(home)

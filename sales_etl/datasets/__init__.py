@@ -215,20 +215,39 @@ def parse_dataset(path: Path) -> Dataset:
                    fingerprint=hashlib.sha256(data).hexdigest()[:16])
 
 
-def load_datasets(extra_dir: Path | None = None) -> dict[str, Dataset]:
-    """All datasets: the shipped ones, then DATASETS_DIR (which may override)."""
-    found: dict[str, Dataset] = {}
+def _files(extra_dir: Path | None) -> dict[str, Path]:
+    """Dataset name -> its file: the shipped ones, then DATASETS_DIR (which may override)."""
+    found: dict[str, Path] = {}
     for directory in (SHIPPED_DIR, extra_dir):
         if directory is None:
             continue
         for path in sorted(directory.glob("*.toml")):
-            found[path.stem] = parse_dataset(path)
+            found[path.stem] = path
     return found
 
 
+def load_datasets(extra_dir: Path | None = None) -> dict[str, Dataset]:
+    """All datasets; a broken file raises ConfigError naming it (for the CLI and doctor)."""
+    return {name: parse_dataset(path) for name, path in _files(extra_dir).items()}
+
+
+def scan_datasets(extra_dir: Path | None = None) -> tuple[dict[str, Dataset], dict[str, str]]:
+    """(the datasets that parse, name -> error for those that do not): a broken file
+    must not stop the others (the worker reports these at start)."""
+    good: dict[str, Dataset] = {}
+    broken: dict[str, str] = {}
+    for name, path in _files(extra_dir).items():
+        try:
+            good[name] = parse_dataset(path)
+        except ConfigError as exc:
+            broken[name] = exc.message
+    return good, broken
+
+
 def get_dataset(name: str, extra_dir: Path | None = None) -> Dataset:
-    datasets = load_datasets(extra_dir)
-    if name not in datasets:
-        known = ", ".join(sorted(datasets)) or "none"
+    """One dataset, parsing only its own file: another dataset's broken file cannot fail it."""
+    files = _files(extra_dir)
+    if name not in files:
+        known = ", ".join(sorted(files)) or "none"
         raise ConfigError(f"unknown dataset {name!r} (known: {known})", code="unknown_dataset")
-    return datasets[name]
+    return parse_dataset(files[name])

@@ -45,7 +45,9 @@ def test_healthy_stack_is_green(stack: devstack.StackState, loaded: None) -> Non
     ({"FERNET_KEYS": "NEWKEY,OLDKEY"}, "encryption keys", "rotate-keys"),
     ({"BLIND_INDEX_KEY": "V1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkc="}, "blind-index key",
      "BLIND_INDEX_KEY"),
-    ({"SWEEP_SCHEDULE": "*/5 * * * *"}, "settings", "settings"),
+    ({"SWEEP_SCHEDULE": "every ten minutes"}, "function bindings", "settings named"),
+    ({"SALES_TRIGGER_SOURCE": "webhook"}, "function bindings", "settings named"),
+    ({"AzureWebJobsStorage": ""}, "host storage", "AzureWebJobsStorage"),
 ])
 def test_each_fault_is_named_with_its_fix(stack: devstack.StackState, loaded: None,
                                           change: dict[str, str], failing: str,
@@ -59,6 +61,21 @@ def test_each_fault_is_named_with_its_fix(stack: devstack.StackState, loaded: No
     assert fix in checks[failing].fix
     result = CliRunner().invoke(main, ["doctor"], env=env)
     assert result.exit_code == 1 and f"FAIL  {failing}" in result.output
+
+
+def test_only_the_original_connection_name_is_not_a_green_doctor(
+        stack: devstack.StackState) -> None:
+    """AZ_CONNECTION_STRING alone: the host cannot start the trigger with it, so doctor
+    must not pass; it says which name to use."""
+    env = {k: v for k, v in stack.env().items() if k != "SalesStorage"}
+    env["AZ_CONNECTION_STRING"] = stack.storage_connection_string
+    checks = run(env)
+    assert [c.name for c in checks if not c.ok] == ["settings"]
+    assert "AZ_CONNECTION_STRING" in checks[0].detail and "SalesStorage" in checks[0].detail
+    identity = {k: v for k, v in stack.env().items() if k != "SalesStorage"}
+    identity["SalesStorage__serviceUri"] = "https://acct.blob.core.windows.net"
+    [settings] = run(identity)
+    assert not settings.ok and "SalesStorage__queueServiceUri" in settings.detail
 
 
 def test_pending_migration_and_dead_letters(stack: devstack.StackState, settings, clean,  # type: ignore[no-untyped-def]

@@ -1,69 +1,106 @@
-"""The function app as the host indexes it: registered functions and binding JSON."""
+"""function_app.py as the genuine worker library indexes it (azure-functions-runtime's
+worker init, in a fresh process as in Azure): the binding JSON the worker reports to the
+host, and what settings read at import do to it. No service needed: indexing reads only
+settings."""
 
-import azurefunctions.extensions.bindings.blob as blob
+from __future__ import annotations
 
-from sales_etl import hostcall
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
 
+import pytest
 
-def bindings(name: str) -> list[dict]:
-    return hostcall.registered()[name].bindings
+from sales_etl.settings import project_root
 
-
-def test_registered_functions() -> None:
-    assert set(hostcall.registered()) == {"load_blob", "retry_sweep"}
-
-
-def test_blob_trigger_binding() -> None:
-    (b,) = bindings("load_blob")
-    assert b["type"] == "blobTrigger" and b["direction"] == "IN"
-    assert b["path"] == "sales/incoming/{name}"
-    assert b["connection"] == "SalesStorage"
-    assert b["source"] == "LogsAndContainerScan"
-    # SDK-type binding: the host sends a reference, never the blob's bytes
-    assert b["properties"] == {"SupportsDeferredBinding": True}
-    assert hostcall.registered()["load_blob"].parameters == {"client": blob.BlobClient}
+# settings a developer's shell might carry into the test: each test states its own
+_OURS = ("SALES_", "SWEEP_", "AZ_", "SalesStorage", "DATASETS_DIR", "AzureWebJobs")
 
 
-def test_timer_binding() -> None:
-    (b,) = bindings("retry_sweep")
-    assert b["type"] == "timerTrigger"
-    assert len(b["schedule"].split()) == 6
-    assert b["runOnStartup"] is False and b["useMonitor"] is True
-    assert set(hostcall.registered()["retry_sweep"].parameters) == {b["name"]}
+def index(env: dict[str, str] | None = None) -> dict[str, Any]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
+    run = subprocess.run([sys.executable, "-m", "sales_etl.hostcall", "index"],
+                         cwd=project_root(), env={**base, **(env or {})}, capture_output=True,
+                         text=True, timeout=120, check=False)
+    assert run.returncode == 0, run.stderr
+    return json.loads(run.stdout)
 
 
-def test_datum_is_what_the_host_sends() -> None:
-    import json
-
-    datum = hostcall.blob_trigger_datum("SalesStorage", "sales", "incoming/x.csv")
-    assert datum.type == "model_binding_data"
-    assert json.loads(datum.value.content) == {
-        "Connection": "SalesStorage", "ContainerName": "sales", "BlobName": "incoming/x.csv"}
+def errors(result: dict[str, Any]) -> list[str]:
+    return [r["message"] for r in result["logs"] if r["level"] in ("Error", "Critical")]
 
 
-def test_bindings_follow_the_app_settings(monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from sales_etl import functions
+def test_the_worker_indexes_both_functions_with_their_binding_json() -> None:
+    result = index()
+    assert result["ok"] and errors(result) == []
+    assert result["functions"] == {
+        "load_blob": [{
+            "direction": "IN", "type": "blobTrigger", "name": "client",
+            "path": "sales/incoming/{name}", "connection": "SalesStorage",
+            "source": "LogsAndContainerScan",
+            # SDK-type binding: the host sends a reference, never the blob's bytes
+            "properties": {"SupportsDeferredBinding": True}}],
+        "retry_sweep": [{
+            "direction": "IN", "type": "timerTrigger", "name": "timer",
+            "schedule": "0 */10 * * * *", "runOnStartup": False, "useMonitor": True}],
+    }
+    indexed = [r for r in result["logs"] if "Successfully indexed function app" in r["message"]]
+    assert len(indexed) == 1 and json.loads(indexed[0]["message"])["function_count"] == 2
 
-    monkeypatch.setenv("SALES_TRIGGER_SOURCE", "eventgrid")
-    monkeypatch.setenv("SALES_CONTAINER", "landing")
-    monkeypatch.setenv("SWEEP_SCHEDULE", "0 0 * * * *")
-    b = functions.bindings()
-    assert (b.blob_path, b.source, b.schedule, b.connection) == (
-        "landing/incoming/{name}", "EventGrid", "0 0 * * * *", "SalesStorage")
+
+@pytest.mark.parametrize("schedule", ["*/5 * * * *", "00:10:00", "%SWEEP_CRON%"])
+def test_schedules_the_host_accepts_index_both_functions(schedule: str) -> None:
+    result = index({"SWEEP_SCHEDULE": schedule, "SWEEP_CRON": "0 0 * * * *"})
+    assert set(result["functions"]) == {"load_blob", "retry_sweep"}, errors(result)
+    expected = "0 0 * * * *" if schedule.startswith("%") else schedule
+    assert result["functions"]["retry_sweep"][0]["schedule"] == expected
 
 
-def test_a_malformed_dataset_file_stops_the_worker_at_start(monkeypatch, tmp_path) -> None:  # type: ignore[no-untyped-def]
-    import pytest
+def test_a_refused_schedule_leaves_the_blob_trigger_working() -> None:
+    result = index({"SWEEP_SCHEDULE": "every ten minutes"})
+    assert result["ok"] and set(result["functions"]) == {"load_blob"}
+    [error] = errors(result)
+    assert "SWEEP_SCHEDULE" in error and "retry_sweep is not registered" in error
 
-    from sales_etl import functions
-    from sales_etl.errors import ConfigError
 
+def test_an_invalid_trigger_source_leaves_the_sweep_working() -> None:
+    result = index({"SALES_TRIGGER_SOURCE": "webhook"})
+    assert result["ok"] and set(result["functions"]) == {"retry_sweep"}
+    [error] = errors(result)
+    assert "SALES_TRIGGER_SOURCE" in error and "load_blob is not registered" in error
+
+
+def test_container_expressions_are_resolved_and_bad_names_reported_at_start() -> None:
+    resolved = index({"SALES_CONTAINER": "%CONT%", "CONT": "landing"})
+    assert resolved["functions"]["load_blob"][0]["path"] == "landing/incoming/{name}"
+    bad = index({"SALES_CONTAINER": "Sales_Data"})
+    assert set(bad["functions"]) == {"retry_sweep"}
+    [error] = errors(bad)
+    assert "SALES_CONTAINER" in error and "'Sales_Data' is not a valid container name" in error
+
+
+def test_eventgrid_source_follows_the_setting() -> None:
+    result = index({"SALES_TRIGGER_SOURCE": "eventgrid"})
+    assert result["functions"]["load_blob"][0]["source"] == "EventGrid"
+
+
+def test_a_broken_dataset_is_reported_at_start_and_indexing_goes_on(tmp_path: Path) -> None:
     (tmp_path / "broken.toml").write_text('name = "broken"\nbusiness_key = ["a"]\n')
-    monkeypatch.setenv("DATASETS_DIR", str(tmp_path))
-    functions.settings.cache_clear()
-    try:
-        with pytest.raises(ConfigError) as err:
-            functions.settings()
-        assert "broken.toml" in err.value.message and "columns" in err.value.message
-    finally:
-        functions.settings.cache_clear()
+    result = index({"DATASETS_DIR": str(tmp_path), "SalesStorage": "UseDevelopmentStorage=true",
+                    "POSTGRES_HOST": "localhost", "POSTGRES_USER": "u", "POSTGRES_DB": "d"})
+    assert set(result["functions"]) == {"load_blob", "retry_sweep"}
+    [error] = errors(result)
+    assert "dataset broken is broken" in error and "broken.toml" in error
+
+
+def test_an_exception_at_import_would_remove_every_function(tmp_path: Path) -> None:
+    """Why nothing read at import may raise: the worker reports a failed init."""
+    app = tmp_path / "function_app.py"
+    app.write_text("import azure.functions as func\napp = func.FunctionApp()\n"
+                   "raise RuntimeError('a setting could not be read')\n")
+    result = index({"SALES_ETL_HOME": str(tmp_path)})
+    assert not result["ok"] and result["functions"] == {}
+    assert "a setting could not be read" in result["error"]

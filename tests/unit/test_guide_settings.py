@@ -53,7 +53,9 @@ def code_reads() -> set[str]:
     plus every setting-like constant of settings.py and every os.environ read of the package."""
     seen: set[str] = set()
     for env in ({}, {"POSTGRES_HOST": "db.example.com", "POSTGRES_SSLMODE": "require"},
-                {"DESIRED_CHUNK_FRACTION": "0.1"}):
+                {"DESIRED_CHUNK_FRACTION": "0.1"},
+                {"SalesStorage__blobServiceUri": "https://x.blob.core.windows.net",
+                 "SalesStorage__queueServiceUri": "https://x.queue.core.windows.net"}):
         with contextlib.suppress(Exception):  # only the names read matter here
             load_settings(_Recorder(env, seen))
         read_bindings(_Recorder(env, seen))

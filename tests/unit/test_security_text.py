@@ -16,7 +16,7 @@ from sales_etl import names, redact, retry
 from sales_etl.errors import ConfigError, DataError, UnsafeName, classify
 from sales_etl.extract import Reject
 from sales_etl.rejects import SAFE_START, RejectsWriter, guard
-from sales_etl.settings import RetrySettings, Settings, load_settings
+from sales_etl.settings import RetrySettings, Settings, load_settings, read_bindings
 
 # ----------------------------------------------------------------------------- rejects
 
@@ -62,9 +62,15 @@ SAS_URL = "https://acct.blob.core.windows.net/?sv=2022-11-02&ss=b&sp=rwdl&sig=Ab
 
 
 def _settings_error(env: dict[str, str]) -> str:
-    with pytest.raises(ConfigError) as err:
+    """What the app says about bad settings: a binding setting the host would refuse leaves
+    only its own function out (read_bindings names it, load_settings does not fail on it)."""
+    problems = " ".join(read_bindings(env).problems)
+    try:
         load_settings(env)
-    return err.value.message
+    except ConfigError as err:
+        return f"{err.message} {problems}"
+    assert problems, f"no error for {sorted(env)}"
+    return problems
 
 
 @pytest.mark.parametrize("setting", ["SalesStorage__blobServiceUri", "SalesStorage__serviceUri"])
@@ -102,8 +108,8 @@ def test_a_key_pasted_into_any_setting_is_not_echoed(setting: str) -> None:
 
 def test_harmless_values_are_still_shown() -> None:
     message = _settings_error({"SalesStorage": "UseDevelopmentStorage=true",
-                               "SWEEP_SCHEDULE": "0 */5 * * *", "SALES_TRIGGER_SOURCE": "webhook"})
-    assert "'0 */5 * * *'" in message and "'webhook'" in message
+                               "SWEEP_SCHEDULE": "*/5 * * *", "SALES_TRIGGER_SOURCE": "webhook"})
+    assert "'*/5 * * *'" in message and "'webhook'" in message
 
 
 # ----------------------------------------------------------------------------- error text

@@ -25,20 +25,26 @@ def test_defaults_and_secrets_never_show() -> None:
 
 def test_all_problems_are_named_in_one_error() -> None:
     env = {**BASE, "POSTGRES_PORT": "x", "CHUNK_SIZE": "0", "FERNET_KEYS": "short",
-           "SWEEP_SCHEDULE": "*/5 * * * *", "SALES_CONTAINER": "Bad_Name"}
+           "SALES_CONTAINER": "Bad_Name"}
     with pytest.raises(ConfigError) as err:
         load_settings(env)
-    for name in ("POSTGRES_PORT", "CHUNK_SIZE", "FERNET_KEYS", "SWEEP_SCHEDULE", "SALES_CONTAINER"):
+    for name in ("POSTGRES_PORT", "CHUNK_SIZE", "FERNET_KEYS", "SALES_CONTAINER"):
         assert name in err.value.message
     assert "short" not in err.value.message  # a bad key is not echoed
 
 
-def test_original_names_still_work() -> None:
-    env = {k: v for k, v in BASE.items() if k not in ("SalesStorage", "FERNET_KEYS")}
-    env |= {"AZ_CONNECTION_STRING": BASE["SalesStorage"], "FERNET_KEY": KEY,
-            "AZ_CONTAINER_NAME": "mycontainer"}
+def test_original_names_that_the_trigger_can_read_still_work() -> None:
+    env = {k: v for k, v in BASE.items() if k != "FERNET_KEYS"}
+    env |= {"FERNET_KEY": KEY, "AZ_CONTAINER_NAME": "mycontainer"}
     s = load_settings(env)
     assert s.container == "mycontainer" and len(s.fernet_keys) == 1 and s.storage is not None
+
+
+def test_az_connection_string_alone_is_refused_because_the_trigger_cannot_read_it() -> None:
+    env = {k: v for k, v in BASE.items() if k != "SalesStorage"}
+    with pytest.raises(ConfigError, match="AZ_CONNECTION_STRING: no longer read") as err:
+        load_settings({**env, "AZ_CONNECTION_STRING": BASE["SalesStorage"]})
+    assert "SalesStorage" in err.value.message and "c2VjcmV0" not in err.value.message
 
 
 def test_remote_host_without_tls_is_refused_unless_allowed() -> None:
@@ -53,6 +59,7 @@ def test_remote_host_without_tls_is_refused_unless_allowed() -> None:
 def test_identity_based_storage() -> None:
     env = {k: v for k, v in BASE.items() if k != "SalesStorage"}
     env |= {"SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+            "SalesStorage__queueServiceUri": "https://acct.queue.core.windows.net",
             "SalesStorage__credential": "managedidentity", "SalesStorage__clientId": "abc"}
     storage = load_settings(env).require_storage()
     assert storage.uses_identity and storage.client_id == "abc" and storage.connection_string is None
@@ -69,10 +76,14 @@ def test_missing_groups_are_named_when_needed() -> None:
 
 
 def test_bindings_read_alone() -> None:
-    assert read_bindings({}) == ("sales", "LogsAndContainerScan", "0 */10 * * * *")
-    assert read_bindings({"SALES_TRIGGER_SOURCE": "EventGrid"})[1] == "EventGrid"
-    with pytest.raises(ConfigError, match="SALES_TRIGGER_SOURCE"):
-        read_bindings({"SALES_TRIGGER_SOURCE": "webhook"})
+    b = read_bindings({})
+    assert (b.container, b.source, b.schedule, b.problems) == (
+        "sales", "LogsAndContainerScan", "0 */10 * * * *", ())
+    assert read_bindings({"SALES_TRIGGER_SOURCE": "EventGrid"}).source == "EventGrid"
+    bad = read_bindings({"SALES_TRIGGER_SOURCE": "webhook"})
+    assert bad.container is None and bad.source is None  # only the blob trigger is left out
+    assert bad.schedule == "0 */10 * * * *"
+    assert [p.split(":")[0] for p in bad.problems] == ["SALES_TRIGGER_SOURCE"]
 
 
 def test_fallback_only_when_nothing_is_configured() -> None:
@@ -84,3 +95,12 @@ def test_fallback_only_when_nothing_is_configured() -> None:
 
 def test_secret_equality_and_repr() -> None:
     assert Secret("a") == Secret("a") and "a" not in f"{Secret('a')}"
+
+
+def test_a_refused_binding_setting_does_not_fail_the_other_function() -> None:
+    """A bad SWEEP_SCHEDULE leaves out retry_sweep only: load_blob's invocations (which
+    load every setting) keep working; likewise a bad trigger source for the sweep."""
+    s = load_settings({**BASE, "SWEEP_SCHEDULE": "every ten minutes"})
+    assert s.storage is not None
+    assert read_bindings({**BASE, "SWEEP_SCHEDULE": "every ten minutes"}).schedule is None
+    assert load_settings({**BASE, "SALES_TRIGGER_SOURCE": "webhook"}).database is not None

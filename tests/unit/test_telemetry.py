@@ -3,6 +3,7 @@ configured, the no-op API exports nothing and never fails."""
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -66,3 +67,54 @@ def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter,
               for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points}
     assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "loaded")))].value == 7
     assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "rejected")))].value == 1
+
+
+AI = "InstrumentationKey=00000000-0000-0000-0000-000000000000;IngestionEndpoint=https://127.0.0.1:9/"
+
+
+@pytest.fixture
+def distro(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
+    """The Azure Monitor distro's entry point, recorded (Application Insights cannot be
+    reached from here): which exporters the app would switch on."""
+    import azure.monitor.opentelemetry as distro_module
+
+    calls: list[dict[str, object]] = []
+    monkeypatch.setattr(distro_module, "configure_azure_monitor",
+                        lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(telemetry, "_configured", False)
+    return calls
+
+
+def test_under_the_worker_with_its_exporter_on_the_app_exports_nothing_more(
+        distro: list[dict[str, object]]) -> None:
+    s = load_settings({"APPLICATIONINSIGHTS_CONNECTION_STRING": AI,
+                       "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true"})
+    assert s.worker_telemetry
+    assert telemetry.configure(s, in_worker=True) is False
+    assert distro == []  # the worker configured the distro: a second one would double
+
+
+def test_under_the_worker_without_it_logs_are_left_to_the_host(
+        distro: list[dict[str, object]]) -> None:
+    s = load_settings({"APPLICATIONINSIGHTS_CONNECTION_STRING": AI})
+    assert telemetry.configure(s, in_worker=True) is True
+    [call] = distro
+    assert call["disable_logging"] is True and call["connection_string"] == AI
+
+
+def test_the_cli_exports_logs_traces_and_metrics(distro: list[dict[str, object]]) -> None:
+    s = load_settings({"APPLICATIONINSIGHTS_CONNECTION_STRING": AI})
+    assert telemetry.configure(s) is True
+    [call] = distro
+    assert call.get("logger_name") == "sales_etl" and "disable_logging" not in call
+
+
+def test_sdk_http_logging_is_kept_off_the_host_log() -> None:
+    http = logging.getLogger("azure.core.pipeline.policies.http_logging_policy")
+    saved = http.level
+    try:
+        http.setLevel(logging.NOTSET)
+        telemetry.configure_logging()
+        assert http.level == logging.WARNING
+    finally:
+        http.setLevel(saved)

@@ -1,0 +1,86 @@
+"""What the host accepts in binding settings: schedules, %NAME% expressions, container
+names, connections (hostsettings.py, read through settings.read_bindings/load_settings)."""
+
+import pytest
+
+from sales_etl import hostsettings
+from sales_etl.errors import ConfigError
+from sales_etl.hostsettings import SettingError
+from sales_etl.settings import host_connections, load_settings, read_bindings
+
+CONN = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:1/a;"
+
+
+@pytest.mark.parametrize("schedule", [
+    "0 */10 * * * *", "*/5 * * * *", "0 30 9 * * MON-FRI", "0 0 1 1,7 *", "0 0 * * SUN",
+    "5-10/2 0 0 1 JAN *", "00:10:00", "1.00:00:00", "23:59", "0 0 */2 * * 0-6"])
+def test_schedules_the_host_accepts(schedule: str) -> None:
+    assert hostsettings.schedule_kind(schedule) in ("ncrontab", "timespan")
+    b = read_bindings({"SWEEP_SCHEDULE": schedule})
+    assert b.schedule == schedule and b.problems == ()
+
+
+@pytest.mark.parametrize("schedule", [
+    "every ten minutes", "* * * *", "0 0 0 0 0 0 0", "61 * * * * *", "0 0 24 * * *",
+    "0 0 0 32 * *", "0 0 0 * 13 *", "0 0 0 * * 7", "*/0 * * * * *", "0 0 0 * FOO *",
+    "24:00:00", "00:00:00", "1-2-3 * * * *"])
+def test_schedules_the_host_refuses_leave_out_only_the_timer(schedule: str) -> None:
+    with pytest.raises(SettingError):
+        hostsettings.schedule_kind(schedule)
+    b = read_bindings({"SWEEP_SCHEDULE": schedule})
+    assert b.schedule is None and b.container == "sales"  # the blob trigger stays
+    assert len(b.problems) == 1 and b.problems[0].startswith("SWEEP_SCHEDULE: ")
+
+
+def test_percent_expressions_resolve_as_the_host_does() -> None:
+    env = {"SALES_CONTAINER": "%CONT%", "CONT": "landing", "SWEEP_SCHEDULE": "%SCHED%",
+           "SCHED": "*/5 * * * *", "SALES_TRIGGER_SOURCE": "%SRC%", "SRC": "eventgrid"}
+    b = read_bindings(env)
+    assert (b.container, b.schedule, b.source, b.problems) == (
+        "landing", "*/5 * * * *", "EventGrid", ())
+    assert load_settings({**env, "SalesStorage": CONN}).container == "landing"
+    assert hostsettings.resolve("pre-%A%-%B%", {"A": "x", "B": "y"}) == "pre-x-y"
+
+
+def test_an_unset_expression_names_the_missing_setting() -> None:
+    b = read_bindings({"SALES_CONTAINER": "%NOPE%"})
+    assert b.container is None and b.schedule is not None
+    assert b.problems == ("SALES_CONTAINER: %NOPE% names app setting NOPE, which is not set",)
+
+
+@pytest.mark.parametrize("name", ["Sales_Data", "ab", "a" * 64, "-abc", "ab--c", "abc-"])
+def test_invalid_container_names_leave_out_only_the_blob_trigger(name: str) -> None:
+    b = read_bindings({"SALES_CONTAINER": name})
+    assert b.container is None and b.schedule == "0 */10 * * * *"
+    assert b.problems[0].startswith("SALES_CONTAINER: ") and "not a valid container name" in b.problems[0]
+    resolved = read_bindings({"SALES_CONTAINER": "%C%", "C": name})
+    assert resolved.container is None  # checked after resolution too
+
+
+def test_identity_connection_needs_blob_and_queue_uris() -> None:
+    base = {"POSTGRES_HOST": "localhost", "POSTGRES_USER": "u", "POSTGRES_DB": "d"}
+    with pytest.raises(ConfigError, match="SalesStorage__queueServiceUri"):
+        load_settings({**base, "SalesStorage__serviceUri": "https://a.blob.core.windows.net"})
+    with pytest.raises(ConfigError, match="SalesStorage__queueServiceUri"):
+        load_settings({**base, "SalesStorage__blobServiceUri": "https://a.blob.core.windows.net"})
+    s = load_settings({**base, "SalesStorage__blobServiceUri": "https://a.blob.core.windows.net",
+                       "SalesStorage__queueServiceUri": "https://a.queue.core.windows.net"})
+    assert s.storage is not None and s.storage.uses_identity
+    assert s.storage.service_uri == "https://a.blob.core.windows.net"
+
+
+def test_host_connections_as_the_host_resolves_them() -> None:
+    ok = dict((n, (good, text)) for n, good, text in host_connections(
+        {"SalesStorage": CONN, "AzureWebJobsStorage": CONN}))
+    assert ok["SalesStorage"][0] and ok["AzureWebJobsStorage"][0]
+    only_alias = dict((n, (good, text)) for n, good, text in host_connections(
+        {"AZ_CONNECTION_STRING": CONN}))
+    assert only_alias["SalesStorage"] == (False, only_alias["SalesStorage"][1])
+    assert "not set" in only_alias["SalesStorage"][1]
+    assert not only_alias["AzureWebJobsStorage"][0]
+    prefixed = dict((n, (good, text)) for n, good, text in host_connections(
+        {"AzureWebJobsSalesStorage": CONN, "AzureWebJobsStorage__accountName": "a"}))
+    assert not prefixed["SalesStorage"][0] and "blob extension" in prefixed["SalesStorage"][1]
+    assert prefixed["AzureWebJobsStorage"][0]
+    for _, _, text in host_connections({"SalesStorage": CONN}):
+        assert "c2VjcmV0" not in text  # the key is never echoed
