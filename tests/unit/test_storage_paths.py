@@ -21,7 +21,7 @@ def test_route(name: str, dataset: str, rel: str) -> None:
 def test_destinations_never_escape_their_prefix() -> None:
     r = route("incoming/../../x/../y.csv")
     when = datetime(2025, 10, 9)
-    for path in (r.processed(when), r.failed(), r.deadletter(), r.rejects()):
+    for path in (r.processed(when), r.failed(), r.deadletter(), r.rejects("../run")):
         assert ".." not in safe_parts(path) and path.split("/")[0] in {
             "processed", "failed", "deadletter", "rejected"}
     assert r.processed(when).startswith("processed/x/2025/10/09/")
