@@ -296,7 +296,8 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     # crash between copy and delete too) aims at the same names and finds its copy.
     landed = props.last_modified or storage.now_utc()
     moved = storage.move(cc, name, route.processed(landed), etag=props.etag,
-                         wait=MOVE_WAIT_SECONDS, unique_suffix=rec.run_uuid[:8], metadata={
+                         wait=MOVE_WAIT_SECONDS, unique_suffix=rec.run_uuid[:8],
+                         orphans=[route.failed()], metadata={
                              "run_id": rec.run_uuid, "status": rec.status,
                              "attempts": str(attempt)})
     _logger(rec).info(

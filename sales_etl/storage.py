@@ -341,16 +341,39 @@ def _place_copy(container: ContainerClient, src: BlobClient, source: str, props:
                          code="storage_transient")
 
 
+def _drop_orphans(container: ContainerClient, src: BlobClient, source: str, props: Any,
+                  elsewhere: list[str]) -> None:
+    """Delete copies of this very source version that a mover which died before deleting
+    the source left at another destination (e.g. failed/ before a retry that loaded it).
+    Safe: the source is still here at that version, under our lease, so no move of it
+    completed, and only a verified copy of exactly this version matches."""
+    for target in elsewhere:
+        for name in candidates(target, props.etag)[:2]:
+            dst = container.get_blob_client(name)
+            try:
+                existing = dst.get_blob_properties()
+            except ResourceNotFoundError:
+                continue
+            if existing.copy is not None and existing.copy.status == "success" and \
+                    _is_copy_of(existing, src, source, props.etag, props.size):
+                with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
+                    dst.delete_blob(etag=existing.etag,
+                                    match_condition=MatchConditions.IfNotModified)
+
+
 def move(container: ContainerClient, source: str, target: str, *, etag: str,
          metadata: dict[str, str] | None = None, unique_suffix: str | None = None,
-         timeout: float = 300.0, wait: float = 0.0) -> str | None:
+         timeout: float = 300.0, wait: float = 0.0,
+         orphans: list[str] | None = None) -> str | None:
     """Move exactly the ``etag`` version of ``source`` to ``target``, or to a name beside
     it when ``target`` is taken (see ``candidates``; ``unique_suffix`` is the last
     resort's tag). Returns the name moved to, or None when the move is not this caller's
     to make: the source changed or vanished (a new upload under the same name stays in
     place, to be processed in its turn), or, with ``wait`` 0, another mover holds its
     lease. With ``wait`` > 0, another mover's lease is waited out that long (a crashed
-    mover's lease expires), then TransientError.
+    mover's lease expires), then TransientError. ``orphans``: other destinations (e.g.
+    failed/ when moving to processed/) where a mover of this version that died between
+    copy and delete may have left a copy: such copies are deleted (see ``_drop_orphans``).
 
     Never overwrites and never loses: a lease on the source serialises movers; the copy
     is conditional on its destination not existing; the source is deleted, with the lease
@@ -374,6 +397,7 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
         moved = _place_copy(container, src, source, props,
                             candidates(target, props.etag, unique_suffix), meta, lease,
                             timeout)
+        _drop_orphans(container, src, source, props, orphans or [])
         lease.keep()
         try:
             src.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified,

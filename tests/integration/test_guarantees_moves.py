@@ -302,6 +302,48 @@ def test_worker_killed_between_copy_and_delete(
         ("loaded", None), ("skipped", "already_loaded")]
 
 
+FAIL_THEN_CRASH_AFTER_COPY = """
+import os, signal, sys
+import psycopg2
+from azure.storage.blob import BlobClient
+from sales_etl import hostcall, load
+def connection_lost(self, *args, **kwargs):  # a transient failure at the merge
+    raise psycopg2.OperationalError("server closed the connection unexpectedly")
+load.Loader.finish = connection_lost
+original = BlobClient.delete_blob
+def die_before_delete(self, *args, **kwargs):
+    if self.blob_name.startswith("incoming/"):  # copied to failed/: die now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args, **kwargs)
+BlobClient.delete_blob = die_before_delete
+hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
+"""
+
+
+def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """A transient failure; the worker dies after copying the blob to failed/ and before
+    deleting it. The host's retry loads it: the blob must end in processed/ only, not
+    also in failed/ (from where the sweep would send it round again)."""
+    g = generate(tmp_path / "flaky.csv", 1_000, seed=922)
+    blob = storage.upload(cc, g.path)
+    proc = subprocess.run([sys.executable, "-c", FAIL_THEN_CRASH_AFTER_COPY, settings.container,
+                           blob], cwd=project_root(), env=dict(os.environ), timeout=120,
+                          capture_output=True, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    after_crash = listing(cc)
+    assert after_crash["incoming/"] == [blob] and after_crash["failed/"] == [
+        "failed/sales/flaky.csv"]
+    hostcall.invoke_blob_trigger(settings.container, blob)  # the host's retry
+    folders = listing(cc)
+    assert folders["incoming/"] == [] and folders["failed/"] == []
+    [done] = folders["processed/"]
+    assert content(cc, done) == g.path.read_bytes()
+    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
+    assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
+        ("failed", "db_unreachable"), ("loaded", None)]
+
+
 # ----------------------------------------------------------------------------- rejects
 
 
