@@ -297,7 +297,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     landed = props.last_modified or storage.now_utc()
     moved = storage.move(cc, name, route.processed(landed), etag=props.etag,
                          wait=MOVE_WAIT_SECONDS, unique_suffix=rec.run_uuid[:8],
-                         orphans=[route.failed()], metadata={
+                         orphans=[route.failed()], drop_origin=True, metadata={
                              "run_id": rec.run_uuid, "status": rec.status,
                              "attempts": str(attempt)})
     _logger(rec).info(
@@ -329,7 +329,7 @@ def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: 
     }
     try:
         storage.move(cc, rec.blob_path, route.failed(), etag=etag, metadata=metadata,
-                     unique_suffix=rec.run_uuid[:8], wait=MOVE_WAIT_SECONDS)
+                     unique_suffix=rec.run_uuid[:8], wait=MOVE_WAIT_SECONDS, drop_origin=True)
     except Exception as exc:
         raise classify(exc) from exc
 

@@ -31,7 +31,13 @@ from azure.core.exceptions import (
     ResourceModifiedError,
     ResourceNotFoundError,
 )
-from azure.storage.blob import BlobClient, BlobServiceClient, ContainerClient, ExponentialRetry
+from azure.storage.blob import (
+    BlobClient,
+    BlobLeaseClient,
+    BlobServiceClient,
+    ContainerClient,
+    ExponentialRetry,
+)
 
 from .datasets import DEFAULT_DATASET
 from .errors import TransientError
@@ -361,10 +367,35 @@ def _drop_orphans(container: ContainerClient, src: BlobClient, source: str, prop
                                     match_condition=MatchConditions.IfNotModified)
 
 
+def _drop_stale_origin(container: ContainerClient, source: str, props: Any) -> None:
+    """If the source was put here by the sweep (a copy from failed/) and that failed/ blob
+    is still there at the very version copied (the sweep died between copy and delete),
+    delete it: its content is this blob's, which is now moved. Its dead mover's lease is
+    broken first (a live one would only find the blob gone and report it busy). Trusts
+    only the copy source the service recorded, checked against the metadata."""
+    meta, copy = props.metadata or {}, props.copy
+    origin = unquote_meta(meta.get(MOVED_FROM, ""))
+    if not origin.startswith(f"{FAILED}/") or copy is None or copy.source is None:
+        return
+    blob = container.get_blob_client(origin)
+    if _url_path(copy.source) != _url_path(blob.url):
+        return
+    try:
+        stale = blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return
+    if version_tag(stale.etag) != meta.get(MOVED_FROM_ETAG):
+        return
+    with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError, HttpResponseError):
+        if stale.lease.state == "leased":
+            BlobLeaseClient(blob).break_lease(lease_break_period=0)
+        blob.delete_blob(etag=stale.etag, match_condition=MatchConditions.IfNotModified)
+
+
 def move(container: ContainerClient, source: str, target: str, *, etag: str,
          metadata: dict[str, str] | None = None, unique_suffix: str | None = None,
          timeout: float = 300.0, wait: float = 0.0,
-         orphans: list[str] | None = None) -> str | None:
+         orphans: list[str] | None = None, drop_origin: bool = False) -> str | None:
     """Move exactly the ``etag`` version of ``source`` to ``target``, or to a name beside
     it when ``target`` is taken (see ``candidates``; ``unique_suffix`` is the last
     resort's tag). Returns the name moved to, or None when the move is not this caller's
@@ -374,6 +405,8 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
     mover's lease expires), then TransientError. ``orphans``: other destinations (e.g.
     failed/ when moving to processed/) where a mover of this version that died between
     copy and delete may have left a copy: such copies are deleted (see ``_drop_orphans``).
+    ``drop_origin``: also delete the failed/ blob this one was copied from by a sweep that
+    died before deleting it (see ``_drop_stale_origin``).
 
     Never overwrites and never loses: a lease on the source serialises movers; the copy
     is conditional on its destination not existing; the source is deleted, with the lease
@@ -398,6 +431,8 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
                             candidates(target, props.etag, unique_suffix), meta, lease,
                             timeout)
         _drop_orphans(container, src, source, props, orphans or [])
+        if drop_origin:
+            _drop_stale_origin(container, source, props)
         lease.keep()
         try:
             src.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified,

@@ -16,13 +16,14 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import hostcall, load, pipeline, storage
+from sales_etl import hostcall, load, pipeline, retry, storage
 from sales_etl.generate import generate
 from sales_etl.settings import Settings, project_root
 
@@ -342,6 +343,48 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
     assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
     assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
         ("failed", "db_unreachable"), ("loaded", None)]
+
+
+SWEEP_CRASH_AFTER_COPY = """
+import os, signal, sys
+from datetime import timedelta
+from azure.storage.blob import BlobClient
+from sales_etl import retry, storage
+from sales_etl.functions import settings
+original = BlobClient.delete_blob
+def die_before_delete(self, *args, **kwargs):
+    if self.blob_name.startswith("failed/"):  # copied back to incoming/: die now
+        os.kill(os.getpid(), signal.SIGKILL)
+    return original(self, *args, **kwargs)
+BlobClient.delete_blob = die_before_delete
+retry.sweep(settings())
+"""
+
+
+def test_sweep_killed_between_copy_and_delete(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """The sweep dies after copying a failed/ blob back to incoming/ and before deleting
+    it. The blob is loaded from incoming/: the failed/ original must go too, or the next
+    sweep sends the same file round again (a second copy in processed/)."""
+    g = generate(tmp_path / "swept.csv", 500, seed=923)
+    cc.upload_blob("failed/sales/swept.csv", g.path.read_bytes(), metadata={
+        "attempts": "1", "kind": "transient", "source_path": "incoming/sales/swept.csv",
+        "next_attempt_at": "2000-01-01T00:00:00+00:00"})
+    proc = subprocess.run([sys.executable, "-c", SWEEP_CRASH_AFTER_COPY], cwd=project_root(),
+                          env=dict(os.environ), timeout=120, capture_output=True, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    after_crash = listing(cc)
+    assert after_crash["incoming/"] == ["incoming/sales/swept.csv"]
+    assert after_crash["failed/"] == ["failed/sales/swept.csv"]
+    hostcall.invoke_blob_trigger(settings.container, "incoming/sales/swept.csv")
+    report = retry.sweep(settings, now=storage.now_utc() + timedelta(days=1))
+    assert report.retried == [] and report.deadlettered == []
+    folders = listing(cc)
+    assert folders["incoming/"] == [] and folders["failed/"] == []
+    [done] = folders["processed/"]
+    assert content(cc, done) == g.path.read_bytes()
+    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
+    assert query(settings, "SELECT status FROM etl_runs") == [("loaded",)]
 
 
 # ----------------------------------------------------------------------------- rejects
