@@ -82,14 +82,14 @@ def finish(cur: Any, rec: RunRecord) -> None:
 CLAIM_WAIT_SECONDS = 300.0  # how long a second invocation of a file waits for the first
 
 
-def claim(cur: Any, dataset: str, blob_path: str, wait: float = CLAIM_WAIT_SECONDS) -> bool:
+def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> bool:
     """Take the file's lock for the caller's transaction (released at its end, or by the
     server when the worker dies). Another invocation of the same file (any version) holds
     it: wait for it to finish, up to ``wait`` seconds, so that the caller then re-checks
     what it left (already loaded? moved? a newer version?) instead of giving up. False if
     the lock is still held after ``wait``."""
     key = f"sales_etl:{dataset}:{blob_path}"
-    deadline = time.monotonic() + wait
+    deadline = time.monotonic() + (CLAIM_WAIT_SECONDS if wait is None else wait)
     delay = 0.05
     while True:
         cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,))

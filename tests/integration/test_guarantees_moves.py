@@ -12,9 +12,11 @@ import csv
 import gzip
 import io
 import os
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -23,7 +25,9 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import hostcall, load, pipeline, retry, storage
+from sales_etl import hostcall, ledger, load, pipeline, retry, storage
+from sales_etl.db import connect
+from sales_etl.errors import TransientError
 from sales_etl.generate import generate
 from sales_etl.settings import Settings, project_root
 
@@ -261,6 +265,81 @@ def test_new_version_lands_after_the_old_one_was_read_before_it_commits(
     assert query(settings, "SELECT status, etag FROM etl_runs ORDER BY run_id") == [
         ("loaded", rec1.etag), ("loaded", rec2.etag)]
     assert rec1.etag != rec2.etag
+
+
+def test_an_invocation_that_cannot_claim_fails_for_a_retry(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Another invocation holds the file for longer than the wait: this one must fail (so
+    that the host retries it), not return success with the blob left in incoming/."""
+    monkeypatch.setattr(ledger, "CLAIM_WAIT_SECONDS", 0.5, raising=False)
+    g = generate(tmp_path / "held.csv", 200, seed=915)
+    blob = storage.upload(cc, g.path)
+    holder = connect(settings.require_admin_database())
+    try:
+        with holder.cursor() as cur:  # what a loading invocation holds
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        (f"sales_etl:sales:{blob}",))
+            with pytest.raises(TransientError) as raised:
+                hostcall.invoke_blob_trigger(settings.container, blob)
+        assert raised.value.code == "in_progress"
+    finally:
+        holder.rollback()
+        holder.close()
+    assert listing(cc) == {**{f: [] for f in FOLDERS}, "incoming/": [blob]}
+    assert query(settings, "SELECT status, reason_code FROM etl_runs") == [
+        ("skipped", "in_progress")]
+    hostcall.invoke_blob_trigger(settings.container, blob)  # the host's retry
+    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
+    assert names(cc, "incoming/") == [] and len(names(cc, "processed/")) == 1
+
+
+def test_a_waiting_delivery_takes_over_from_a_killed_worker(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """Two deliveries of one blob: the first worker is killed mid-COPY while the second
+    waits for it. The second must then load the file (the host will not deliver it
+    again: the second delivery succeeded)."""
+    g = generate(tmp_path / "taken.csv", 100_000, seed=916)
+    blob = storage.upload(cc, g.path)
+    worker = subprocess.Popen([sys.executable, "-c", WORKER, settings.container, blob],
+                              cwd=project_root(), env=dict(os.environ),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and worker.poll() is None:
+            if query(settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                     " = 'sales-etl' AND query LIKE 'COPY%%' AND state = 'active'")[0][0]:
+                break
+            time.sleep(0.02)
+        assert worker.poll() is None, "the worker finished before it could be killed"
+        second: list[Any] = []
+        t = threading.Thread(target=lambda: second.append(
+            hostcall.invoke_blob_trigger(settings.container, blob)))
+        t.start()
+        while t.is_alive() and time.monotonic() < deadline and not query(
+                settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+                " = 'sales-etl' AND query LIKE '%%pg_try_advisory_xact_lock%%'"
+                " AND state = 'idle in transaction'")[0][0]:
+            time.sleep(0.02)  # until the second delivery is waiting for the first
+        assert t.is_alive()
+    finally:
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+    t.join(180)
+    assert second == [None]
+    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
+    folders = listing(cc)
+    assert folders["incoming/"] == [] and folders["failed/"] == []
+    [done] = folders["processed/"]
+    assert content(cc, done) == g.path.read_bytes()
+    assert query(settings, "SELECT status FROM etl_runs") == [("loaded",)]
+
+
+WORKER = """
+import sys
+from sales_etl import hostcall
+hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
+"""
 
 
 # ----------------------------------------------------------------------------- crashes
