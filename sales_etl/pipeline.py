@@ -261,6 +261,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         _record_attempt(settings, rec, error)
         _to_failed(cc, route, rec, props.etag, error, settings, dataset=None)
         return rec
+
     def current() -> str | None:
         try:
             now = blob.get_blob_properties()
