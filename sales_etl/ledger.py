@@ -7,6 +7,7 @@ failed) are recorded in a short transaction of their own.
 
 from __future__ import annotations
 
+import time
 import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -76,6 +77,28 @@ def finish(cur: Any, rec: RunRecord) -> None:
         "UPDATE etl_runs SET " + ", ".join(f"{c} = %s" for c in updates)
         + ", finished_at = now() WHERE run_id = %s",
         [*(_value(rec, c) for c in updates), rec.run_id])
+
+
+CLAIM_WAIT_SECONDS = 300.0  # how long a second invocation of a file waits for the first
+
+
+def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> bool:
+    """Take the file's lock for the caller's transaction (released at its end, or by the
+    server when the worker dies). Another invocation of the same file (any version) holds
+    it: wait for it to finish, up to ``wait`` seconds, so that the caller then re-checks
+    what it left (already loaded? moved? a newer version?) instead of giving up. False if
+    the lock is still held after ``wait``."""
+    key = f"sales_etl:{dataset}:{blob_path}"
+    deadline = time.monotonic() + (CLAIM_WAIT_SECONDS if wait is None else wait)
+    delay = 0.05
+    while True:
+        cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
+        if cur.fetchone()[0]:
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(delay)
+        delay = min(delay * 2, 1.0)
 
 
 def loaded_run(cur: Any, dataset: str, blob_path: str, etag: str | None) -> int | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -32,6 +33,9 @@ from .settings import Settings, load_settings
 from .transform import transform
 
 log = logging.getLogger("sales_etl")
+# How long a mover waits out another mover's lease on the blob (a crashed one's lapses
+# after storage.LEASE_SECONDS) before failing the invocation so that the host retries.
+MOVE_WAIT_SECONDS = 120.0
 
 
 @dataclass
@@ -45,6 +49,9 @@ class Source:
     attempt: int = 1
     trigger: str = "cli"
     run_uuid: str | None = None  # the invocation's run id, so its log lines and ledger row agree
+    # Once the file's lock is held: None if this version is still the one to load, else
+    # why not ("gone": moved by another invocation; "superseded": a newer version landed).
+    current: Callable[[], str | None] | None = None
 
 
 def dataset_version(dataset: Dataset) -> str:
@@ -81,10 +88,8 @@ def load_source(settings: Settings, source: Source,
     conn = connect(settings.require_database())
     try:
         with conn.cursor() as cur:
-            cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))",
-                        (f"sales_etl:{dataset.name}:{source.name}",))
-            if not cur.fetchone()[0]:
-                raise Skipped(f"{source.name}: another invocation is loading this file",
+            if not ledger.claim(cur, dataset.name, source.name):
+                raise Skipped(f"{source.name}: another invocation is still loading this file",
                               code="in_progress")
             if source.etag is not None:
                 prior = ledger.loaded_run(cur, dataset.name, source.name, source.etag)
@@ -95,6 +100,10 @@ def load_source(settings: Settings, source: Source,
                     ledger.insert(cur, rec)
                     conn.commit()
                     return rec
+            gone = source.current() if source.current is not None else None
+            if gone is not None:
+                raise Skipped(f"{source.name}: this version is no longer in place ({gone}):"
+                              " nothing to load", code=gone)
             ledger.insert(cur, rec)
             _stream_into_target(cur, settings, source, rec, protector, settings.chunk_rows,
                                 write_rejects, progress, timings)
@@ -260,14 +269,22 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         _record_attempt(settings, rec, error)
         _to_failed(cc, route, rec, props.etag, error, settings, dataset=None)
         return rec
+
+    def current() -> str | None:
+        try:
+            now = blob.get_blob_properties()
+        except ResourceNotFoundError:
+            return "gone"
+        return None if now.etag == props.etag else "superseded"
+
     source = Source(name=name, dataset=dataset, etag=props.etag, attempt=attempt,
-                    trigger=trigger, run_uuid=rec.run_uuid,
+                    trigger=trigger, run_uuid=rec.run_uuid, current=current,
                     opener=lambda: storage.open_blob(blob, props.etag, props.size))
 
     def write_rejects(data: IO[bytes]) -> str:
-        target = route.rejects()
-        cc.get_blob_client(target).upload_blob(
-            data, overwrite=True, content_settings=ContentSettings(content_type="text/csv"),
+        target = route.rejects(rec.run_uuid)
+        cc.get_blob_client(target).upload_blob(  # never overwrites (If-None-Match: *)
+            data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
             metadata={"source_path": storage.quote_meta(name), "run_id": rec.run_uuid})
         return target
 
@@ -276,14 +293,20 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     except Skipped as exc:
         logger.info("%s", exc.message)
         rec.status, rec.reason_code = "skipped", exc.code
+        if exc.code == "in_progress":  # fail the invocation: the host retries it later
+            raise TransientError(exc.message, code="in_progress") from exc
         return rec
     except (DataError, TransientError) as exc:
         rec.status, rec.reason_code, rec.error = "failed", exc.code, exc.message
         logger.warning("%s failed (%s): %s", name, exc.kind, exc.message)
         _to_failed(cc, route, rec, props.etag, exc, settings, dataset=dataset)
         return rec
-    moved = storage.move(cc, name, route.processed(storage.now_utc()), etag=props.etag,
-                         unique_suffix=rec.run_uuid[:8], metadata={
+    # The day the version landed, not today: every mover of this version (a re-run after a
+    # crash between copy and delete too) aims at the same names and finds its copy.
+    landed = props.last_modified or storage.now_utc()
+    moved = storage.move(cc, name, route.processed(landed), etag=props.etag,
+                         wait=MOVE_WAIT_SECONDS, unique_suffix=rec.run_uuid[:8],
+                         orphans=[route.failed()], drop_origin=True, metadata={
                              "run_id": rec.run_uuid, "status": rec.status,
                              "attempts": str(attempt)})
     _logger(rec).info(
@@ -315,7 +338,7 @@ def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: 
     }
     try:
         storage.move(cc, rec.blob_path, route.failed(), etag=etag, metadata=metadata,
-                     unique_suffix=rec.run_uuid[:8])
+                     unique_suffix=rec.run_uuid[:8], wait=MOVE_WAIT_SECONDS, drop_origin=True)
     except Exception as exc:
         raise classify(exc) from exc
 
@@ -327,13 +350,15 @@ def load_file(path: Path, dataset: Dataset, settings: Settings,
               progress: Callable[[int], None] | None = None) -> RunRecord:
     """``sales-etl load``: a local file straight into the database; rejects beside it."""
 
+    run_uuid = str(uuid.uuid4())
+
     def write_rejects(data: IO[bytes]) -> str:
-        target = path.with_name(path.name + ".rejects.csv")
-        with target.open("wb") as out:
+        target = path.with_name(f"{path.name}.{run_uuid}.rejects.csv")
+        with target.open("xb") as out:  # each run its own file, never overwritten
             while block := data.read(1 << 20):
                 out.write(block)
         return str(target)
 
     source = Source(name=str(path.resolve()), dataset=dataset, trigger="cli",
-                    opener=lambda: path.open("rb"))
+                    run_uuid=run_uuid, opener=lambda: path.open("rb"))
     return load_source(settings, source, write_rejects, progress)

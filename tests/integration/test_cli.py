@@ -29,7 +29,8 @@ def test_generate_upload_process_runs_show(settings: Settings, clean: None,
     code, text = cli("upload", str(out), "--dataset", "sales")
     assert code == 0 and "incoming/sales/g.csv" in text
     code, text = cli("process", "incoming/sales/g.csv")
-    assert code == 0 and "loaded" in text and "rejected/sales/g.csv.rejects.csv" in text
+    [(run_uuid,)] = query(settings, "SELECT run_uuid::text FROM etl_runs")
+    assert code == 0 and "loaded" in text and f"rejected/sales/g.csv.{run_uuid}.rejects.csv" in text
     code, text = cli("runs", "--json", "--limit", "5")
     runs = [json.loads(line) for line in text.splitlines()]
     assert code == 0 and [(r["status"], r["rows_loaded"], r["rows_rejected"]) for r in runs] == [

@@ -32,12 +32,14 @@ def test_blob_trigger_loads_moves_and_writes_rejects(
     today = datetime.now(UTC)
     assert names(cc, "incoming/") == []
     assert names(cc, "processed/") == [f"processed/sales/{today:%Y/%m/%d}/day1.csv"]
-    rejects = cc.download_blob("rejected/sales/day1.csv.rejects.csv").readall().decode()
+    [(run_uuid,)] = query(settings, "SELECT run_uuid::text FROM etl_runs")
+    rejects_path = f"rejected/sales/day1.csv.{run_uuid}.rejects.csv"
+    assert names(cc, "rejected/") == [rejects_path]
+    rejects = cc.download_blob(rejects_path).readall().decode()
     assert {int(r["line"]): r["reason_code"] for r in csv.DictReader(io.StringIO(rejects))} == bad
     [run] = query(settings, "SELECT status, trigger, etag, rows_read, rows_loaded,"
                   " rows_rejected, rejects_path FROM etl_runs")
-    assert run == ("loaded", "blob", etag, 1500, 1500 - len(bad), len(bad),
-                   "rejected/sales/day1.csv.rejects.csv")
+    assert run == ("loaded", "blob", etag, 1500, 1500 - len(bad), len(bad), rejects_path)
     assert query(settings, "SELECT count(*) FROM sales") == [(1500 - len(bad),)]
 
 

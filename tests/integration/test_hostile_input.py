@@ -113,7 +113,9 @@ def test_bad_rows_are_rejected_with_their_codes_and_the_rest_loads(
     expected[len(lines) + 2] = "not_utf8"
     expected[len(lines) + 3] = "field_count"  # a line of several megabytes
     process(cc, settings, "hostile-rows.csv", data)
-    rejects = cc.download_blob("rejected/sales/hostile-rows.csv.rejects.csv").readall().decode()
+    [(rejects_path,)] = query(settings, "SELECT rejects_path FROM etl_runs WHERE status = 'loaded'")
+    assert names(cc, "rejected/") == [rejects_path]
+    rejects = cc.download_blob(rejects_path).readall().decode()
     got = {int(r["line"]): r["reason_code"] for r in csv.DictReader(io.StringIO(rejects))}
     assert got == expected
     assert query(settings, "SELECT count(*) FROM sales") == [(80,)]

@@ -164,7 +164,8 @@ def test_a_sixth_dataset_needs_no_code(settings: Settings, clean: None, cc: Cont
     hostcall.invoke_blob_trigger(settings.container, blob)
     assert query(settings, "SELECT return_id, amount::text FROM returns ORDER BY 1") == [
         ("RET-1", "10.50"), ("RET-4", "4.00")]
-    assert names(cc, "rejected/") == ["rejected/returns/returns-1.csv.rejects.csv"]
+    [(run_uuid,)] = query(settings, "SELECT run_uuid::text FROM etl_runs")
+    assert names(cc, "rejected/") == [f"rejected/returns/returns-1.csv.{run_uuid}.rejects.csv"]
     with_sixth = replace(settings, datasets_dir=sixth)
     results = check(with_sixth.require_database(),
                     list(load_datasets(with_sixth.datasets_dir).values()))
