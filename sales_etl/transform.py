@@ -308,9 +308,9 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array
     if fill.any():
         filled = np.full(len(computed), None, dtype=object)
         filled[fill] = np.char.mod(f"%.{scale}f", computed[fill])
-        for i, value_text in exact_text.items():
-            if fill[i]:
-                filled[i] = value_text
+        for row, value_text in exact_text.items():
+            if fill[row]:
+                filled[row] = value_text
         out[col.sql[0]] = pc.coalesce(out[col.sql[0]], pa.array(filled, pa.string()))
     if off.any():
         reasons = np.full(len(computed), None, dtype=object)
