@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 
 from .datasets import Column, Dataset
 from .expr import evaluate
-from .extract import Chunk, Header, Reject
+from .records import RAW, Chunk, Header, Reject, record_fields
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -45,7 +45,7 @@ class Transformed:
         """The valid rows as a pandas frame (for inspection and tests)."""
         import pandas as pd
 
-        return pd.DataFrame({k: v.to_pylist() for k, v in self.columns.items()})
+        return pd.DataFrame({k: v.to_pylist() for k, v in self.columns.items() if k != RAW})
 
 
 def round_half_up(values: np.ndarray, scale: int) -> np.ndarray:
@@ -120,14 +120,20 @@ def transform(chunk: Chunk, header: Header, dataset: Dataset) -> Transformed:
     _in_chunk_duplicates(dataset, out, flags, chunk.lines)
     bad = flags.bad
     keep = pa.array(~bad)
-    columns = {name: values.filter(keep) for name, values in out.items()}
+    any_bad = bool(bad.any())
+    columns = {name: values.filter(keep) if any_bad else values for name, values in out.items()}
+    if chunk.raw is not None:  # each row's raw record travels with it (for late rejects)
+        columns[RAW] = chunk.raw.filter(keep) if any_bad else chunk.raw
     rejects = list(chunk.rejects)
     bad_idx = np.flatnonzero(bad)
     if len(bad_idx):
-        rows = chunk.table.take(pa.array(bad_idx)).to_pylist()
-        for i, row in zip(bad_idx, rows, strict=True):
-            rejects.append(Reject(int(chunk.lines[i]), flags.code[i], flags.reason[i],
-                                  tuple(row.values())))
+        if chunk.raw is not None:  # the raw record, from the parse that produced the row
+            raws = chunk.raw.take(pa.array(bad_idx)).to_pylist()
+            fields = [record_fields(r) for r in raws]
+        else:
+            fields = [tuple(r.values()) for r in chunk.table.take(pa.array(bad_idx)).to_pylist()]
+        for i, row in zip(bad_idx, fields, strict=True):
+            rejects.append(Reject(int(chunk.lines[i]), flags.code[i], flags.reason[i], row))
     return Transformed(columns=columns, lines=chunk.lines[~bad], rejects=rejects)
 
 
