@@ -380,12 +380,16 @@ def _chunks(reader: _Reader, header: Header, chunk_rows: int) -> Iterator[Chunk]
             reader.carry = data
             reader.block_bytes *= 2
             continue
+        longest = int(np.argmax(scan.ends - scan.starts))
+        if scan.ends[longest] - scan.starts[longest] > MAX_RECORD_BYTES:
+            raise too_long(reader.name, reader.line + int(scan.lines[longest]))
         reader.carry = data[scan.cut:]
         base = reader.line
         reader.line += scan.newlines
         for lo in range(0, len(scan.starts), chunk_rows):
             hi = min(lo + chunk_rows, len(scan.starts))
-            yield _fast_chunk(data, scan, lo, hi, base, header, reader.name)
+            if (scan.ends[lo:hi] > scan.starts[lo:hi]).any():  # not only blank lines
+                yield _fast_chunk(data, scan, lo, hi, base, header, reader.name)
 
 
 def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: Header,
@@ -395,8 +399,9 @@ def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: H
     fields = scan.fields[lo:hi]
     bare = scan.bare_cr[lo:hi]
     width = header.width
-    good = (fields == width) & ~bare
-    suspect = ~good
+    empty = ends == starts  # blank lines: skipped, never rows
+    good = (fields == width) & ~bare & ~empty
+    suspect = ~good & ~empty
     segment = data[starts[0]:ends[-1]] if len(starts) else b""
     if b"\x00" in segment or not is_utf8(segment):
         for i in np.flatnonzero(good):

@@ -45,7 +45,7 @@ class RejectsWriter:
 
 def _raw(fields: tuple[str, ...]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(fields)
-    text = buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)  # (quotes a CR or LF in a field)
+    text = buffer.getvalue()[:-2]
     # Spreadsheets evaluate a cell that starts like a formula: neutralise it (CSV injection).
     return "'" + text if text.startswith(_FORMULA_START) else text
