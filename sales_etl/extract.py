@@ -217,7 +217,8 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     has_cr = ends > starts
     has_cr[has_cr] = arr[ends[has_cr] - 1] == CR
     ends = ends - has_cr
-    lines = np.searchsorted(newlines, starts)
+    # without quotes every newline ends a record: record i starts on line i
+    lines = np.arange(len(starts)) if inside is None else np.searchsorted(newlines, starts)
     commas = np.flatnonzero(arr == COMMA)
     if inside is not None and len(commas):
         commas = commas[~inside[commas]]
@@ -230,7 +231,7 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
         record = np.searchsorted(starts, crs, side="right") - 1
         within = crs < ends[record]
         bare[record[within]] = True
-    nl_count = int(np.searchsorted(newlines, consumed))
+    nl_count = len(newlines) if inside is None else int(np.searchsorted(newlines, consumed))
     return _Scan(starts, ends, lines, fields, bare, consumed, nl_count)
 
 

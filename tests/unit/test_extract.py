@@ -2,7 +2,9 @@ import gzip
 
 import pytest
 
+from sales_etl import extract
 from sales_etl.errors import DataError
+from sales_etl.records import record_fields
 
 from .helpers import GOOD, HEADER, csv_of, parse, run
 
@@ -128,3 +130,22 @@ def test_a_quote_inside_a_field_takes_the_exact_path() -> None:
     assert products[1] == 'PROD-5"' and customers[7 + 1] == "CUST\n007"
     result = run(csv_of(*rows))
     assert (result.rejects[0].line, result.rejects[0].code) == (3, "bad_format")
+
+
+def test_ignored_columns_are_never_materialised() -> None:
+    extra = "".join(f",x{i}" for i in range(300))
+    text = HEADER + extra + "\n" + GOOD + ",v" * 300 + "\n"
+    header, chunks = parse(text)
+    assert header.width == 310 and len(header.unknown) == 300
+    assert chunks[0].table.column_names == HEADER.split(",")  # only what the dataset reads
+    assert chunks[0].raw is not None and record_fields(
+        chunks[0].raw[0].as_py()) == tuple((GOOD + ",v" * 300).split(","))
+
+
+def test_decompressed_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_DECOMPRESSED_BYTES", 1 << 20)
+    data = gzip.compress(csv_of(*[GOOD.replace("TX-1", f"TX-{i}") for i in range(20_000)]
+                                ).encode())
+    with pytest.raises(DataError) as err:
+        parse(data, name="big.csv.gz")
+    assert err.value.code == "decompressed_too_large"
