@@ -211,24 +211,25 @@ def test_cross_chunk_duplicates_carry_their_own_raw_row_and_the_first_wins(
     lines[20] = row("D-20", store_id="S" * 100, product_id="PROD-2") + ',"' + "n" * (
         2 << 20) + '"'  # a 2 MiB field: a ragged row (field_count)
     lines[30] = row("D-30", payment_method="ca\rsh")  # a quoted CR in a value (bad_value)
-    lines[150] = row("OLD-1")  # an unrelated collision with a stored key
-    lines[210] = row("D-5", quantity="7", total_amount="")  # first occurrence: line 7
-    lines[390] = row("D-300", quantity="9", total_amount="")  # first occurrence: line 302
+    lines[150] = row("OLD-1")  # line 152: an unrelated collision, chunk 2 is staged
+    lines[210] = row("D-118", quantity="7", total_amount="")  # first: line 120 (staged)
+    lines[350] = row("D-5", quantity="9", total_amount="")  # first: line 7 (chunk 1, direct)
+    lines[390] = row("D-300", quantity="9", total_amount="")  # first: line 302 (same chunk)
     data = body(*lines).replace("Jos\xe9".encode(), "Jos\xe9".encode("latin-1"))
     rec = run(cc, settings, "dupes.csv", data)
     found = rejects(cc, rec)
     assert rec["status"] == "loaded"
     assert coded(found) == {12: "not_utf8", 22: "field_count", 32: "bad_value",
-                            212: "duplicate_in_file", 392: "duplicate_in_file"}
+                            212: "duplicate_in_file", 352: "duplicate_in_file",
+                            392: "duplicate_in_file"}
     by_line = {int(r["line"]): r for r in found}
-    assert raw_fields(by_line[212])[0] == "D-5" and raw_fields(by_line[212])[4] == "7"
-    assert raw_fields(by_line[392])[0] == "D-300" and raw_fields(by_line[392])[4] == "9"
-    assert "line 7" in by_line[212]["reason"] and "line 302" in by_line[392]["reason"]
-    assert (rec["loaded"], rec["duplicate"]) == (400 - 6, 1)
-    kept = dict(query(settings, "SELECT transaction_id, source_line FROM sales"
-                      " WHERE transaction_id IN ('D-5', 'D-300')"))
-    assert kept == {"D-5": 7, "D-300": 302}
-    assert query(settings, "SELECT quantity FROM sales WHERE transaction_id = 'D-5'") == [(2,)]
+    for line, tx, first in ((212, "D-118", 120), (352, "D-5", 7), (392, "D-300", 302)):
+        assert raw_fields(by_line[line])[0] == tx and raw_fields(by_line[line])[4] in "79"
+        assert f"line {first}" in by_line[line]["reason"]
+    assert (rec["loaded"], rec["duplicate"]) == (400 - 7, 1)
+    kept = query(settings, "SELECT transaction_id, source_line, quantity FROM sales"
+                 " WHERE transaction_id IN ('D-118', 'D-5', 'D-300') ORDER BY 2")
+    assert kept == [("D-5", 7, 2), ("D-118", 120, 2), ("D-300", 302, 2)]
 
 
 # ------------------------------------------------------------------ §5 bounded resources
