@@ -217,8 +217,12 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     has_cr = ends > starts
     has_cr[has_cr] = arr[ends[has_cr] - 1] == CR
     ends = ends - has_cr
+    # blank lines are never rows: dropped here, so a flood of them costs no memory per line
+    kept = np.flatnonzero(ends > starts)
+    if len(kept) < len(starts):
+        starts, ends = starts[kept], ends[kept]
     # without quotes every newline ends a record: record i starts on line i
-    lines = np.arange(len(starts)) if inside is None else np.searchsorted(newlines, starts)
+    lines = kept if inside is None else np.searchsorted(newlines, starts)
     commas = np.flatnonzero(arr == COMMA)
     if inside is not None and len(commas):
         commas = commas[~inside[commas]]
@@ -339,14 +343,14 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
         data += reader.fill(1 << 20)
     if not data.strip():
         raise DataError(f"{name}: the file is empty (no header line)", code="empty_file")
-    if scan is None or scan.cut <= 0:
+    if scan is None or scan.cut <= 0 or not len(scan.starts):
         header_bytes, rest = data, b""
         cut = data.find(b"\n")
         if cut >= 0:
             header_bytes, rest = data[:cut], data[cut + 1:]
     else:
-        header_bytes, rest = data[: scan.ends[0]], data[scan.cut if len(scan.starts) == 1
-                                                          else scan.starts[1]:]
+        newline = data.find(b"\n", int(scan.ends[0]))
+        header_bytes, rest = data[: scan.ends[0]], data[newline + 1:] if newline >= 0 else b""
     if len(header_bytes) > MAX_RECORD_BYTES:
         raise too_long(name, line)
     if header_bytes.count(b",") >= MAX_COLUMNS:
@@ -381,9 +385,10 @@ def _chunks(reader: _Reader, header: Header, chunk_rows: int) -> Iterator[Chunk]
             reader.carry = data
             reader.block_bytes *= 2
             continue
-        longest = int(np.argmax(scan.ends - scan.starts))
-        if scan.ends[longest] - scan.starts[longest] > MAX_RECORD_BYTES:
-            raise too_long(reader.name, reader.line + int(scan.lines[longest]))
+        if len(scan.starts):
+            longest = int(np.argmax(scan.ends - scan.starts))
+            if scan.ends[longest] - scan.starts[longest] > MAX_RECORD_BYTES:
+                raise too_long(reader.name, reader.line + int(scan.lines[longest]))
         reader.carry = data[scan.cut:]
         base = reader.line
         reader.line += scan.newlines
