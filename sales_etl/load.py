@@ -79,7 +79,8 @@ class Loader:
     ``INSERT .. SELECT .. ON CONFLICT``. After a collision, an insert-mode dataset with a
     one-column plain key looks its next chunks' keys up first (``drop_stored``), so rows
     already stored are counted as duplicates without being encrypted or sent at all.
-    Upsert datasets stage every chunk after the first collision. Either way the rows
+    Upsert datasets, and tables with another unique index, stage every chunk after the
+    first collision (see ``_may_go_direct``). Either way the rows
     commit with the ledger row, or not at all.
     """
 
@@ -93,6 +94,7 @@ class Loader:
         self.dropped = 0  # rows found stored before loading: duplicates
         self._staging = False  # the staging table exists
         self._collided = False  # a chunk met a stored key
+        self._unique_cache: list[tuple[str, ...]] | None = None
         self._lookup_factory = lookup
         self._lookup: Any = None
         key = dataset.key_sql
@@ -153,7 +155,7 @@ class Loader:
 
     def _load(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
         rows = len(lines)
-        if not self._collided:
+        if self._may_go_direct(columns):
             payload = copy_text(columns, lines, self.dataset, self.run_id)
             self.cur.execute("SAVEPOINT sales_etl_chunk")
             try:
@@ -165,15 +167,34 @@ class Loader:
                 self.cur.execute("RELEASE SAVEPOINT sales_etl_chunk")
                 self.direct += rows
                 return
-        # From the first collision on, every chunk is staged: the rows COPied straight into
-        # the target all come from lines before every staged row, so the first occurrence
-        # of a key always wins, and every row that can still be rejected carries its raw
-        # record into staging.
         if not self._staging:
             self._create_staging()
         self._copy(STAGE, [*load_columns(self.dataset), RAW],
                    copy_text(columns, lines, self.dataset, self.run_id, raw=True))
         self.staged += rows
+
+    def _may_go_direct(self, columns: dict[str, pa.Array]) -> bool:
+        """Whether a chunk may be COPied straight into the target. A row COPied there can
+        no longer be rejected, so it must never be a later line than a staged row it
+        clashes with: after the first collision only a chunk none of whose keys is staged
+        goes direct (insert mode, one plain key, no other unique index); every other
+        chunk is staged, where the first occurrence wins and each row keeps its raw
+        record."""
+        if not self._collided:
+            return True
+        if not self._can_lookup or self._uniques():
+            return False
+        if not self._staging:
+            return True
+        key = self.dataset.key_sql[0]
+        self.cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {s} WHERE {k} = ANY(%s))").format(
+            s=sql.Identifier(STAGE), k=sql.Identifier(key)), (columns[key].to_pylist(),))
+        return not self.cur.fetchone()[0]
+
+    def _uniques(self) -> list[tuple[str, ...]]:
+        if self._unique_cache is None:
+            self._unique_cache = self._unique_constraints()
+        return self._unique_cache
 
     def finish(self) -> tuple[int, int, Iterator[Reject]]:
         """Reject what staging reveals (in-file duplicates, unique conflicts), merge the
@@ -186,7 +207,7 @@ class Loader:
             "CREATE TEMPORARY TABLE {} (source_line integer, code text, other_line integer,"
             " detail text, raw text) ON COMMIT DROP").format(sql.Identifier(REJECTS)))
         moved = self._reject_in_file_duplicates()
-        for unique in self._unique_constraints():
+        for unique in self._uniques():
             moved += self._reject_unique_conflicts(unique)
         inserted = self._merge()
         return (self.direct + inserted, self.dropped + self.staged - moved - inserted,
@@ -207,6 +228,9 @@ class Loader:
                 stage=sql.Identifier(STAGE),
                 cols=sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset))),
                 raw=sql.Identifier(RAW), target=sql.Identifier(self.dataset.table)))
+        if self._can_lookup:  # (see _may_go_direct)
+            self.cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
+                sql.Identifier(STAGE), sql.Identifier(self.dataset.key_sql[0])))
 
     def _move(self, select: sql.Composable, params: tuple[Any, ...] = ()) -> int:
         """Move the staged rows ``select`` names into the late rejects."""
