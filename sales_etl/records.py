@@ -17,6 +17,7 @@ import pyarrow as pa
 # Limits (stated in the README's "Limits" section). Beyond each, a reason code.
 MAX_COLUMNS = 1024  # header cells; more -> the file fails `too_many_columns`
 MAX_RECORD_BYTES = 16 << 20  # one record (all its physical lines); more -> `record_too_long`
+MAX_LINE_COMMAS = 64 * MAX_COLUMNS  # a line with more is a `field_count` reject, never split
 MAX_DECOMPRESSED_BYTES = 4 << 30  # a gzip file's content; more -> `decompressed_too_large`
 MAX_GZIP_RATIO = 100  # decompressed / compressed, checked past GZIP_RATIO_FLOOR -> `gzip_ratio`
 GZIP_RATIO_FLOOR = 64 << 20

@@ -18,6 +18,7 @@ import pyarrow as pa
 from .errors import DataError
 from .records import (
     BLOCK_BYTES,
+    MAX_LINE_COMMAS,
     MAX_RECORD_BYTES,
     Chunk,
     Header,
@@ -44,11 +45,27 @@ class _Lines:
         self.exhausted = False
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+        self._pushed: bytes | None = None
 
     def __iter__(self) -> _Lines:
         return self
 
     def __next__(self) -> str:
+        if self._pushed is not None:
+            line, self._pushed = self._pushed, None
+            return line.decode("utf-8", errors="surrogateescape")
+        pulled = self.pull()
+        if pulled is None:
+            self.exhausted = True
+            raise StopIteration
+        return pulled.decode("utf-8", errors="surrogateescape")
+
+    def push_back(self, line: bytes) -> None:
+        """Hand ``line`` (already pulled) to the csv module as its next line."""
+        self._pushed = line
+
+    def pull(self) -> bytes | None:
+        """The next physical line (bytes, with its LF), counted into the current record."""
         while True:
             end = self._buf.find(b"\n", self._pos)
             if end >= 0:
@@ -61,8 +78,7 @@ class _Lines:
                 line = self._buf[self._pos:]
                 self._buf, self._pos = b"", 0
                 if not line:
-                    self.exhausted = True
-                    raise StopIteration
+                    return None
                 break
             more = self._read(BLOCK_BYTES)
             if not more:
@@ -76,7 +92,7 @@ class _Lines:
         self._pending_bytes += len(line)
         if self._pending_bytes > MAX_RECORD_BYTES:
             raise too_long(self._name, self.record_line)
-        return line.decode("utf-8", errors="surrogateescape")
+        return line
 
     def take(self) -> bytes:
         """The bytes of the record just parsed (its line end included)."""
@@ -88,6 +104,18 @@ class _Lines:
 def too_long(name: str, line: int) -> DataError:
     return DataError(f"{name}: line {line}: a record longer than {MAX_RECORD_BYTES >> 20} MiB "
                      "(an unterminated quote?)", code="record_too_long")
+
+
+def _rest_of_record(feed: _Lines, first: bytes) -> bytes:
+    """The bytes of a record read without the csv module: its first line and, while its
+    quotes are unbalanced, the lines after it (within the record limit)."""
+    odd = first.count(b'"') % 2
+    while odd:
+        more = feed.pull()
+        if more is None:
+            break
+        odd ^= more.count(b'"') % 2
+    return feed.take()
 
 
 class _Batch:
@@ -117,26 +145,46 @@ def slow_chunks(prefix: bytes, read: Callable[[int], bytes], first_line: int, he
     take = [header.positions[c] for c in header.included]
     batch = _Batch(len(take))
     while True:
-        problem = None
-        try:
-            row: list[str] | None = next(rows)
-        except StopIteration:
+        first = feed.pull()
+        if first is None:
             break
-        except csv.Error as exc:
-            if feed.exhausted:  # the file ended inside a quoted field
-                raise DataError(f"{name}: line {feed.record_line}: unterminated quoted field",
-                                code="bad_csv") from exc
-            row, problem = None, str(exc)
-        line = feed.record_line
-        record = feed.take()
-        if is_blank(record):
-            continue
-        bare = problem is not None and "new-line character" in problem
-        reject = row_reject(line, record.rstrip(b"\r\n"), len(row or ()), width, bare)
-        if reject is None and row is None:
-            reject = Reject(line, "bad_quoting", "a quote inside a field that does not end it "
-                            "(a closing quote must be followed by a comma or the line end)",
-                            record_fields(record))
+        row: list[str] | None
+        if b'"' not in first or first.count(b",") > MAX_LINE_COMMAS:
+            # no quote: the fields are exactly the comma-separated pieces, no csv module
+            # needed; a line of countless commas is never split into countless strings
+            line, record, fields = feed.record_line, _rest_of_record(feed, first), None
+            if is_blank(record):
+                continue
+            body = record.rstrip(b"\r\n")
+            wide = body.count(b",") > MAX_LINE_COMMAS
+            nfields = body.count(b",") + 1
+            reject = row_reject(line, body, nfields, width, b"\r" in body and not wide)
+            if reject is None:
+                fields = body.decode("utf-8").split(",")
+            row = fields
+        else:
+            feed.push_back(first)
+            problem = None
+            try:
+                row = next(rows)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                if feed.exhausted:  # the file ended inside a quoted field
+                    raise DataError(f"{name}: line {feed.record_line}: unterminated quoted "
+                                    "field", code="bad_csv") from exc
+                row, problem = None, str(exc)
+            line = feed.record_line
+            record = feed.take()
+            if is_blank(record):
+                continue
+            bare = problem is not None and "new-line character" in problem
+            if row is None and not bare:
+                reject = Reject(line, "bad_quoting", "a quote inside a field that does not "
+                                "end it (a closing quote must be followed by a comma or the "
+                                "line end)", record_fields(record))
+            else:
+                reject = row_reject(line, record.rstrip(b"\r\n"), len(row or ()), width, bare)
         if reject is not None:
             batch.rejects.append(reject)
         else:

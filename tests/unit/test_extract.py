@@ -149,3 +149,15 @@ def test_decompressed_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     with pytest.raises(DataError) as err:
         parse(data, name="big.csv.gz")
     assert err.value.code == "decompressed_too_large"
+
+
+def test_exact_path_rejects_bad_quoting_and_countless_commas_alone() -> None:
+    stray = GOOD.replace("TX-1", 'TX-5"A')  # a quote inside a field: the exact path
+    rows = [stray, GOOD.replace("TX-1", "TX-2"), '"TX-3"x' + GOOD[4:],
+            '"' + "ab," * 70_000 + '"x,' + "cd," * 70_000, GOOD.replace("TX-1", "TX-6")]
+    _, chunks = parse(csv_of(*rows))
+    rejects = {r.line: r.code for c in chunks for r in c.rejects}
+    assert rejects == {4: "bad_quoting", 5: "field_count"}
+    assert [int(n) for c in chunks for n in c.lines] == [2, 3, 6]
+    wide = next(r for c in chunks for r in c.rejects if r.line == 5)
+    assert len(wide.fields) == 1 and wide.fields[0].startswith('"ab,ab,')
