@@ -161,3 +161,33 @@ def test_exact_path_rejects_bad_quoting_and_countless_commas_alone() -> None:
     assert [int(n) for c in chunks for n in c.lines] == [2, 3, 6]
     wide = next(r for c in chunks for r in c.rejects if r.line == 5)
     assert len(wide.fields) == 1 and wide.fields[0].startswith('"ab,ab,')
+
+
+def test_fast_and_exact_paths_agree_row_for_row() -> None:
+    import random
+
+    rnd = random.Random(9)
+    pieces = [
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").encode(),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("CUST", "J\xf6se").encode("latin-1"),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("CUST", "C\x00").encode(),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").encode() + b",extra",
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("PROD", "P\rD").encode(),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("PROD-001", '"P\r\nD"').encode(),
+        lambda i: b"",
+        lambda i: b"  \t",
+        lambda i: f"TX-{i},short".encode(),
+    ]
+    rows = [rnd.choice(pieces)(i) for i in range(400)]
+    first = GOOD.replace("TX-1", "TX-0").encode()
+
+    def outcome(first_row: bytes) -> tuple[dict[int, str], list[int]]:
+        _, chunks = parse(HEADER.encode() + b"\n" + b"\n".join([first_row, *rows]) + b"\n",
+                          chunk_rows=37)
+        return ({r.line: r.code for c in chunks for r in c.rejects},
+                [int(n) for c in chunks for n in c.lines])
+
+    fast = outcome(first)
+    exact = outcome(first.replace(b"PROD", b'PR"OD'))  # a stray quote: the exact path
+    assert fast == exact
+    assert set(fast[0].values()) == {"not_utf8", "nul_byte", "field_count", "bare_cr"}
