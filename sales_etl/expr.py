@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import operator
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -14,9 +15,11 @@ _OPERATORS: dict[type[ast.AST], Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv}
 
 
-def evaluate(expression: str, columns: dict[str, np.ndarray]) -> np.ndarray:
+def evaluate(expression: str, columns: dict[str, np.ndarray], exact: bool = False
+             ) -> np.ndarray:
     """Arithmetic over columns: + - * / ( ), numbers and column names, nothing else (no
-    calls, no attributes): a dataset file cannot run code."""
+    calls, no attributes): a dataset file cannot run code. ``exact``: the columns hold
+    ``Decimal`` objects and so does the result (constants become decimals too)."""
 
     def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
@@ -29,10 +32,10 @@ def evaluate(expression: str, columns: dict[str, np.ndarray]) -> np.ndarray:
         if isinstance(node, ast.Name) and node.id in columns:
             return columns[node.id]
         if isinstance(node, ast.Constant) and isinstance(node.value, int | float):
-            return node.value
+            return Decimal(str(node.value)) if exact else node.value
         raise ValueError(f"not allowed in a derived column: {ast.dump(node)[:60]}")
 
-    return np.asarray(walk(ast.parse(expression, mode="eval")), dtype=float)
+    return np.asarray(walk(ast.parse(expression, mode="eval")), dtype=object if exact else float)
 
 
 def check(expression: str, names: set[str]) -> None:

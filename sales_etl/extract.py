@@ -1,13 +1,15 @@
 """Bytes -> CSV row chunks. No clients, no environment: any binary stream will do.
 
-The stream is read in blocks (gunzipped when its bytes say so). Each block is cut at the
-last record boundary: a newline outside quotes, found with numpy on the raw bytes (quote,
-comma and newline are ASCII, so UTF-8 needs no decoding for that). The scan also gives
-each record's physical line number and its field count, so ragged rows and NUL bytes are
-rejected with their line before Arrow's CSV reader parses the block in C++. A block with
-a quote that does not sit at a field's edge (``5" screen``) is ambiguous for the scan:
-from there on the csv module parses the rest of the file, slower but exact. Memory holds
-one block at a time, whatever the size of the file.
+The stream is read in blocks (gunzipped when its bytes say so, within a size and ratio
+limit). Each block is cut at the last record boundary: a newline outside quotes, found
+with numpy on the raw bytes (quote, comma and newline are ASCII, so UTF-8 needs no
+decoding for that). The scan also gives each record's physical line number, its field
+count and whether a bare CR sits in an unquoted field, so bad rows are rejected with
+their line (``records.row_reject``, the one rule set) before Arrow's CSV reader parses the
+rest of the block in C++, converting only the columns the dataset reads. A block with a
+quote that does not sit at a field's edge (``5" screen``) is ambiguous for the scan: from
+there on the csv module parses the rest of the file (``slowpath``), slower but exact,
+with the same rules and limits. Memory holds one block at a time, whatever the file.
 """
 
 from __future__ import annotations
@@ -16,9 +18,10 @@ import csv
 import gzip
 import hashlib
 import io
+import re
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 import numpy as np
@@ -27,42 +30,36 @@ import pyarrow.csv as pacsv
 
 from .datasets import Dataset
 from .errors import DataError
+from .records import (
+    BLOCK_BYTES,
+    GZIP_RATIO_FLOOR,
+    MAX_COLUMNS,
+    MAX_DECOMPRESSED_BYTES,
+    MAX_GZIP_RATIO,
+    MAX_RECORD_BYTES,
+    Chunk,
+    Header,
+    Reject,
+    is_blank,
+    is_utf8,
+    raw_array,
+    row_reject,
+)
+from .slowpath import slow_chunks, too_long
+
+__all__ = ["BLOCK_BYTES", "MAX_COLUMNS", "MAX_RECORD_BYTES", "Chunk", "HashingReader", "Header",
+           "Reject", "iter_chunks", "open_bytes", "read_header_fields"]
 
 # Arrow's default allocator (mimalloc) keeps freed pages; the system allocator gives them
 # back, so peak memory stays flat from file to file in a long-lived worker.
 pa.set_memory_pool(pa.system_memory_pool())
 
-MAX_FIELD_BYTES = 1 << 20  # a field longer than 1 MiB is a broken file (unterminated quote?)
-MAX_RECORD_BYTES = 16 << 20
-BLOCK_BYTES = 2 << 20
 GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 QUOTE, COMMA, LF, CR = 34, 44, 10, 13
-
-
-@dataclass(frozen=True)
-class Reject:
-    line: int
-    code: str
-    reason: str
-    fields: tuple[str, ...]
-
-
-@dataclass
-class Header:
-    columns: tuple[str, ...]  # as in the file, stripped
-    positions: dict[str, int]  # dataset column -> position in the file
-    unknown: tuple[str, ...]  # columns in the file the dataset does not know (ignored)
-
-
-@dataclass
-class Chunk:
-    lines: np.ndarray  # line number of each good-shaped row
-    table: pa.Table  # every column of the file, as strings
-    rejects: list[Reject] = field(default_factory=list)  # rows that failed on shape
-
-    def __len__(self) -> int:
-        return self.table.num_rows + len(self.rejects)
+_BLANK_LINES = re.compile(rb"(?:[ \t\r]*\n)+")
+_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"), (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+              (b"\xff\xfe", "UTF-16 (little-endian)"), (b"\xfe\xff", "UTF-16 (big-endian)"))
 
 
 class HashingReader(io.RawIOBase):
@@ -93,18 +90,52 @@ class HashingReader(io.RawIOBase):
 
 
 def open_bytes(raw: BinaryIO, name: str) -> Any:
-    """The file's content as a binary stream: gunzipped if it is gzip (by magic bytes)."""
+    """The file's content as a binary stream: gunzipped (within limits) if it is gzip."""
     buffered: Any = io.BufferedReader(raw, buffer_size=1 << 20)
     if buffered.peek(2)[:2] == GZIP_MAGIC:
-        return gzip.GzipFile(fileobj=buffered, mode="rb")
+        return _Gunzip(buffered, name)
     if name.lower().endswith(".gz"):
         raise DataError(f"{name}: named .gz but is not gzip data", code="not_gzip")
     return buffered
 
 
-def open_text(raw: BinaryIO, name: str) -> io.TextIOWrapper:
-    """Decoded text (UTF-8 with or without BOM), for the csv-module paths."""
-    return io.TextIOWrapper(open_bytes(raw, name), encoding="utf-8-sig", newline="")
+class _Counting(io.RawIOBase):
+    def __init__(self, raw: Any) -> None:
+        self._raw = raw
+        self.count = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.count += len(data)
+        return bytes(data)
+
+
+class _Gunzip:
+    """gzip.GzipFile that refuses a decompression bomb: past MAX_DECOMPRESSED_BYTES, or a
+    ratio above MAX_GZIP_RATIO once GZIP_RATIO_FLOOR bytes came out."""
+
+    def __init__(self, raw: Any, name: str) -> None:
+        self._compressed = _Counting(raw)
+        self._gzip = gzip.GzipFile(fileobj=self._compressed, mode="rb")
+        self._name = name
+        self.out = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._gzip.read(size)
+        self.out += len(data)
+        if self.out > MAX_DECOMPRESSED_BYTES:
+            raise DataError(f"{self._name}: decompressed content over "
+                            f"{MAX_DECOMPRESSED_BYTES >> 30} GiB", code="decompressed_too_large")
+        if self.out > GZIP_RATIO_FLOOR and self.out > MAX_GZIP_RATIO * self._compressed.count:
+            raise DataError(f"{self._name}: decompresses over {MAX_GZIP_RATIO} times its size "
+                            "(a decompression bomb?)", code="gzip_ratio")
+        return data
+
+    def close(self) -> None:
+        self._gzip.close()
 
 
 class _Reader:
@@ -117,6 +148,7 @@ class _Reader:
         self.carry = b""
         self.eof = False
         self.line = 1  # physical line number of the first byte of the carry
+        self.cr_only = False  # old-Mac line ends: every CR read as LF
 
     def read(self, size: int) -> bytes:
         try:
@@ -126,7 +158,8 @@ class _Reader:
                             code="bad_gzip") from exc
         if not data:
             self.eof = True
-        return bytes(data)
+        data = bytes(data)
+        return data.replace(b"\r", b"\n") if self.cr_only else data
 
     def fill(self, minimum: int) -> bytes:
         """The carry plus at least ``minimum`` new bytes (or up to the end of the file)."""
@@ -146,6 +179,7 @@ class _Scan:
     ends: np.ndarray  # exclusive, without the line end
     lines: np.ndarray
     fields: np.ndarray
+    bare_cr: np.ndarray  # a CR outside quotes inside the record (not its line end)
     cut: int  # bytes consumed (up to and including the last record's newline)
     newlines: int  # newlines in the consumed bytes
 
@@ -174,7 +208,7 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     if final and consumed < len(arr):
         if inside is not None and inside[-1]:  # an unterminated quote: name its line
             empty = np.empty(0, np.int64)
-            return _Scan(empty, empty, empty, empty, -1,
+            return _Scan(empty, empty, empty, empty, empty.astype(bool), -1,
                          int(np.searchsorted(newlines, consumed)))
         record_ends = np.append(record_ends, len(arr))
         consumed = len(arr)
@@ -183,13 +217,26 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     has_cr = ends > starts
     has_cr[has_cr] = arr[ends[has_cr] - 1] == CR
     ends = ends - has_cr
-    lines = np.searchsorted(newlines, starts)
+    # blank lines are never rows: dropped here, so a flood of them costs no memory per line
+    kept = np.flatnonzero(ends > starts)
+    if len(kept) < len(starts):
+        starts, ends = starts[kept], ends[kept]
+    # without quotes every newline ends a record: record i starts on line i
+    lines = kept if inside is None else np.searchsorted(newlines, starts)
     commas = np.flatnonzero(arr == COMMA)
     if inside is not None and len(commas):
         commas = commas[~inside[commas]]
     fields = np.searchsorted(commas, ends) - np.searchsorted(commas, starts) + 1
-    nl_count = int(np.searchsorted(newlines, consumed))
-    return _Scan(starts, ends, lines, fields, consumed, nl_count)
+    bare = np.zeros(len(starts), dtype=bool)
+    crs = np.flatnonzero(arr[:consumed] == CR)
+    if inside is not None and len(crs):
+        crs = crs[~inside[crs]]
+    if len(crs) and len(starts):
+        record = np.searchsorted(starts, crs, side="right") - 1
+        within = crs < ends[record]
+        bare[record[within]] = True
+    nl_count = len(newlines) if inside is None else int(np.searchsorted(newlines, consumed))
+    return _Scan(starts, ends, lines, fields, bare, consumed, nl_count)
 
 
 _MAGIC = ((b"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?)"), (b"\x89PNG", "a PNG image"),
@@ -203,34 +250,68 @@ def _refuse_binary(head: bytes, name: str) -> None:
             raise DataError(f"{name}: this is {what}, not a CSV text file", code="not_csv")
 
 
-def _decode_header(data: bytes, name: str) -> list[str]:
+def _refuse_wide_encodings(data: bytes, name: str) -> None:
+    """UTF-16/32 (Excel's "Unicode text"): say so, by its byte-order mark or, without one,
+    by the NUL byte beside every ASCII character."""
+    found = next((enc for bom, enc in _WIDE_BOMS if data.startswith(bom)), None)
+    head = data[:512]
+    if found is None and len(head) >= 8 and b"\x00" in head:
+        even, odd = head[0::2], head[1::2]
+        if odd.count(0) >= 0.9 * len(odd) and even.count(0) == 0:
+            found = "UTF-16 (little-endian)"
+        elif even.count(0) >= 0.9 * len(even) and odd.count(0) == 0:
+            found = "UTF-16 (big-endian)"
+    if found is not None:
+        raise DataError(f"{name}: line 1: the file is {found} text, not UTF-8: save it as "
+                        "UTF-8 (\"CSV UTF-8\" in Excel)", code="not_utf8")
+
+
+def _cr_only(data: bytes, final: bool) -> bool:
+    """Old-Mac line ends: the first line ends with a CR that no LF follows."""
+    cr = data.find(b"\r")
+    if cr < 0 or (cr + 1 == len(data) and not final):
+        return False
+    lf = data.find(b"\n")
+    return lf < 0 or lf > cr + 1
+
+
+def _decode_header(data: bytes, name: str, line: int) -> list[str]:
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise _not_text(name, 1, exc) from exc
-    return next(csv.reader([text]), [])
+        raise _not_text(name, line, exc) from exc
+    try:
+        return next(csv.reader([text], strict=True), [])
+    except csv.Error as exc:
+        raise DataError(f"{name}: line {line}: unreadable header ({exc})", code="bad_csv") from exc
 
 
-def read_header_fields(fields: list[str], dataset: Dataset, name: str) -> Header:
-    columns = tuple(c.strip() for c in fields)
+def read_header_fields(fields: list[str], dataset: Dataset, name: str, line: int = 1) -> Header:
+    cells = [c.strip() for c in fields]
+    width = len(cells)
+    while len(cells) > 1 and cells[-1] == "":  # Excel's trailing ",,": ignored
+        cells.pop()
+    columns = tuple(cells)
     if len(columns) == 1 and (";" in columns[0] or "\t" in columns[0]):
         sep = "semicolons" if ";" in columns[0] else "tabs"
-        raise DataError(f"{name}: line 1: the header is separated by {sep}; "
+        raise DataError(f"{name}: line {line}: the header is separated by {sep}; "
                         "the file must be comma-separated", code="bad_delimiter")
     seen: dict[str, int] = {}
     for pos, col in enumerate(columns, start=1):
         if col in seen:
-            raise DataError(f"{name}: line 1: column {col!r} appears twice "
+            raise DataError(f"{name}: line {line}: column {col!r} appears twice "
                             f"(positions {seen[col]} and {pos})", code="duplicate_column")
         seen[col] = pos
     missing = [c for c in dataset.required if c not in seen]
     if missing:
-        raise DataError(f"{name}: line 1: missing required column(s) {', '.join(missing)}",
+        raise DataError(f"{name}: line {line}: missing required column(s) {', '.join(missing)}",
                         code="missing_columns")
     known = {c.name for c in dataset.columns}
     positions = {c: seen[c] - 1 for c in known if c in seen}
     unknown = tuple(c for c in columns if c not in known)
-    return Header(columns=columns, positions=positions, unknown=unknown)
+    if width > len(columns):
+        unknown += (f"({width - len(columns)} empty header cells at the end: ignored)",)
+    return Header(columns=columns, positions=positions, unknown=unknown, width=width, line=line)
 
 
 def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
@@ -241,6 +322,20 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
     data = reader.fill(1 << 16)
     if data.startswith(BOM):
         data = data[len(BOM):]
+    _refuse_wide_encodings(data, name)
+    _refuse_binary(data[:16], name)
+    if _cr_only(data, reader.eof):
+        reader.cr_only = True
+        data = data.replace(b"\r", b"\n")
+    line = 1
+    while True:  # blank lines before the header are skipped (and counted)
+        blank = _BLANK_LINES.match(data)
+        if blank:
+            line += data.count(b"\n", 0, blank.end())
+            data = data[blank.end():]
+        if data.strip() or reader.eof:
+            break
+        data += reader.fill(1 << 16)
     while True:
         scan = _scan(data, reader.eof)
         if scan is None or scan.cut != 0 or reader.eof or len(data) > MAX_RECORD_BYTES:
@@ -248,104 +343,113 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
         data += reader.fill(1 << 20)
     if not data.strip():
         raise DataError(f"{name}: the file is empty (no header line)", code="empty_file")
-    _refuse_binary(data[:16], name)
-    if scan is None or scan.cut <= 0:
+    if scan is None or scan.cut <= 0 or not len(scan.starts):
         header_bytes, rest = data, b""
         cut = data.find(b"\n")
         if cut >= 0:
             header_bytes, rest = data[:cut], data[cut + 1:]
     else:
-        header_bytes, rest = data[: scan.ends[0]], data[scan.cut if len(scan.starts) == 1
-                                                          else scan.starts[1]:]
+        newline = data.find(b"\n", int(scan.ends[0]))
+        header_bytes, rest = data[: scan.ends[0]], data[newline + 1:] if newline >= 0 else b""
+    if len(header_bytes) > MAX_RECORD_BYTES:
+        raise too_long(name, line)
+    if header_bytes.count(b",") >= MAX_COLUMNS:
+        raise DataError(f"{name}: line {line}: the header has more than {MAX_COLUMNS} "
+                        "columns", code="too_many_columns")
     if b"\x00" in header_bytes:
-        raise DataError(f"{name}: line 1: binary data (NUL bytes) in the header: not a CSV "
-                        "text file", code="not_csv")
-    header = read_header_fields(_decode_header(header_bytes.rstrip(b"\r"), name), dataset, name)
+        raise DataError(f"{name}: line {line}: binary data (NUL bytes) in the header: not a "
+                        "CSV text file", code="not_csv")
+    fields = _decode_header(header_bytes.rstrip(b"\r"), name, line)
+    header = read_header_fields(fields, dataset, name, line)
     reader.carry = rest
-    reader.line = 2
-    return header, _chunks(reader, header, dataset, chunk_rows)
+    reader.line = line + 1
+    return header, _chunks(reader, header, chunk_rows)
 
 
-def _chunks(reader: _Reader, header: Header, dataset: Dataset, chunk_rows: int
-            ) -> Iterator[Chunk]:
-    width = len(header.columns)
+def _chunks(reader: _Reader, header: Header, chunk_rows: int) -> Iterator[Chunk]:
     while True:
         data = reader.fill(reader.block_bytes)
         if not data:
             return
         scan = _scan(data, reader.eof)
         if scan is None:
-            yield from _slow_chunks(data, reader, header, chunk_rows)
+            yield from slow_chunks(data, reader.read, reader.line, header, reader.name,
+                                   chunk_rows)
             return
         if scan.cut < 0:
             raise DataError(f"{reader.name}: line {reader.line + scan.newlines}: unterminated "
                             "quoted field", code="bad_csv")
         if scan.cut == 0:  # one record longer than the block
             if len(data) > MAX_RECORD_BYTES:
-                raise DataError(f"{reader.name}: line {reader.line}: a record longer than "
-                                f"{MAX_RECORD_BYTES >> 20} MiB (unterminated quote?)",
-                                code="bad_csv")
+                raise too_long(reader.name, reader.line)
             reader.carry = data
             reader.block_bytes *= 2
             continue
+        if len(scan.starts):
+            longest = int(np.argmax(scan.ends - scan.starts))
+            if scan.ends[longest] - scan.starts[longest] > MAX_RECORD_BYTES:
+                raise too_long(reader.name, reader.line + int(scan.lines[longest]))
         reader.carry = data[scan.cut:]
         base = reader.line
         reader.line += scan.newlines
         for lo in range(0, len(scan.starts), chunk_rows):
             hi = min(lo + chunk_rows, len(scan.starts))
-            yield _fast_chunk(data, scan, lo, hi, base, header, width, reader.name)
+            if (scan.ends[lo:hi] > scan.starts[lo:hi]).any():  # not only blank lines
+                yield _fast_chunk(data, scan, lo, hi, base, header, reader.name)
 
 
 def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: Header,
-                width: int, name: str) -> Chunk:
+                name: str) -> Chunk:
     starts, ends = scan.starts[lo:hi], scan.ends[lo:hi]
     lines = scan.lines[lo:hi] + base
     fields = scan.fields[lo:hi]
-    blank = ends == starts
-    good = (fields == width) & ~blank
-    rejects: list[Reject] = []
-    ragged = np.flatnonzero((fields != width) & ~blank)
-    for i in ragged:
-        row = _fields(data[starts[i]:ends[i]])
-        if len(row) == 1 and not row[0].strip():
-            good[i] = False
-            continue
-        rejects.append(Reject(int(lines[i]), "field_count",
-                              f"{len(row)} fields where the header has {width}", tuple(row)))
+    bare = scan.bare_cr[lo:hi]
+    width = header.width
+    empty = ends == starts  # blank lines: skipped, never rows
+    good = (fields == width) & ~bare & ~empty
+    suspect = ~good & ~empty
     segment = data[starts[0]:ends[-1]] if len(starts) else b""
-    if b"\x00" in segment:
+    if b"\x00" in segment or not is_utf8(segment):
         for i in np.flatnonzero(good):
             record = data[starts[i]:ends[i]]
-            if b"\x00" in record:
-                good[i] = False
-                rejects.append(Reject(int(lines[i]), "nul_byte", "contains a NUL byte",
-                                      tuple(_fields(record))))
-    if not _is_utf8(segment):
-        for i in np.flatnonzero(good):
-            record = data[starts[i]:ends[i]]
-            if not _is_utf8(record):
-                good[i] = False
-                rejects.append(Reject(int(lines[i]), "not_utf8",
-                                      "not UTF-8 text (another encoding, e.g. Latin-1?)",
-                                      tuple(_fields(record))))
-    if not good.all():
-        segment = b"\n".join(data[s:e] for s, e in zip(starts[good], ends[good], strict=True))
-    table = _parse(segment, header, int(good.sum()), name, int(lines[0]) if len(lines) else 0)
-    return Chunk(lines=lines[good].astype(np.int64), table=table, rejects=rejects)
+            if b"\x00" in record or not is_utf8(record):
+                suspect[i] = True
+    rejects: list[Reject] = []
+    for i in np.flatnonzero(suspect):  # the shared rule set decides
+        record = data[starts[i]:ends[i]]
+        good[i] = False
+        if is_blank(record):
+            continue
+        reject = row_reject(int(lines[i]), record, int(fields[i]), width, bool(bare[i]))
+        if reject is None:
+            good[i] = True
+        else:
+            rejects.append(reject)
+    keep = np.flatnonzero(good)
+    if len(keep) == len(starts) and len(keep):
+        offsets = np.append(starts - starts[0], ends[-1] - starts[0])
+    else:
+        lengths = ends[keep] - starts[keep]
+        segment = b"\n".join(data[s:e] for s, e in zip(starts[keep], ends[keep], strict=True))
+        offsets = np.concatenate(([0], np.cumsum(lengths + 1)))
+        offsets[-1] = len(segment)
+    table = _parse(segment, header, len(keep), name, int(lines[0]) if len(lines) else 0)
+    return Chunk(lines=lines[good].astype(np.int64), table=table, rejects=rejects,
+                 raw=raw_array(segment, offsets))
 
 
 def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int) -> pa.Table:
-    names = list(header.columns)
+    included = header.included
     if rows == 0:
-        return pa.table({c: pa.array([], pa.string()) for c in names})
+        return pa.table({c: pa.array([], pa.string()) for c in included})
     try:
         table = pacsv.read_csv(
             io.BytesIO(segment),
-            read_options=pacsv.ReadOptions(column_names=names, use_threads=False,
+            read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False,
                                            block_size=4 << 20),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in names},
+                column_types={c: pa.string() for c in included}, include_columns=included,
                 strings_can_be_null=False, quoted_strings_can_be_null=False))
     except pa.ArrowInvalid as exc:
         try:
@@ -361,107 +465,5 @@ def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int
     return table
 
 
-def _is_utf8(data: bytes) -> bool:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError:
-        return False
-    return True
-
-
-def _fields(record: bytes) -> list[str]:
-    """The fields of one record, for a rejects file (never fails: it is already bad)."""
-    text = record.decode("utf-8", errors="replace")
-    csv.field_size_limit(MAX_RECORD_BYTES)
-    try:
-        return next(csv.reader([text]), [""])
-    except csv.Error:
-        return [text]
-
-
 def _not_text(name: str, line: int | str, exc: UnicodeDecodeError) -> DataError:
     return DataError(f"{name}: line {line}: not UTF-8 text ({exc.reason})", code="not_utf8")
-
-
-def _slow_chunks(data: bytes, reader: _Reader, header: Header, chunk_rows: int
-                 ) -> Iterator[Chunk]:
-    """The exact path: the csv module over the rest of the file."""
-    rest = io.BufferedReader(_Prefixed(data, reader))
-    text = io.TextIOWrapper(rest, encoding="utf-8", newline="")
-    csv.field_size_limit(MAX_FIELD_BYTES)
-    rows = csv.reader(text, strict=True)
-    width = len(header.columns)
-    lines: list[int] = []
-    good: list[list[str]] = []
-    rejects: list[Reject] = []
-    previous_end = 0
-    offset = reader.line - 1
-
-    def flush() -> Chunk:
-        columns = list(zip(*good, strict=True)) if good else [()] * width
-        table = pa.table({c: pa.array(columns[i], pa.string())
-                          for i, c in enumerate(header.columns)})
-        return Chunk(np.asarray(lines, dtype=np.int64), table, list(rejects))
-
-    try:
-        for row in rows:
-            line = offset + previous_end + 1
-            previous_end = rows.line_num
-            if not row or (len(row) == 1 and not row[0].strip()):
-                continue
-            if len(row) != width:
-                rejects.append(Reject(line, "field_count",
-                                      f"{len(row)} fields where the header has {width}", tuple(row)))
-            elif "\x00" in "".join(row):
-                rejects.append(Reject(line, "nul_byte", "contains a NUL byte", tuple(row)))
-            else:
-                lines.append(line)
-                good.append(row)
-            if len(good) + len(rejects) >= chunk_rows:
-                yield flush()
-                lines, good, rejects = [], [], []
-    except csv.Error as exc:
-        raise DataError(f"{reader.name}: line {offset + previous_end + 1}: unreadable CSV: "
-                        f"{exc}", code="bad_csv") from exc
-    except UnicodeDecodeError as exc:
-        raise _not_text(reader.name, offset + previous_end + 1, exc) from exc
-    if good or rejects:
-        yield flush()
-
-
-class _Prefixed(io.RawIOBase):
-    """Bytes already read, then the rest of the reader's stream."""
-
-    def __init__(self, prefix: bytes, reader: _Reader) -> None:
-        self._prefix = memoryview(prefix)
-        self._reader = reader
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        if self._prefix:
-            n = min(len(buffer), len(self._prefix))
-            buffer[:n] = self._prefix[:n]
-            self._prefix = self._prefix[n:]
-            return n
-        data = self._reader.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-def pick_lines(text: io.TextIOBase, lines: set[int]) -> dict[int, tuple[str, ...]]:
-    """Re-read a file and return the raw fields of the records starting at ``lines``
-    (used to write rejects found only after staging, such as in-file duplicates)."""
-    csv.field_size_limit(MAX_FIELD_BYTES)
-    reader = csv.reader(text, strict=True)
-    found: dict[int, tuple[str, ...]] = {}
-    previous_end = 0
-    for row in reader:
-        line = previous_end + 1
-        previous_end = reader.line_num
-        if line in lines:
-            found[line] = tuple(row)
-            if len(found) == len(lines):
-                break
-    return found

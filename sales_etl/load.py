@@ -8,7 +8,7 @@ Every identifier comes from a validated dataset spec and is quoted with
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -19,8 +19,10 @@ import pyarrow.compute as pc
 from psycopg2 import sql
 
 from .datasets import Dataset
+from .records import RAW, Reject, record_fields
 
 STAGE = "sales_etl_stage"
+REJECTS = "sales_etl_late_rejects"
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -30,9 +32,9 @@ def load_columns(dataset: Dataset) -> list[str]:
 
 
 def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
-              run_id: int) -> pa.Buffer:
+              run_id: int, raw: bool = False) -> pa.Buffer:
     """Render rows in COPY's text format (tab-separated, \\N for NULL, escaped), with Arrow
-    kernels: no Python loop over rows."""
+    kernels: no Python loop over rows. ``raw``: add each row's raw record (for staging)."""
     if not len(lines):
         return pa.py_buffer(b"")
     escape = {c.sql[0] for c in dataset.columns if c.type in ("text", "enum") and not c.sensitive}
@@ -47,12 +49,25 @@ def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
                 values = pc.replace_substring(values, char, escaped)
         parts.append(pc.fill_null(values, "\\N"))
     parts.append(pa.array(np.full(len(lines), str(run_id), dtype=object), pa.string()))
+    parts.append(pc.cast(pa.array(lines), pa.string()))
+    if raw:
+        parts.append(_raw_text(columns.get(RAW), len(lines)))
     # the last field carries the row's newline, so one join makes the whole payload
-    parts.append(pc.binary_join_element_wise(pc.cast(pa.array(lines), pa.string()), "", "\n"))
+    parts[-1] = pc.binary_join_element_wise(parts[-1], "", "\n")
     rows = pc.binary_join_element_wise(*parts, "\t")
     offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset: rows.offset + len(rows) + 1]
     start, end = int(offsets[0]), int(offsets[-1])
     return rows.buffers()[2].slice(start, end - start)  # the rows' bytes, back to back: no copy
+
+
+def _raw_text(values: pa.Array | None, n: int) -> pa.Array:
+    """Raw records as one escaped COPY text field each, without their line end."""
+    if values is None:
+        return pa.array(np.full(n, "\\N", dtype=object), pa.string())
+    text = pc.utf8_rtrim(values.cast(pa.string()), characters="\r\n")
+    for char, escaped in _ESCAPES.items():  # the backslash first
+        text = pc.replace_substring(text, char, escaped)
+    return text
 
 
 class Loader:
@@ -65,7 +80,8 @@ class Loader:
     ``INSERT .. SELECT .. ON CONFLICT``. After a collision, an insert-mode dataset with a
     one-column plain key looks its next chunks' keys up first (``drop_stored``), so rows
     already stored are counted as duplicates without being encrypted or sent at all.
-    Upsert datasets stage every chunk after the first collision. Either way the rows
+    Upsert datasets, and tables with another unique index, stage every chunk after the
+    first collision (see ``_may_go_direct``). Either way the rows
     commit with the ledger row, or not at all.
     """
 
@@ -79,6 +95,7 @@ class Loader:
         self.dropped = 0  # rows found stored before loading: duplicates
         self._staging = False  # the staging table exists
         self._collided = False  # a chunk met a stored key
+        self._unique_cache: list[tuple[str, ...]] | None = None
         self._lookup_factory = lookup
         self._lookup: Any = None
         key = dataset.key_sql
@@ -119,11 +136,10 @@ class Loader:
     def add(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
         if not len(lines):
             return
-        payload = copy_text(columns, lines, self.dataset, self.run_id)
         self._wait()
         # In the caller's context: the worker finds the invocation id of a log record there
-        self._pending = self._pool.submit(contextvars.copy_context().run, self._load, payload,
-                                          len(lines))
+        self._pending = self._pool.submit(contextvars.copy_context().run, self._load, columns,
+                                          lines)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -140,12 +156,13 @@ class Loader:
                 self._lookup.close()
                 self._lookup = None
 
-    def _load(self, payload: pa.Buffer, rows: int) -> None:
-        stage_all = self._collided and not self._can_lookup
-        if not stage_all:
+    def _load(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
+        rows = len(lines)
+        if self._may_go_direct(columns):
+            payload = copy_text(columns, lines, self.dataset, self.run_id)
             self.cur.execute("SAVEPOINT sales_etl_chunk")
             try:
-                self._copy(self.dataset.table, payload)
+                self._copy(self.dataset.table, load_columns(self.dataset), payload)
             except psycopg2.errors.UniqueViolation:
                 self.cur.execute("ROLLBACK TO SAVEPOINT sales_etl_chunk")
                 self._collided = True
@@ -155,64 +172,150 @@ class Loader:
                 return
         if not self._staging:
             self._create_staging()
-        self._copy(STAGE, payload)
+        self._copy(STAGE, [*load_columns(self.dataset), RAW],
+                   copy_text(columns, lines, self.dataset, self.run_id, raw=True))
         self.staged += rows
 
-    def finish(self) -> tuple[int, int, list[tuple[int, int]]]:
-        """Merge what was staged. Returns (rows loaded, rows that were already stored,
-        in-file duplicates as (line, line of the first occurrence))."""
+    def _may_go_direct(self, columns: dict[str, pa.Array]) -> bool:
+        """Whether a chunk may be COPied straight into the target. A row COPied there can
+        no longer be rejected, so it must never be a later line than a staged row it
+        clashes with: after the first collision only a chunk none of whose keys is staged
+        goes direct (insert mode, one plain key, no other unique index); every other
+        chunk is staged, where the first occurrence wins and each row keeps its raw
+        record."""
+        if not self._collided:
+            return True
+        if not self._can_lookup or self._uniques():
+            return False
+        if not self._staging:
+            return True
+        key = self.dataset.key_sql[0]
+        self.cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {s} WHERE {k} = ANY(%s))").format(
+            s=sql.Identifier(STAGE), k=sql.Identifier(key)), (columns[key].to_pylist(),))
+        return not self.cur.fetchone()[0]
+
+    def _uniques(self) -> list[tuple[str, ...]]:
+        if self._unique_cache is None:
+            self._unique_cache = self._unique_constraints()
+        return self._unique_cache
+
+    def finish(self) -> tuple[int, int, Iterator[Reject]]:
+        """Reject what staging reveals (in-file duplicates, unique conflicts), merge the
+        rest. Returns (rows loaded, rows that were already stored, the late rejects: read
+        from the database as they are written out, so memory stays flat)."""
         self.close()
         if not self._staging:
-            return self.direct, self.dropped, []
-        dupes = self._remove_in_file_duplicates()
+            return self.direct, self.dropped, iter(())
+        self.cur.execute(sql.SQL(
+            "CREATE TEMPORARY TABLE {} (source_line integer, code text, other_line integer,"
+            " detail text, raw text) ON COMMIT DROP").format(sql.Identifier(REJECTS)))
+        moved = self._reject_in_file_duplicates()
+        for unique in self._uniques():
+            moved += self._reject_unique_conflicts(unique)
         inserted = self._merge()
-        return (self.direct + inserted, self.dropped + self.staged - len(dupes) - inserted,
-                dupes)
+        return (self.direct + inserted, self.dropped + self.staged - moved - inserted,
+                self._late_rejects())
 
-    def _copy(self, table: str, payload: pa.Buffer) -> None:
+    def _copy(self, table: str, columns: list[str], payload: pa.Buffer) -> None:
         self.cur.copy_expert(
             sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(table),
-                sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset)))
+                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
             ).as_string(self.cur),
             pa.BufferReader(payload), size=1 << 20)
 
     def _create_staging(self) -> None:
         self._staging = True
         self.cur.execute(
-            sql.SQL("CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols} FROM {target}"
-                    " WITH NO DATA").format(
+            sql.SQL("CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols},"
+                    " NULL::text AS {raw} FROM {target} WITH NO DATA").format(
                 stage=sql.Identifier(STAGE),
                 cols=sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset))),
-                target=sql.Identifier(self.dataset.table)))
+                raw=sql.Identifier(RAW), target=sql.Identifier(self.dataset.table)))
+        if self._can_lookup:  # (see _may_go_direct)
+            self.cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
+                sql.Identifier(STAGE), sql.Identifier(self.dataset.key_sql[0])))
 
-    def _remove_in_file_duplicates(self) -> list[tuple[int, int]]:
-        """Staged rows whose key appeared on an earlier line of this file: either earlier
-        in staging, or already COPied to the target by this run."""
-        keys = self.dataset.key_sql
-        key = sql.SQL(", ").join(map(sql.Identifier, keys))
-
-        def match(a: str, b: str) -> sql.Composable:
-            return sql.SQL(" AND ").join(
-                sql.SQL("{a}.{c} = {b}.{c}").format(a=sql.Identifier(a), b=sql.Identifier(b),
-                                                    c=sql.Identifier(c)) for c in keys)
-
-        stage, target = sql.Identifier(STAGE), sql.Identifier(self.dataset.table)
-        self.cur.execute(sql.SQL(
-            "DELETE FROM {stage} s USING ("
-            " SELECT {key}, min(source_line) AS first_line FROM {stage} GROUP BY {key}"
-            " HAVING count(*) > 1) d"
-            " WHERE {match} AND s.source_line > d.first_line"
-            " RETURNING s.source_line, d.first_line").format(
-                stage=stage, key=key, match=match("s", "d")))
-        dupes = [(int(a), int(b)) for a, b in self.cur.fetchall()]
-        if self.direct:
+    def _move(self, select: sql.Composable, params: tuple[Any, ...] = ()) -> int:
+        """Move the staged rows ``select`` names into the late rejects."""
+        self.cur.execute(sql.SQL("INSERT INTO {} (source_line, code, other_line, detail, raw) "
+                                 ).format(sql.Identifier(REJECTS)) + select, params)
+        moved = int(self.cur.rowcount)
+        if moved:
             self.cur.execute(sql.SQL(
-                "DELETE FROM {stage} s USING {target} t WHERE {match} AND t.etl_run_id = %s"
-                " RETURNING s.source_line, t.source_line").format(
-                    stage=stage, target=target, match=match("s", "t")), (self.run_id,))
-            dupes += [(int(a), int(b)) for a, b in self.cur.fetchall()]
-        return sorted(dupes)
+                "DELETE FROM {stage} s USING {rejects} r WHERE s.source_line = r.source_line"
+            ).format(stage=sql.Identifier(STAGE), rejects=sql.Identifier(REJECTS)))
+        return moved
+
+    def _reject_in_file_duplicates(self) -> int:
+        """Staged rows whose key appeared on an earlier line of this file: earlier in
+        staging, or COPied to the target by this run (always earlier: see ``_load``)."""
+        keys = self.dataset.key_sql
+        moved = self._move(sql.SQL(
+            "SELECT s.source_line, 'duplicate_in_file', d.first_line, NULL, s.{raw}"
+            " FROM {stage} s JOIN (SELECT {key}, min(source_line) AS first_line FROM {stage}"
+            " GROUP BY {key} HAVING count(*) > 1) d ON {match}"
+            " WHERE s.source_line > d.first_line").format(
+                raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE), key=_list(keys),
+                match=_match("s", "d", keys)))
+        if self.direct:
+            moved += self._move(sql.SQL(
+                "SELECT s.source_line, 'duplicate_in_file', t.source_line, NULL, s.{raw}"
+                " FROM {stage} s JOIN {target} t ON {match} WHERE t.etl_run_id = %s").format(
+                    raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE),
+                    target=sql.Identifier(self.dataset.table), match=_match("s", "t", keys)),
+                (self.run_id,))
+        return moved
+
+    def _unique_constraints(self) -> list[tuple[str, ...]]:
+        """The target's unique indexes other than the business key, over loaded columns."""
+        self.cur.execute(
+            "SELECT array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i"
+            " CROSS JOIN LATERAL unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, ord)"
+            " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
+            " WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indpred IS NULL"
+            " AND i.indexprs IS NULL GROUP BY i.indexrelid ORDER BY i.indexrelid",
+            (self.dataset.table,))
+        loaded = set(self.dataset.sql_columns)
+        key = set(self.dataset.key_sql)
+        return [tuple(cols) for (cols,) in self.cur.fetchall()
+                if set(cols) <= loaded and set(cols) != key]
+
+    def _reject_unique_conflicts(self, unique: tuple[str, ...]) -> int:
+        """Staged rows that would break a unique constraint: a stored row (or one of this
+        file, loaded directly) with another key holds the value, or an earlier staged line."""
+        detail = ", ".join(unique)
+        keys = self.dataset.key_sql
+        moved = self._move(sql.SQL(
+            "SELECT s.source_line, 'unique_conflict',"
+            " CASE WHEN t.etl_run_id = %s THEN t.source_line END, %s, s.{raw}"
+            " FROM {stage} s JOIN {target} t ON {match}"
+            " WHERE ({skey}) IS DISTINCT FROM ({tkey})").format(
+                raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE),
+                target=sql.Identifier(self.dataset.table), match=_match("s", "t", unique),
+                skey=_list(keys, "s"), tkey=_list(keys, "t")), (self.run_id, detail))
+        moved += self._move(sql.SQL(
+            "SELECT s.source_line, 'unique_conflict', d.first_line, %s, s.{raw}"
+            " FROM {stage} s JOIN (SELECT {cols}, min(source_line) AS first_line FROM {stage}"
+            " GROUP BY {cols} HAVING count(*) > 1) d ON {match}"
+            " WHERE s.source_line > d.first_line").format(
+                raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE), cols=_list(unique),
+                match=_match("s", "d", unique)), (detail,))
+        return moved
+
+    def _late_rejects(self) -> Iterator[Reject]:
+        key = ", ".join(self.dataset.business_key)
+        with self.cur.connection.cursor(name="sales_etl_late_rejects") as named:
+            named.itersize = 5000
+            named.execute(sql.SQL("SELECT source_line, code, other_line, detail, raw FROM {}"
+                                  " ORDER BY source_line").format(sql.Identifier(REJECTS)))
+            for line, code, other, detail, raw in named:
+                if code == "duplicate_in_file":
+                    reason = f"{key} already appears on line {other}"
+                elif other is not None:
+                    reason = f"{detail} must be unique and is already used on line {other}"
+                else:
+                    reason = f"{detail} must be unique and is already stored for another {key}"
+                yield Reject(int(line), code, reason, record_fields((raw or "").encode()))
 
     def _merge(self) -> int:
         cols = load_columns(self.dataset)
@@ -241,3 +344,14 @@ class Loader:
                 target=sql.Identifier(self.dataset.table), cols=column_list,
                 stage=sql.Identifier(STAGE), key=key, action=action))
         return int(self.cur.rowcount)
+
+
+def _list(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(alias, c) if alias else sql.Identifier(c)
+                              for c in columns)
+
+
+def _match(a: str, b: str, columns: tuple[str, ...]) -> sql.Composable:
+    return sql.SQL(" AND ").join(
+        sql.SQL("{a}.{c} = {b}.{c}").format(a=sql.Identifier(a), b=sql.Identifier(b),
+                                            c=sql.Identifier(c)) for c in columns)

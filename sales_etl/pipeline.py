@@ -25,7 +25,7 @@ from . import __version__, ledger, load, names, retry, storage, telemetry
 from .datasets import Dataset, get_dataset
 from .db import connect
 from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, classify
-from .extract import HashingReader, Reject, iter_chunks, open_text, pick_lines
+from .extract import HashingReader, iter_chunks
 from .ledger import RunRecord
 from .protect import Protector
 from .rejects import RejectsWriter
@@ -177,9 +177,8 @@ def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRe
         rec.content_sha256 = hashing.sha256.hexdigest()
         rec.bytes_read = hashing.bytes_read
         with timings.stage("merge"):
-            rec.rows_loaded, rec.rows_duplicate, dupes = loader.finish()
-        if dupes:
-            rejects.add(_duplicate_rejects(source, dupes))
+            rec.rows_loaded, rec.rows_duplicate, late_rejects = loader.finish()
+            rejects.add(late_rejects)  # in-file duplicates, unique conflicts (streamed)
         rec.rows_rejected = rejects.count
         if rejects.count:
             rec.rejects_path = write_rejects(rejects.open_bytes())
@@ -187,16 +186,6 @@ def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRe
         loader.close()
         raw.close()
         rejects.close()
-
-
-def _duplicate_rejects(source: Source, dupes: list[tuple[int, int]]) -> list[Reject]:
-    """In-file duplicates are found in staging (memory stays flat); their raw rows are read
-    back from the source, which is cheap since they are rare."""
-    key = ", ".join(source.dataset.business_key)
-    with source.opener() as raw, open_text(raw, source.name) as text:
-        found = pick_lines(text, {line for line, _ in dupes})
-    return [Reject(line, "duplicate_in_file", f"{key} already appears on line {first}",
-                   found.get(line, ())) for line, first in dupes]
 
 
 def _rollback(conn: Any) -> None:

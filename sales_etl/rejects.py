@@ -48,8 +48,8 @@ class RejectsWriter:
 
 def _raw(fields: tuple[str, ...]) -> str:
     buffer = io.StringIO()
-    csv.writer(buffer, lineterminator="").writerow(fields)
-    return buffer.getvalue()
+    csv.writer(buffer, lineterminator="\r\n").writerow(fields)  # (quotes a CR or LF in a field)
+    return buffer.getvalue()[:-2]
 
 
 def guard(cell: str) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal, localcontext
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -18,7 +19,7 @@ import pyarrow.compute as pc
 
 from .datasets import Column, Dataset
 from .expr import evaluate
-from .extract import Chunk, Header, Reject
+from .records import RAW, Chunk, Header, Reject, record_fields
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,6 +28,7 @@ _INT_RE = r"^[+-]?\d{1,18}$"
 _DEC_RE = r"^[+-]?(?:\d{1,30}(?:\.\d*)?|\.\d+)$"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _ID_PATTERN_PREFIX = "^[A-Za-z0-9]"
+_PG_LAST_YEAR = {"timestamp": 294276, "date": 5874897}
 
 
 @dataclass
@@ -43,7 +45,7 @@ class Transformed:
         """The valid rows as a pandas frame (for inspection and tests)."""
         import pandas as pd
 
-        return pd.DataFrame({k: v.to_pylist() for k, v in self.columns.items()})
+        return pd.DataFrame({k: v.to_pylist() for k, v in self.columns.items() if k != RAW})
 
 
 def round_half_up(values: np.ndarray, scale: int) -> np.ndarray:
@@ -118,14 +120,20 @@ def transform(chunk: Chunk, header: Header, dataset: Dataset) -> Transformed:
     _in_chunk_duplicates(dataset, out, flags, chunk.lines)
     bad = flags.bad
     keep = pa.array(~bad)
-    columns = {name: values.filter(keep) for name, values in out.items()}
+    any_bad = bool(bad.any())
+    columns = {name: values.filter(keep) if any_bad else values for name, values in out.items()}
+    if chunk.raw is not None:  # each row's raw record travels with it (for late rejects)
+        columns[RAW] = chunk.raw.filter(keep) if any_bad else chunk.raw
     rejects = list(chunk.rejects)
     bad_idx = np.flatnonzero(bad)
     if len(bad_idx):
-        rows = chunk.table.take(pa.array(bad_idx)).to_pylist()
-        for i, row in zip(bad_idx, rows, strict=True):
-            rejects.append(Reject(int(chunk.lines[i]), flags.code[i], flags.reason[i],
-                                  tuple(row.values())))
+        if chunk.raw is not None:  # the raw record, from the parse that produced the row
+            raws = chunk.raw.take(pa.array(bad_idx)).to_pylist()
+            fields = [record_fields(r) for r in raws]
+        else:
+            fields = [tuple(r.values()) for r in chunk.table.take(pa.array(bad_idx)).to_pylist()]
+        for i, row in zip(bad_idx, fields, strict=True):
+            rejects.append(Reject(int(chunk.lines[i]), flags.code[i], flags.reason[i], row))
     return Transformed(columns=columns, lines=chunk.lines[~bad], rejects=rejects)
 
 
@@ -240,6 +248,16 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
     invalid = present & ~valid
     flags.set(invalid, "bad_timestamp" if col.type == "timestamp" else "bad_date",
               _quoted(s, invalid, f"{name} {{value}} is not a valid date/time in the form {fmt}"))
+    # PostgreSQL has no year 0 (nor BC years in this form) and ends at year 294276
+    # (timestamps) or 5874897 (dates): refuse the row here, never the whole COPY
+    last = _PG_LAST_YEAR[col.type]
+    year = pc.year(stamp)
+    inside = _np(pc.and_(pc.greater_equal(year, 1), pc.less_equal(year, last)))
+    outside = present & valid & ~inside
+    flags.set(outside, "out_of_range",
+              _quoted(s, outside, f"{name} {{value}} is outside PostgreSQL's range "
+                                  f"(years 1 to {last})"))
+    valid = valid & ~outside
     null = pa.scalar(None, pa.string())
     keep = pa.array(valid)
     if col.type == "timestamp" and fmt == "%Y-%m-%d %H:%M:%S":
@@ -258,29 +276,55 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
 
 
 def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array]) -> None:
+    """Fill an empty derived value; reject a stated one further off than the tolerance.
+    Floats decide where they safely can; every row near a rounding tie or near the
+    tolerance is settled in exact decimal arithmetic (at 99,999,999.99 a float is off by
+    more than a millionth of a cent)."""
     assert col.derive is not None
     refs = {r: parsed.number[r] for r in set(_NAME_RE.findall(col.derive))}
     with np.errstate(invalid="ignore", over="ignore", divide="ignore"):
-        computed = evaluate(col.derive, refs)
+        unrounded = np.asarray(evaluate(col.derive, refs), dtype=float)
     scale = col.scale or 0
-    computed = round_half_up(np.asarray(computed, dtype=float), scale)
+    computed = round_half_up(unrounded, scale)
     stated = parsed.number[col.name]
     text = parsed.text[col.name]
     empty = _np(pc.equal(text, ""))
-    computable = ~np.isnan(computed)
+    computable = np.isfinite(computed)
     fill = empty & computable
+    compare = ~empty & computable & ~np.isnan(stated)
+    with np.errstate(invalid="ignore", over="ignore"):
+        diff = np.abs(stated - computed)
+        off = compare & (diff > col.tolerance)
+        # floats carry ~1e-16 relative error: anything within a millionth of a unit of a
+        # decision boundary (a half-cent tie, or the tolerance) is decided exactly
+        margin = 1e-6 * np.maximum(1.0, np.abs(unrounded))
+        scaled = np.abs(unrounded) * 10.0**scale
+        near_tie = np.abs(scaled - np.floor(scaled) - 0.5) <= margin * 10.0**scale
+        near_tol = compare & (np.abs(diff - col.tolerance) <= margin)
+    exact_rows = np.flatnonzero(computable & (near_tie | near_tol) & (fill | compare))
+    exact_text: dict[int, str] = {}
+    if len(exact_rows):
+        values = _exact(col, parsed, exact_rows, scale)
+        tolerance = Decimal(repr(col.tolerance))
+        stated_text = text.take(pa.array(exact_rows)).to_pylist()
+        for i, value, given in zip(exact_rows, values, stated_text, strict=True):
+            exact_text[int(i)] = f"{value:.{scale}f}"
+            computed[i] = float(value)
+            if compare[i]:
+                off[i] = abs(Decimal(given) - value) > tolerance
     if fill.any():
         filled = np.full(len(computed), None, dtype=object)
         filled[fill] = np.char.mod(f"%.{scale}f", computed[fill])
+        for row, value_text in exact_text.items():
+            if fill[row]:
+                filled[row] = value_text
         out[col.sql[0]] = pc.coalesce(out[col.sql[0]], pa.array(filled, pa.string()))
-    with np.errstate(invalid="ignore"):
-        off = ~empty & computable & ~np.isnan(stated) & (
-            np.abs(stated - computed) > col.tolerance + 1e-9)
     if off.any():
         reasons = np.full(len(computed), None, dtype=object)
         for i, value in zip(np.flatnonzero(off), text.take(pa.array(np.flatnonzero(off)))
                             .to_pylist(), strict=True):
-            reasons[i] = f"{col.name} {value} differs from {col.derive} = {computed[i]:.{scale}f}"
+            shown = exact_text.get(int(i), f"{computed[i]:.{scale}f}")
+            reasons[i] = f"{col.name} {value} differs from {col.derive} = {shown}"
         flags.set(off, "total_mismatch" if col.name == "total_amount" else "derived_mismatch",
                   reasons)
     with np.errstate(invalid="ignore"):
@@ -291,3 +335,16 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array
             flags.set(fill & (computed > col.maximum), "out_of_range",
                       f"computed {col.name} is above {col.maximum:g}")
 
+
+def _exact(col: Column, parsed: _Parsed, rows: np.ndarray, scale: int) -> list[Decimal]:
+    """The derived value of ``rows`` in decimal arithmetic, rounded half up to ``scale``."""
+    assert col.derive is not None
+    take = pa.array(rows)
+    refs = {r: np.array([Decimal(v) for v in parsed.text[r].take(take).to_pylist()],
+                        dtype=object)
+            for r in set(_NAME_RE.findall(col.derive))}
+    step = Decimal(1).scaleb(-scale)
+    with localcontext() as ctx:
+        ctx.prec = 60
+        values = evaluate(col.derive, refs, exact=True)
+        return [Decimal(v).quantize(step, rounding=ROUND_HALF_UP) for v in values]

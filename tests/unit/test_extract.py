@@ -2,7 +2,9 @@ import gzip
 
 import pytest
 
+from sales_etl import extract
 from sales_etl.errors import DataError
+from sales_etl.records import record_fields
 
 from .helpers import GOOD, HEADER, csv_of, parse, run
 
@@ -128,3 +130,64 @@ def test_a_quote_inside_a_field_takes_the_exact_path() -> None:
     assert products[1] == 'PROD-5"' and customers[7 + 1] == "CUST\n007"
     result = run(csv_of(*rows))
     assert (result.rejects[0].line, result.rejects[0].code) == (3, "bad_format")
+
+
+def test_ignored_columns_are_never_materialised() -> None:
+    extra = "".join(f",x{i}" for i in range(300))
+    text = HEADER + extra + "\n" + GOOD + ",v" * 300 + "\n"
+    header, chunks = parse(text)
+    assert header.width == 310 and len(header.unknown) == 300
+    assert chunks[0].table.column_names == HEADER.split(",")  # only what the dataset reads
+    assert chunks[0].raw is not None and record_fields(
+        chunks[0].raw[0].as_py()) == tuple((GOOD + ",v" * 300).split(","))
+
+
+def test_decompressed_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(extract, "MAX_DECOMPRESSED_BYTES", 1 << 20)
+    data = gzip.compress(csv_of(*[GOOD.replace("TX-1", f"TX-{i}") for i in range(20_000)]
+                                ).encode())
+    with pytest.raises(DataError) as err:
+        parse(data, name="big.csv.gz")
+    assert err.value.code == "decompressed_too_large"
+
+
+def test_exact_path_rejects_bad_quoting_and_countless_commas_alone() -> None:
+    stray = GOOD.replace("TX-1", 'TX-5"A')  # a quote inside a field: the exact path
+    rows = [stray, GOOD.replace("TX-1", "TX-2"), '"TX-3"x' + GOOD[4:],
+            '"' + "ab," * 70_000 + '"x,' + "cd," * 70_000, GOOD.replace("TX-1", "TX-6")]
+    _, chunks = parse(csv_of(*rows))
+    rejects = {r.line: r.code for c in chunks for r in c.rejects}
+    assert rejects == {4: "bad_quoting", 5: "field_count"}
+    assert [int(n) for c in chunks for n in c.lines] == [2, 3, 6]
+    wide = next(r for c in chunks for r in c.rejects if r.line == 5)
+    assert len(wide.fields) == 1 and wide.fields[0].startswith('"ab,ab,')
+
+
+def test_fast_and_exact_paths_agree_row_for_row() -> None:
+    import random
+
+    rnd = random.Random(9)
+    pieces = [
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").encode(),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("CUST", "J\xf6se").encode("latin-1"),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("CUST", "C\x00").encode(),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").encode() + b",extra",
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("PROD", "P\rD").encode(),
+        lambda i: GOOD.replace("TX-1", f"TX-{i}").replace("PROD-001", '"P\r\nD"').encode(),
+        lambda i: b"",
+        lambda i: b"  \t",
+        lambda i: f"TX-{i},short".encode(),
+    ]
+    rows = [rnd.choice(pieces)(i) for i in range(400)]
+    first = GOOD.replace("TX-1", "TX-0").encode()
+
+    def outcome(first_row: bytes) -> tuple[dict[int, str], list[int]]:
+        _, chunks = parse(HEADER.encode() + b"\n" + b"\n".join([first_row, *rows]) + b"\n",
+                          chunk_rows=37)
+        return ({r.line: r.code for c in chunks for r in c.rejects},
+                [int(n) for c in chunks for n in c.lines])
+
+    fast = outcome(first)
+    exact = outcome(first.replace(b"PROD", b'PR"OD'))  # a stray quote: the exact path
+    assert fast == exact
+    assert set(fast[0].values()) == {"not_utf8", "nul_byte", "field_count", "bare_cr"}

@@ -95,3 +95,37 @@ def test_duplicate_key_in_a_chunk_is_rejected_with_the_first_line() -> None:
     assert [(r.line, r.code) for r in result.rejects] == [(4, "duplicate_in_file")]
     assert "already appears on line 2" in result.rejects[0].reason
     assert list(result.lines) == [2, 3]
+
+
+@pytest.mark.parametrize(("price", "total", "code"), [
+    ("99999999.99", "100000000.00", None),  # exactly one cent off: within the tolerance
+    ("99999999.99", "99999999.98", None),
+    ("99999999.99", "100000000.01", "total_mismatch"),  # two cents off
+    ("99999999.99", "99999999.97", "total_mismatch"),
+    ("100.00", "100.01", None),
+    ("100.00", "100.02", "total_mismatch"),
+    ("0.01", "0.00", None),
+    ("0.01", "0.03", "total_mismatch"),
+])
+def test_total_tolerance_is_exact_at_any_magnitude(price: str, total: str,
+                                                   code: str | None) -> None:
+    row = f"TX-1,C,P,S,1,{price},0,{total},cash,2025-10-09 08:00:00"
+    assert codes(csv_of(row)) == ({} if code is None else {2: code})
+
+
+def test_derived_total_rounds_half_up_exactly_for_large_values() -> None:
+    # 8 * 9845686.25 * (1 - 0.6145) = 30364096.395 exactly -> .40 (floats say .39)
+    row = "TX-1,C,P,S,8,9845686.25,0.6145,,cash,2025-10-09 08:00:00"
+    assert run(csv_of(row)).frame.loc[0, "total_amount"] == "30364096.40"
+
+
+@pytest.mark.parametrize("stamp", ["0000-01-01 00:00:00", "0000-12-31 23:59:59"])
+def test_timestamps_outside_postgresql_range_are_rejected_alone(stamp: str) -> None:
+    rows = [f"TX-{i},C,P,S,1,1.00,0,,cash,2025-10-09 08:00:00" for i in range(3)]
+    rows.insert(1, f"TX-X,C,P,S,1,1.00,0,,cash,{stamp}")
+    result = run(csv_of(*rows))
+    assert [(r.line, r.code) for r in result.rejects] == [(3, "out_of_range")]
+    assert "PostgreSQL" in result.rejects[0].reason
+    assert list(result.lines) == [2, 4, 5]
+    assert "0001-01-01" in run(csv_of(rows[0].replace("2025-10-09", "0001-01-01"))
+                               ).frame.loc[0, "sale_date"]
