@@ -57,7 +57,7 @@ def test_every_command_in_a_terminal_and_a_pipe(stack: devstack.StackState, sett
     ok("generate --model --rows 20 --seed 3 --out data/model", "customers: data/model/customers.csv")
     ok("upload data/t.csv --dataset sales", "to sales/incoming/sales/t.csv",
        "sales-etl process incoming/sales/t.csv")
-    ok("process sales/incoming/sales/t.csv", "loaded", "rejects: rejected/sales/t.csv.rejects.csv")
+    ok("process sales/incoming/sales/t.csv", "loaded", "rejects: rejected/sales/t.csv.")
     assert query(settings, "SELECT count(*) FROM sales") == [(297,)]
     ok("upload data/t.csv --name u.csv", "sales/incoming/u.csv")
     url = f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/incoming/u.csv"

@@ -27,7 +27,6 @@ from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from sales_etl import hostcall, ledger, load, pipeline, retry, storage
 from sales_etl.db import connect
-from sales_etl.errors import TransientError
 from sales_etl.generate import generate
 from sales_etl.settings import Settings, project_root
 
@@ -280,9 +279,11 @@ def test_an_invocation_that_cannot_claim_fails_for_a_retry(
         with holder.cursor() as cur:  # what a loading invocation holds
             cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
                         (f"sales_etl:sales:{blob}",))
-            with pytest.raises(TransientError) as raised:
+            with pytest.raises(hostcall.InvocationFailed) as raised:
                 hostcall.invoke_blob_trigger(settings.container, blob)
-        assert raised.value.code == "in_progress"
+        # the worker reports the invocation failed, with the typed error: the host retries
+        assert raised.value.worker_message.startswith("TransientError: ")
+        assert "still loading this file" in raised.value.worker_message
     finally:
         holder.rollback()
         holder.close()

@@ -219,12 +219,15 @@ def test_traversal_names_touch_nothing_through_pipeline_trigger_and_cli(
         assert (rec.status, rec.reason_code) == ("failed", "unsafe_name"), name
     hostcall.invoke_blob_trigger(settings.container, "incoming/../deadletter/sales/dl.csv")
     result = CliRunner().invoke(main, ["process", "incoming/sales/../../" + victim])
-    assert result.exit_code == 1 and "refused" in result.output
+    # the command line refuses it before any storage call (blobpath), in one line
+    assert result.exit_code == 1 and "'..' path segments are not allowed" in result.output
 
     assert _snapshot(cc) == before  # every folder exactly as it was
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
     runs = query(settings, "SELECT blob_path, status, reason_code, error FROM etl_runs")
-    assert len(runs) == len(attempts) + 2
+    # each pipeline call and the trigger record their refusal; the command line refuses the
+    # operator's typed path before it names any blob (no ledger row: nothing was attempted)
+    assert len(runs) == len(attempts) + 1
     assert all(r[1:3] == ("failed", "unsafe_name") and "refused" in r[3] for r in runs)
 
 

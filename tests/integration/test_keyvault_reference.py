@@ -13,7 +13,6 @@ import pytest
 from azure.storage.blob import ContainerClient
 
 from sales_etl import functions, hostcall, storage
-from sales_etl.errors import ConfigError
 from sales_etl.generate import generate
 from sales_etl.settings import Settings
 
@@ -34,11 +33,13 @@ def test_an_unresolved_reference_fails_the_invocation_and_loses_nothing(
         monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
     blob = storage.upload(cc, generate(tmp_path / "kv.csv", 200, seed=41).path)
     monkeypatch.setenv("FERNET_KEYS", REF)
-    with pytest.raises(ConfigError) as err:
+    with pytest.raises(hostcall.InvocationFailed) as err:  # the worker reports the failure
         hostcall.invoke_blob_trigger(settings.container, blob)
-    assert "FERNET_KEYS: is an unresolved Key Vault reference" in err.value.message
-    assert "keyVaultReferenceIdentity" in err.value.message
-    assert "kv-sales-secret-name" not in err.value.message and "not a Fernet key" not in err.value.message
+    message = err.value.worker_message
+    assert message.startswith("ConfigError: ")
+    assert "FERNET_KEYS: is an unresolved Key Vault reference" in message
+    assert "keyVaultReferenceIdentity" in message
+    assert "kv-sales-secret-name" not in message and "not a Fernet key" not in message
     assert names(cc) == [blob]
     assert query(settings, "SELECT count(*) FROM etl_runs") == [(0,)]
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]

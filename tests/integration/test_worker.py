@@ -33,10 +33,16 @@ def worker(stack: Any) -> Iterator[hostcall.WorkerHost]:
     azure = logging.getLogger("azure")
     level = azure.level
     azure.setLevel(logging.NOTSET)
+    # and the root logger at INFO, as the worker keeps it for its whole life (a caplog of
+    # an earlier test that started the worker restores the level it saw before)
+    root = logging.getLogger()
+    root_level = root.level
+    root.setLevel(logging.INFO)
     try:
         yield w
     finally:
         azure.setLevel(level)
+        root.setLevel(root_level)
 
 
 def upload(cc: ContainerClient, tmp_path: Path, name: str, rows: int, seed: int) -> str:
@@ -60,10 +66,10 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
     seen: dict[str, str] = {}
     original_copy = load.Loader._copy
 
-    def copy_and_log(self: load.Loader, table: str, payload: Any) -> None:
+    def copy_and_log(self: load.Loader, *args: Any) -> None:
         seen.setdefault("copy", threading.current_thread().name)
         logging.getLogger("tests.copy-thread").warning("COPY thread at work")
-        original_copy(self, table, payload)
+        original_copy(self, *args)
 
     monkeypatch.setattr(load.Loader, "_copy", copy_and_log)
     on_blob = functions.on_blob
