@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -70,4 +71,13 @@ def limited_cc(direct_settings: Settings) -> Iterator[ContainerClient]:
           " etl_key_rotation RESTART IDENTITY CASCADE")
     for name in names(cc):
         cc.delete_blob(name)
+    # Every slot free: end the loader's sessions (PgBouncer's idle server connections too,
+    # which it then replaces on demand), so each test counts the server's slots from zero.
+    query(direct_settings, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+          " WHERE usename = 'sales_loader'")
+    deadline = time.monotonic() + 30
+    while query(direct_settings, "SELECT count(*) FROM pg_stat_activity"
+                " WHERE usename = 'sales_loader'") != [(0,)]:
+        assert time.monotonic() < deadline, "the loader's sessions did not end"
+        time.sleep(0.05)
     yield cc
