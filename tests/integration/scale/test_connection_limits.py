@@ -71,8 +71,10 @@ def test_direct_over_the_limit_every_file_loads_once_after_the_sweep(
         with burst(env, report.retried) as b:
             pass
     assert_loaded_once(direct_settings, limited_cc, files)
-    failed_runs = query(direct_settings, "SELECT count(*) FROM etl_runs WHERE status = 'failed'")
-    assert failed_runs == [(0,)]  # a refused connection leaves no ledger row: no slot for it
+    # A refused attempt has no slot to record itself in (when one is recorded after all,
+    # it names the limit); nothing else failed.
+    assert {r for (r,) in query(direct_settings, "SELECT DISTINCT reason_code FROM etl_runs"
+                                " WHERE status = 'failed'")} <= {"too_many_connections"}
 
 
 def _pgbouncer_waiting(stack: devstack.StackState, settings: Settings) -> int:
