@@ -14,7 +14,7 @@ STAMP  := $(VENV)/.installed
 RPC    := sales_etl/rpc/_generated/function_rpc_pb2.py
 NODE_STAMP := node_modules/.installed
 
-.PHONY: setup compose-tool demo test unit lint bench bench-quick dev-up dev-down clean help package
+.PHONY: setup compose-tool pgbouncer-tool demo test unit lint bench bench-quick dev-up dev-down clean help package
 .DEFAULT_GOAL := help
 
 help:  ## List the targets
@@ -51,7 +51,18 @@ compose-tool:
 	    echo "note: could not install docker-compose; the compose validation test will say so"; \
 	  else echo "note: install docker-compose to validate docker-compose.yml"; fi; }
 
-test: $(STAMP) $(RPC) $(NODE_STAMP) compose-tool  ## Lint, type-check and run every test (starts its own stack)
+# PgBouncer (Debian's pgbouncer) for the pooled tests and the pooled benchmark: installed
+# as root with apt when missing; elsewhere the local stack runs without a pooler.
+pgbouncer-tool:
+	@command -v pgbouncer >/dev/null 2>&1 || test -x /usr/sbin/pgbouncer || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    (apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null 2>&1 || \
+	     (apt-get update -qq >/dev/null 2>&1 && \
+	      apt-get install -y -qq --no-install-recommends pgbouncer >/dev/null 2>&1)) || \
+	    echo "note: could not install pgbouncer; the pooled tests will say so"; \
+	  else echo "note: install pgbouncer (apt-get install pgbouncer) for the pooled tests"; fi; }
+
+test: $(STAMP) $(RPC) $(NODE_STAMP) compose-tool pgbouncer-tool  ## Lint, type-check and run every test (starts its own stack)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 	$(BIN)/pytest
@@ -59,13 +70,13 @@ test: $(STAMP) $(RPC) $(NODE_STAMP) compose-tool  ## Lint, type-check and run ev
 unit: $(STAMP) $(RPC)  ## The unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
-bench: $(STAMP) $(RPC) $(NODE_STAMP)  ## The benchmark, 1,000,000 rows (writes bench/RESULTS.md)
+bench: $(STAMP) $(RPC) $(NODE_STAMP) pgbouncer-tool  ## The benchmark, 1,000,000 rows (writes bench/RESULTS.md)
 	$(BIN)/python -m bench.run
 
-bench-quick: $(STAMP) $(RPC) $(NODE_STAMP)  ## The benchmark's quick mode, 100,000 rows
+bench-quick: $(STAMP) $(RPC) $(NODE_STAMP) pgbouncer-tool  ## The benchmark's quick mode, 100,000 rows
 	$(BIN)/python -m bench.run --quick
 
-dev-up: $(STAMP) $(NODE_STAMP)  ## Start the local stack and print how to use it
+dev-up: $(STAMP) $(NODE_STAMP) pgbouncer-tool  ## Start the local stack and print how to use it
 	$(BIN)/sales-etl dev up
 
 dev-down: $(STAMP)  ## Stop the local stack

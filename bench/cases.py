@@ -6,12 +6,14 @@
     python -m bench.cases original CSV      the original design's load path
 
 Settings come from the environment (the benchmark's own stack). Prints one JSON line:
-the seconds of the measured operation only (no interpreter start-up, no imports).
+the seconds of the measured operation only (no interpreter start-up, no imports), and its
+wall-clock start and end (the parallel case adds them up across processes).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import resource
 import sys
 import time
@@ -26,6 +28,8 @@ def main(case: str, arg: str) -> None:
 
     settings = load_settings()
     result: dict[str, object] = {"case": case}
+    _wait_for_go()  # the parallel case starts its processes together, imports done
+    result["start"] = time.time()
     if case == "floor":
         from bench.floor import copy_payload
 
@@ -65,6 +69,7 @@ def main(case: str, arg: str) -> None:
     else:
         raise SystemExit(f"unknown case {case!r}")
     result["seconds"] = time.perf_counter() - started
+    result["end"] = time.time()
     # This process's own high-water mark (VmHWM belongs to the image after exec; the
     # rusage of a forked child would include the parent's memory at fork time).
     status = Path("/proc/self/status").read_text()
@@ -73,6 +78,19 @@ def main(case: str, arg: str) -> None:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(result))
+
+
+def _wait_for_go() -> None:
+    """With BENCH_GO set (the parallel case): say ready, then wait for the go file."""
+    go = os.environ.get("BENCH_GO")
+    if not go:
+        return
+    Path(f"{go}.ready.{os.getpid()}").touch()
+    deadline = time.monotonic() + 600
+    while not Path(go).exists():
+        if time.monotonic() > deadline:
+            raise SystemExit("no go signal within 10 minutes")
+        time.sleep(0.005)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
 """The benchmark: every path side by side in one run, on a stack of its own.
 
-    make bench          1,000,000 rows (and a 5,000,000-row memory run)
+    make bench          1,000,000 rows (and a 5,000,000-row memory run), then 1, 2, 4 and
+                        8 files of 250,000 rows at once, direct and through PgBouncer
     make bench-quick    100,000 rows, one run each (the CI smoke test runs fewer still)
+    python -m bench.run --parallel-only [--parallel-rows N]   the parallel case alone
 
 Each case runs in its own process on a freshly migrated empty table (the all-duplicates
 case on a table that already holds the rows), so each one's peak RSS and CPU time are its
@@ -26,6 +28,7 @@ from typing import Any
 import click
 import pandas as pd
 
+from bench import parallel
 from bench.floor import prepare_payload
 from sales_etl import devstack, migrate, storage
 from sales_etl.db import connect
@@ -109,11 +112,21 @@ def _measure(case: str, runs: list[dict[str, Any]], note: str = "") -> Measure:
               help="Rows of the extra blob run that shows memory stays flat "
                    "[default: 5,000,000; 0 in quick mode].")
 @click.option("--skip-original", is_flag=True, help="Leave out the original design.")
+@click.option("--parallel-rows", type=click.IntRange(1000), default=None,
+              help="Rows per file of the parallel case [default: 250,000; 2,000 in quick mode].")
+@click.option("--parallel-counts", default=None,
+              help="Files at once, comma-separated [default: 1,2,4,8; 1,2 in quick mode].")
+@click.option("--parallel-only", is_flag=True,
+              help="Run only the parallel case; replace its section of --out.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
               default=Path("bench/RESULTS.md"), show_default=True)
 def main(rows: int, quick: bool, runs: int, memory_rows: int | None, skip_original: bool,
+         parallel_rows: int | None, parallel_counts: str | None, parallel_only: bool,
          out: Path) -> None:
     """Run the benchmark and write its table."""
+    parallel_rows = parallel_rows or (2_000 if quick else 250_000)
+    counts = sorted({int(n) for n in (parallel_counts or ("1,2" if quick else "1,2,4,8")
+                                      ).split(",")})
     if quick:
         rows, runs = min(rows, 100_000), 1
         memory_rows = 0 if memory_rows is None else memory_rows
@@ -124,7 +137,9 @@ def main(rows: int, quick: bool, runs: int, memory_rows: int | None, skip_origin
     was_running = before is not None and devstack.is_running(before)
     state = devstack.up(home)
     try:
-        _run(state, rows, quick, runs, memory_rows, skip_original, out, started)
+        if not parallel_only:
+            _run(state, rows, quick, runs, memory_rows, skip_original, out, started)
+        _run_parallel(state, parallel_rows, counts, out, started)
     finally:
         if not was_running:
             devstack.down(home)  # leave the machine as it was
@@ -180,6 +195,22 @@ def _run(state: devstack.StackState, rows: int, quick: bool, runs: int, memory_r
     text = _report(results, memory, rows, runs, quick, time.time() - started, state)
     out.write_text(text)
     click.echo(text)
+
+
+def _run_parallel(state: devstack.StackState, rows: int, counts: list[int], out: Path,
+                  started: float) -> None:
+    work = project_root() / "bench" / "work"
+    work.mkdir(parents=True, exist_ok=True)
+    found = parallel.run_all(state, work, rows, counts, CARDINALITY, _fresh, click.echo)
+    marker = "\n## Files arriving in parallel"
+    text = out.read_text() if out.exists() else "# Benchmark results\n"
+    text = text.split(marker, 1)[0].rstrip("\n") + "\n"
+    section = parallel.report(found, rows)
+    section.insert(3, f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_machine()}; "
+                   f"{(time.time() - started) / 60:.1f} minutes since the benchmark started."
+                   "\n")
+    out.write_text(text + "\n".join(section) + "\n")
+    click.echo("\n".join(section))
 
 
 def _machine() -> str:

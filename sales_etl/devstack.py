@@ -27,6 +27,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from . import pgbouncer as pgbouncer_conf
+from .pgbouncer import DEFAULT_POOL_SIZE
+from .pgbouncer import find_binary as find_pgbouncer
 from .settings import STORAGE_CONNECTION, project_root
 
 ACCOUNT = "devstoreaccount1"
@@ -55,6 +58,8 @@ class StackState:
     fernet_key: str
     blind_index_key: str
     ca_file: str | None
+    pgbouncer_port: int | None = None  # PgBouncer (transaction pooling) in front, if started
+    pgbouncer_pid: int = 0
 
     @property
     def storage_connection_string(self) -> str:
@@ -64,14 +69,17 @@ class StackState:
                 f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
                 f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};")
 
-    def env(self) -> dict[str, str]:
-        """The settings an app, a test or ``func start`` needs to use this stack."""
+    def env(self, *, pooled: bool = False) -> dict[str, str]:
+        """The settings an app, a test or ``func start`` needs to use this stack; with
+        ``pooled``, the database connection goes through PgBouncer (as Azure's port 6432)."""
+        if pooled and self.pgbouncer_port is None:
+            raise RuntimeError("this stack runs no PgBouncer (install the pgbouncer package)")
         env = {
             STORAGE_CONNECTION: self.storage_connection_string,
             "AzureWebJobsStorage": self.storage_connection_string,
             "SALES_CONTAINER": "sales",
             "POSTGRES_HOST": self.pg_host,
-            "POSTGRES_PORT": str(self.pg_port),
+            "POSTGRES_PORT": str(self.pgbouncer_port if pooled else self.pg_port),
             "POSTGRES_USER": LOADER_USER,
             "POSTGRES_PASSWORD": self.loader_password,
             "POSTGRES_ADMIN_USER": self.pg_user,
@@ -225,8 +233,8 @@ def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
         os.chown(p, user.pw_uid, user.pw_gid)
 
 
-def start_postgres(home: Path, password: str,
-                   port: int | None = None) -> tuple[Path, bool, str, int]:
+def start_postgres(home: Path, password: str, port: int | None = None,
+                   max_connections: int = 100) -> tuple[Path, bool, str, int]:
     """Initialise (once) and start the cluster; return (bin, tls, host, port)."""
     bin_dir, tls = find_pg_bin()
     user = _run_as()
@@ -260,7 +268,7 @@ def start_postgres(home: Path, password: str,
         "ssl": "on" if tls else "off",
         # A throwaway dev/test cluster: durability against OS crashes is not needed.
         "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-        "max_connections": "100", "shared_buffers": "256MB",
+        "max_connections": str(max_connections), "shared_buffers": "256MB",
         "max_wal_size": "2GB", "checkpoint_timeout": "30min",
     }
     (data / "sales_etl.conf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
@@ -427,22 +435,35 @@ def read_state(home: Path | None = None) -> StackState | None:
 def is_running(state: StackState) -> bool:
     pg_up = _port_open(state.pg_port) if state.pg_tls else Path(
         state.pg_host, f".s.PGSQL.{state.pg_port}").exists()
-    return _alive(state.azurite_pid) and _port_open(state.blob_port) and pg_up
+    pooler_up = state.pgbouncer_port is None or (
+        _alive(state.pgbouncer_pid) and _port_open(state.pgbouncer_port))
+    return _alive(state.azurite_pid) and _port_open(state.blob_port) and pg_up and pooler_up
 
 
-def up(home: Path | None = None) -> StackState:
-    """Start the stack (or reuse the running one) and return its state."""
+def up(home: Path | None = None, *, max_connections: int = 100,
+       pgbouncer: bool | None = None, pool_size: int = DEFAULT_POOL_SIZE,
+       query_wait_timeout: int = 120) -> StackState:
+    """Start the stack (or reuse the running one) and return its state.
+
+    ``pgbouncer``: True requires PgBouncer in front (an error if it is not installed),
+    None starts it when the package is installed and the server runs TLS, False never.
+    """
     home = (home or default_home()).resolve()
     state = read_state(home)
     if state is not None and is_running(state):
         return state
     if state is not None:
         down(home)
+    binary = find_pgbouncer()
+    if pgbouncer and binary is None:
+        raise RuntimeError("PgBouncer is not installed: apt-get install pgbouncer "
+                           "(make pgbouncer-tool does it as root)")
     home.mkdir(parents=True, exist_ok=True)
     values = _secrets(home)
     blob, queue, table, pid = start_azurite(home, values["account_key"])
     try:
-        bin_dir, tls, host, port = start_postgres(home, values["admin_password"])
+        bin_dir, tls, host, port = start_postgres(home, values["admin_password"],
+                                                  max_connections=max_connections)
     except Exception:
         stop_pid(pid)
         raise
@@ -457,6 +478,10 @@ def up(home: Path | None = None) -> StackState:
     (home / "stack.json").chmod(0o600)
     create_database(state)
     prepare_database(state)
+    if binary is not None and (pgbouncer or (pgbouncer is None and tls)):
+        start_pgbouncer(state, binary, pool_size=pool_size,
+                        query_wait_timeout=query_wait_timeout)
+        (home / "stack.json").write_text(json.dumps(asdict(state), indent=2))
     return state
 
 
@@ -485,11 +510,42 @@ def adopt_keys(state: StackState, fernet_keys: str | None = None,
             for k in changes]
 
 
+def start_pgbouncer(state: StackState, binary: str, *, pool_size: int = DEFAULT_POOL_SIZE,
+                    query_wait_timeout: int = 120) -> None:
+    """PgBouncer in transaction pooling mode in front of the cluster, TLS on both sides
+    (clients verify the same generated certificate; it verifies the server's)."""
+    home = Path(state.home)
+    port = free_ports(1)[0]
+    workdir = home / "pgbouncer"
+    user = _run_as()
+    certs = home / "certs" if state.pg_tls else None
+    conn = _admin_connection(state, DB_NAME)
+    try:
+        users = pgbouncer_conf.userlist(conn, [LOADER_USER, state.pg_user])
+    finally:
+        conn.close()
+    ini = pgbouncer_conf.prepare(workdir, pgbouncer_conf.config(
+        listen_port=port, server_port=state.pg_port, dbname=DB_NAME, certs=certs,
+        pool_size=pool_size, admin_user=state.pg_user, workdir=workdir,
+        query_wait_timeout=query_wait_timeout), users, certs, user)
+    proc = pgbouncer_conf.spawn(binary, ini, user)
+    _CHILDREN[proc.pid] = proc
+    try:
+        _wait_port(port, "PgBouncer", timeout=30)
+    except RuntimeError as exc:
+        stop_pid(proc.pid)
+        log = workdir / "pgbouncer.log"
+        tail = log.read_text(errors="replace")[-2000:] if log.exists() else ""
+        raise RuntimeError(f"{exc}; exit status {proc.returncode}; log:\n{tail}") from None
+    state.pgbouncer_port, state.pgbouncer_pid = port, proc.pid
+
+
 def down(home: Path | None = None) -> bool:
     home = (home or default_home()).resolve()
     state = read_state(home)
     if state is None:
         return False
+    stop_pid(state.pgbouncer_pid)
     stop_pid(state.azurite_pid)
     stop_postgres(home, Path(state.pg_bin))
     (home / "stack.json").unlink(missing_ok=True)

@@ -44,7 +44,7 @@ def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None
     if settings.storage is not None:  # without settings, a probe could only say "not set"
         probes.append(_storage)
     if settings.database is not None:
-        probes.extend((_database, _tls, _migrations, _keys, _datasets))
+        probes.extend((_database, _connections, _tls, _migrations, _keys, _datasets))
     for probe in probes:
         try:
             checks.extend(probe(settings))
@@ -143,12 +143,51 @@ def _database(settings: Settings) -> list[Check]:
                   f"{settings.require_database().describe()}")]
 
 
+def _connections(settings: Settings) -> list[Check]:
+    """The server's connection limit, what is in use, and whether a pooler is in front."""
+    from .db import pooler
+
+    db = settings.require_database()
+    via = pooler(db)
+
+    def usage(cur: Any) -> tuple[int, int, int]:
+        cur.execute("SELECT current_setting('max_connections')::int,"
+                    " current_setting('superuser_reserved_connections')::int,"
+                    " (SELECT count(*) FROM pg_stat_activity"
+                    "  WHERE backend_type = 'client backend')::int")
+        limit, reserved, in_use = cur.fetchone()
+        return int(limit), int(reserved), int(in_use)
+
+    limit, reserved, in_use = _with_db(settings, usage)
+    usable = limit - reserved
+    ok = usable - in_use > max(2, usable // 10)  # room for more than one invocation
+    checks = [Check(
+        "connections", ok,
+        f"{in_use} in use of max_connections {limit} ({reserved} reserved for superusers,"
+        f" {max(0, usable - in_use)} free for the loader)", "" if ok else
+        "the server is near its connection limit: put PgBouncer in front (Azure: port "
+        "6432), lower maximumInstanceCount or the per-instance blob concurrency, or raise "
+        "max_connections (README: Scale-out)")]
+    if via is not None:
+        checks.append(Check(
+            "pooler", True, f"PgBouncer at {db.host}:{db.port}: {via}; transaction pooling "
+            "is fine for loading (no session state); run sales-etl migrate against the "
+            "server's own port"))
+    else:
+        checks.append(Check(
+            "pooler", True, "direct to PostgreSQL, no pooler: every running invocation "
+            "holds one server connection (on Azure, port 6432 is the built-in PgBouncer)"))
+    return checks
+
+
 def _tls(settings: Settings) -> list[Check]:
     db = settings.require_database()
     if db.host.startswith("/"):
         return [Check("TLS", True, "unix socket: no network, TLS not needed")]
-    ssl = _with_db(settings, lambda cur: (cur.execute(
-        "SELECT ssl, version FROM pg_stat_ssl WHERE pid = pg_backend_pid()"), cur.fetchone())[1])
+    # This client's own hop, as libpq sees it (through a pooler, the server-side view of
+    # the session would describe the pooler's connection instead).
+    ssl = _with_db(settings, lambda cur: (cur.connection.info.ssl_in_use,
+                                          cur.connection.info.ssl_attribute("protocol")))
     verified = db.sslmode == "verify-full"
     ok = bool(ssl[0]) and (verified or db.is_local)
     detail = (f"encrypted ({ssl[1]}), sslmode={db.sslmode}" if ssl[0]

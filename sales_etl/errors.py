@@ -93,6 +93,11 @@ def classify(exc: BaseException) -> EtlError:
         return exc
     name = type(exc).__name__
     sqlstate = getattr(exc, "pgcode", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
+    if sqlstate == TOO_MANY_CONNECTIONS or _too_many_connections(exc):
+        # The server (or a pooler) is at its connection limit: a burst of invocations.
+        # Retried with backoff like any transient failure; README "Scale-out" sizes it.
+        return TransientError(f"database connection limit reached (53300): {_first_line(exc)}",
+                              code="too_many_connections")
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         detail = _first_line(exc)
         if sqlstate[:2] == "22":  # data exceptions quote the offending value
@@ -117,6 +122,25 @@ def classify(exc: BaseException) -> EtlError:
     # An unknown error may quote a value from the row being processed: values dropped.
     return TransientError(f"unexpected {name}: {redact.values(_first_line(exc))}",
                           code="unexpected")
+
+
+TOO_MANY_CONNECTIONS: Final = "53300"
+# libpq reports a refused connection without its SQLSTATE (psycopg2 leaves pgcode unset),
+# so the server's and PgBouncer's messages for 53300 are recognised by their text.
+_TOO_MANY_CONNECTIONS_TEXT: Final = (
+    "too many clients already",  # max_connections
+    "remaining connection slots are reserved",  # only superuser_reserved_connections left
+    "too many connections for",  # a role's or database's CONNECTION LIMIT
+    "no more connections allowed",  # PgBouncer's max_client_conn
+)
+
+
+def _too_many_connections(exc: BaseException) -> bool:
+    module = type(exc).__module__ or ""
+    if not module.startswith(("psycopg2", "sqlalchemy")):
+        return False
+    text = str(exc).lower()
+    return any(marker in text for marker in _TOO_MANY_CONNECTIONS_TEXT)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,7 +8,7 @@ Every identifier comes from a validated dataset spec and is quoted with
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
@@ -83,10 +83,14 @@ class Loader:
     Upsert datasets, and tables with another unique index, stage every chunk after the
     first collision (see ``_may_go_direct``). Either way the rows
     commit with the ledger row, or not at all.
+
+    One connection, one transaction, no session state: the look-up runs in the load's own
+    transaction (a second connection would need a second pooled server connection while
+    the first is held, which deadlocks a PgBouncer pool full of loads), the staging table
+    is dropped at commit, savepoints live inside the transaction.
     """
 
-    def __init__(self, cur: Any, dataset: Dataset, run_id: int,
-                 lookup: Callable[[], Any] | None = None) -> None:
+    def __init__(self, cur: Any, dataset: Dataset, run_id: int, lookup: bool = False) -> None:
         self.cur = cur
         self.dataset = dataset
         self.run_id = run_id
@@ -96,10 +100,8 @@ class Loader:
         self._staging = False  # the staging table exists
         self._collided = False  # a chunk met a stored key
         self._unique_cache: list[tuple[str, ...]] | None = None
-        self._lookup_factory = lookup
-        self._lookup: Any = None
         key = dataset.key_sql
-        self._can_lookup = (lookup is not None and dataset.write_mode == "insert"
+        self._can_lookup = (lookup and dataset.write_mode == "insert"
                             and len(key) == 1 and key[0] in dataset.key_plain)
         # One COPY in flight on a worker thread while the caller prepares the next chunk:
         # the server ingests on one core while Python parses and encrypts on the other.
@@ -113,18 +115,19 @@ class Loader:
 
     def drop_stored(self, columns: dict[str, pa.Array], lines: np.ndarray
                     ) -> tuple[dict[str, pa.Array], np.ndarray]:
-        """Remove the rows whose key is already stored (committed by any file)."""
+        """Remove the rows whose key is already stored by another file (committed: read
+        committed sees each statement's committed rows). Rows this run stored are left
+        in, so that a repeat inside the file is reported as an in-file duplicate."""
         if not len(lines):
             return columns, lines
-        if self._lookup is None:
-            assert self._lookup_factory is not None
-            self._lookup = self._lookup_factory()
         key = self.dataset.key_sql[0]
         keys = columns[key]
-        with self._lookup.cursor() as cur:
-            cur.execute(sql.SQL("SELECT {k} FROM {t} WHERE {k} = ANY(%s)").format(
+        self._wait()  # the connection carries one statement at a time: the COPY first
+        with self.cur.connection.cursor() as cur:
+            cur.execute(sql.SQL("SELECT {k} FROM {t} WHERE {k} = ANY(%s)"
+                                " AND etl_run_id IS DISTINCT FROM %s").format(
                 k=sql.Identifier(key), t=sql.Identifier(self.dataset.table)),
-                (keys.to_pylist(),))
+                (keys.to_pylist(), self.run_id))
             stored = [r[0] for r in cur.fetchall()]
         if not stored:
             return columns, lines
@@ -152,9 +155,6 @@ class Loader:
             self._wait()
         finally:
             self._pool.shutdown(wait=True, cancel_futures=True)
-            if self._lookup is not None:
-                self._lookup.close()
-                self._lookup = None
 
     def _load(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
         rows = len(lines)

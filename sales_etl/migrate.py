@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .db import connect
+from .db import connect, pooler
 from .errors import ConfigError
 from .settings import DatabaseSettings, project_root
 
@@ -47,6 +47,7 @@ def discover(directory: Path) -> list[Migration]:
 def migrate(db: DatabaseSettings, directory: Path | None = None) -> list[Migration]:
     """Apply what is pending; return the migrations applied by this call."""
     migrations = discover(directory or default_dir())
+    refuse_pooler(db)
     conn = connect(db, autocommit=True)
     applied_now: list[Migration] = []
     try:
@@ -83,6 +84,18 @@ def migrate(db: DatabaseSettings, directory: Path | None = None) -> list[Migrati
     finally:
         conn.rollback() if not conn.autocommit else None
         conn.close()
+
+
+def refuse_pooler(db: DatabaseSettings) -> None:
+    """Migrations hold a session advisory lock across their transactions and run DDL: they
+    need the server itself, not a transaction-pooling PgBouncer in front of it."""
+    via = pooler(db)
+    if via is not None:
+        raise ConfigError(
+            f"sales-etl migrate needs a direct connection to PostgreSQL, but "
+            f"{db.host}:{db.port} is a connection pooler: {via}. Run it with POSTGRES_PORT "
+            "set to the server's own port (5432 on Azure Database for PostgreSQL, not "
+            "PgBouncer's 6432); the function app itself may use the pooler")
 
 
 def _flyway_versions(cur: Any) -> set[int]:

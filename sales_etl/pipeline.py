@@ -141,9 +141,7 @@ def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRe
     """Stream the file through the stages into the target (inside the caller's
     transaction) and fill the record's counts, each counted on its own."""
     dataset = source.dataset
-    db = settings.require_database()
-    loader = load.Loader(cur, dataset, rec.run_id or 0,
-                         lookup=lambda: connect(db, autocommit=True))
+    loader = load.Loader(cur, dataset, rec.run_id or 0, lookup=True)
     rejects = RejectsWriter()
     raw = source.opener()
     try:

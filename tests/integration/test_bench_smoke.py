@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sales_etl import pgbouncer
 from sales_etl.settings import project_root
 
 pytestmark = pytest.mark.slow
@@ -24,3 +25,8 @@ def test_quick_benchmark_completes(tmp_path: Path) -> None:
                  "original design"):
         assert case in table
     assert "| 20,000 |" in table
+    # the parallel case: 1 and 2 files at once, direct and through PgBouncer (when installed)
+    assert "## Files arriving in parallel (2,000 rows each)" in table
+    for mode in ("floor", "direct", *(["pgbouncer"] if pgbouncer.find_binary() else [])):
+        for files, rows in ((1, "2,000"), (2, "4,000")):
+            assert f"| {mode} | {files} | {rows} |" in table

@@ -21,7 +21,7 @@ from tools.package import ROOT, build, matcher, published
 KNOWN_DEV_MODULES = {
     "sales_etl.__main__", "sales_etl.blobpath", "sales_etl.cli", "sales_etl.cli_dev",
     "sales_etl.dbcheck", "sales_etl.demo", "sales_etl.devstack", "sales_etl.doctor",
-    "sales_etl.funcsettings",
+    "sales_etl.funcsettings", "sales_etl.pgbouncer",
     "sales_etl.generate", "sales_etl.hints", "sales_etl.hostcall", "sales_etl.lookup",
     "sales_etl.manual", "sales_etl.migrate", "sales_etl.preflight", "sales_etl.requeue",
     "sales_etl.rotate",
