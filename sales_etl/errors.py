@@ -102,6 +102,12 @@ def classify(exc: BaseException) -> EtlError:
         detail = _first_line(exc)
         if sqlstate[:2] == "22":  # data exceptions quote the offending value
             detail = redact.values(detail)
+        if sqlstate == UNIQUE_VIOLATION:
+            # Every unique index is checked against the staged rows before the merge, so a
+            # violation at the merge is a race: another file committed the same value
+            # meanwhile. Retried, the check then sees it and rejects that row alone.
+            return TransientError(f"a concurrent load stored the same unique value ({sqlstate}):"
+                                  f" {redact.values(detail)}", code="db_conflict")
         if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES:
             return TransientError(f"database unavailable ({sqlstate}): {detail}", code="db_transient")
         if sqlstate[:2] in _DATA_SQLSTATE_CLASSES:
@@ -125,6 +131,7 @@ def classify(exc: BaseException) -> EtlError:
 
 
 TOO_MANY_CONNECTIONS: Final = "53300"
+UNIQUE_VIOLATION: Final = "23505"
 # libpq reports a refused connection without its SQLSTATE (psycopg2 leaves pgcode unset),
 # so the server's and PgBouncer's messages for 53300 are recognised by their text.
 _TOO_MANY_CONNECTIONS_TEXT: Final = (

@@ -7,12 +7,16 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import threading
+import time
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import extract, hostcall
+from sales_etl import extract, hostcall, pipeline, retry
+from sales_etl.db import connect
 from sales_etl.records import MAX_COLUMNS, MAX_RECORD_BYTES
 from sales_etl.settings import Settings
 
@@ -330,3 +334,49 @@ def test_total_tolerance_is_exact_at_the_top_of_the_range(
     assert coded(rejects(cc, rec)) == {3: "total_mismatch"}
     assert query(settings, "SELECT transaction_id, total_amount::text FROM sales ORDER BY 1"
                  ) == [("T-1", "100000000.00"), ("T-3", "100.01")]
+
+
+def test_a_unique_value_committed_meanwhile_by_another_file_is_retried_then_rejected_alone(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """Another load commits an email between this load's check of the staged rows and its
+    merge: the merge meets a unique violation. That is a race, not bad data: the file fails
+    as transient (``db_conflict``), and its retry rejects that row alone."""
+    run(cc, settings, "first.csv", customers(("C-0", "c0@x.org")), dataset="customers")
+    holder = connect(settings.require_admin_database())
+    blob = "incoming/customers/race.csv"
+    try:
+        with holder.cursor() as cur:  # another file's load, not yet committed
+            cur.execute("INSERT INTO customers (customer_id, customer_id_hash, first_name,"
+                        " last_name, email, etl_run_id, source_line)"
+                        " VALUES ('token', '\\x01', 'A', 'B', 'race@x.org', 0, 2)")
+        # C-0 is stored: the first chunk collides and everything is staged, then merged
+        cc.get_blob_client(blob).upload_blob(customers(
+            ("C-0", "c0@x.org"), ("C-1", "c1@x.org"), ("C-2", "race@x.org")))
+        done: dict[str, Any] = {}
+        loader = threading.Thread(target=lambda: done.update(rec=pipeline.process_blob(
+            cc.get_blob_client(blob), settings, trigger="test")))
+        loader.start()
+        deadline = time.monotonic() + 60  # until the merge waits for the other load
+        while time.monotonic() < deadline and not query(
+                settings, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+                " AND query ILIKE 'INSERT INTO \"customers\"%%'"):
+            time.sleep(0.05)
+        holder.commit()
+        loader.join(60)
+    finally:
+        holder.rollback()
+        holder.close()
+    rec = done["rec"]
+    assert (rec.status, rec.reason_code) == ("failed", "db_conflict")
+    [failed] = names(cc, "failed/")
+    assert cc.get_blob_client(failed).get_blob_properties().metadata["kind"] == "transient"
+    assert query(settings, "SELECT count(*) FROM customers WHERE email = 'c1@x.org'") == [(0,)]
+    report = retry.sweep(settings, now=datetime.now(UTC) + timedelta(days=1))
+    assert report.retried == [blob]
+    rec2 = pipeline.process_blob(cc.get_blob_client(blob), settings, trigger="test")
+    assert (rec2.status, rec2.rows_loaded, rec2.rows_duplicate, rec2.rows_rejected) == (
+        "loaded", 1, 1, 1)
+    assert coded(rejects(cc, {"rejected": 1, "rejects_path": rec2.rejects_path})) == {
+        4: "unique_conflict"}
+    assert query(settings, "SELECT count(*) FROM customers WHERE email = 'c1@x.org'") == [(1,)]
+    assert names(cc, "incoming/") == [] and names(cc, "failed/") == []
