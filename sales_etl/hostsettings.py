@@ -66,6 +66,10 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
         found = env.get(name)
         if found is None or not found.strip():
             raise SettingError(f"{match.group(0)} names app setting {name}, which is not set")
+        if found.strip().lower().startswith(("@microsoft.keyvault(", "@microsoft.appconfiguration(")):
+            raise SettingError(f"{match.group(0)} names app setting {name}, which is an unresolved "
+                               "reference: the platform could not fetch its value (docs/"
+                               "operations.md, Key Vault references)")
         return found.strip()
 
     return _EXPR.sub(one, value)
