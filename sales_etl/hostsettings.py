@@ -66,7 +66,7 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
         found = env.get(name)
         if found is None or not found.strip():
             raise SettingError(f"{match.group(0)} names app setting {name}, which is not set")
-        if found.strip().lower().startswith(("@microsoft.keyvault(", "@microsoft.appconfiguration(")):
+        if found.strip().lower().startswith(_REFERENCES):
             raise SettingError(f"{match.group(0)} names app setting {name}, which is an unresolved "
                                "reference: the platform could not fetch its value (docs/"
                                "operations.md, Key Vault references)")
@@ -171,6 +171,13 @@ def host_storage(env: Mapping[str, str]) -> str:
                        "AzureWebJobsStorage__accountName for an identity-based connection")
 
 
+_REFERENCES = ("@microsoft.keyvault(", "@microsoft.appconfiguration(")
+
+
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
+    if value is not None and value.strip().lower().startswith(_REFERENCES):
+        # what the host would receive is the reference text, not a connection
+        raise SettingError(f"{name} is an unresolved reference: the platform could not fetch "
+                           "its value (docs/operations.md, Key Vault references)")
     return value.strip() if value is not None and value.strip() else None
