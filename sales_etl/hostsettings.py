@@ -1,8 +1,9 @@
 """What the Functions host accepts in the settings our bindings use, as pure functions over
 a mapping of app settings (``settings.py`` passes the environment; nothing here reads it).
 
-- ``%NAME%`` expressions: the host replaces each with the app setting NAME, anywhere in a
-  binding field; a NAME that is not set is an error at indexing.
+- ``%NAME%`` expressions: the host replaces each with the app setting NAME (looked up in
+  any letter case, as its configuration does), anywhere in a binding field; a NAME that is
+  not set is an error at indexing.
 - Timer schedules: an NCRONTAB expression of 6 fields (with seconds) or 5 (without), or a
   TimeSpan (``hh:mm[:ss]``, ``d.hh:mm:ss``: dedicated/App Service plans only).
 - Blob container names: 3-63 lower-case letters, digits and single hyphens.
@@ -64,6 +65,8 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
         found = env.get(name)
+        if found is None:  # the host reads app settings through IConfiguration: any case
+            found = next((v for k, v in env.items() if k.lower() == name.lower()), None)
         if found is None or not found.strip():
             raise SettingError(f"{match.group(0)} names app setting {name}, which is not set")
         if found.strip().lower().startswith(_REFERENCES):

@@ -76,6 +76,9 @@ def test_an_invalid_trigger_source_leaves_the_sweep_working() -> None:
 def test_container_expressions_are_resolved_and_bad_names_reported_at_start() -> None:
     resolved = index({"SALES_CONTAINER": "%CONT%", "CONT": "landing"})
     assert resolved["functions"]["load_blob"][0]["path"] == "landing/incoming/{name}"
+    # the host looks app settings up in any case (IConfiguration): so does the app
+    any_case = index({"SALES_CONTAINER": "%cont%", "CONT": "landing"})
+    assert any_case["functions"]["load_blob"][0]["path"] == "landing/incoming/{name}"
     bad = index({"SALES_CONTAINER": "Sales_Data"})
     assert set(bad["functions"]) == {"retry_sweep"}
     [error] = errors(bad)
