@@ -209,6 +209,9 @@ def parse_dataset(path: Path) -> Dataset:
             except (ValueError, SyntaxError) as exc:
                 raise _fail(source, f"columns.{c.name}.derive",
                             "only + - * / ( ), numbers and column names") from exc
+            except RecursionError as exc:  # a very long or deeply nested expression
+                raise _fail(source, f"columns.{c.name}.derive",
+                            "too long or too deeply nested to evaluate") from exc
     row_id = _ident(source, "row_id", raw.get("row_id", "id"))
     return Dataset(name=name, version=version, table=table, business_key=tuple(key),
                    write_mode=mode, columns=columns, row_id=row_id, source=source,
