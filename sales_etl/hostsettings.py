@@ -142,6 +142,24 @@ def trigger_connection(name: str, env: Mapping[str, str]) -> tuple[str, str | No
     queue_uri = _get(env, f"{name}__queueServiceUri")
     service_uri = _get(env, f"{name}__serviceUri")
     if blob_uri is not None or queue_uri is not None or service_uri is not None:
+        # the blob extension takes X whenever it exists, even empty, then X__serviceUri,
+        # then X__blobServiceUri; the host's trigger reads X__blobServiceUri
+        if name in env:
+            raise SettingError(f"{name} is set but empty: the worker's blob extension would "
+                               f"use the empty value as its connection string; remove {name} "
+                               "for an identity-based connection")
+        if (service_uri is not None and blob_uri is not None
+                and service_uri.rstrip("/") != blob_uri.rstrip("/")):
+            raise SettingError(f"{name}__serviceUri and {name}__blobServiceUri differ: the "
+                               f"host's trigger watches {name}__blobServiceUri, the worker's "
+                               f"blob extension builds its client from {name}__serviceUri; "
+                               f"remove {name}__serviceUri")
+        client_id = _get(env, f"{name}__clientId")
+        credential = _get(env, f"{name}__credential")
+        if client_id is not None and (credential or "").lower() != "managedidentity":
+            raise SettingError(f"{name}__clientId is used only with {name}__credential="
+                               "managedidentity: without it the worker's blob extension (and "
+                               "the host) use the system-assigned identity, not that one")
         missing = [f"{name}__{s}" for s, v in (("blobServiceUri", blob_uri),
                                                 ("queueServiceUri", queue_uri)) if v is None]
         if missing:

@@ -84,3 +84,33 @@ def test_host_connections_as_the_host_resolves_them() -> None:
     assert prefixed["AzureWebJobsStorage"][0]
     for _, _, text in host_connections({"SalesStorage": CONN}):
         assert "c2VjcmV0" not in text  # the key is never echoed
+
+
+_IDENTITY = {"SalesStorage__blobServiceUri": "https://a.blob.core.windows.net",
+             "SalesStorage__queueServiceUri": "https://a.queue.core.windows.net",
+             "AzureWebJobsStorage__accountName": "a"}
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    # the blob extension takes SalesStorage whenever it exists, even empty
+    ({"SalesStorage": ""}, "set but empty"),
+    ({"SalesStorage": "  "}, "set but empty"),
+    # the extension prefers __serviceUri, the host's trigger reads __blobServiceUri
+    ({"SalesStorage__serviceUri": "https://b.blob.core.windows.net"}, "differ"),
+    # the extension uses the client id only with __credential=managedidentity
+    ({"SalesStorage__clientId": "00000000-0000-0000-0000-000000000001"}, "__credential"),
+])
+def test_identity_settings_the_blob_extension_reads_differently_are_refused(
+        extra: dict[str, str], words: str) -> None:
+    env = {**_IDENTITY, **extra}
+    checks = {n: (ok, text) for n, ok, text in host_connections(env)}
+    assert not checks["SalesStorage"][0] and words in checks["SalesStorage"][1]
+    with pytest.raises(ConfigError, match="SalesStorage"):
+        load_settings({**env, "FERNET_KEYS": "x"})
+
+
+def test_identity_settings_both_read_alike_are_accepted() -> None:
+    same = {**_IDENTITY, "SalesStorage__serviceUri": "https://a.blob.core.windows.net/",
+            "SalesStorage__credential": "managedidentity",
+            "SalesStorage__clientId": "00000000-0000-0000-0000-000000000001"}
+    assert all(ok for _, ok, _ in host_connections(same)), host_connections(same)
