@@ -137,6 +137,12 @@ def trigger_connection(name: str, env: Mapping[str, str]) -> tuple[str, str | No
     trigger would not start or the extension could not build its client."""
     direct = _get(env, name)
     if direct is not None:
+        # the blob extension hands the value, unstripped, to the Storage SDK, which refuses
+        # any ';'-separated part that is not key=value (a trailing newline, an empty ';;')
+        if any("=" not in part for part in env[name].rstrip(";").split(";")):
+            raise SettingError(f"{name}: the worker's blob extension cannot parse it as a "
+                               "connection string: every ';'-separated part must be key=value "
+                               "(no empty part, no trailing newline or spaces after the last ';')")
         return "string", direct
     blob_uri = _get(env, f"{name}__blobServiceUri")
     queue_uri = _get(env, f"{name}__queueServiceUri")

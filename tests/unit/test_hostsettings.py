@@ -114,3 +114,18 @@ def test_identity_settings_both_read_alike_are_accepted() -> None:
             "SalesStorage__credential": "managedidentity",
             "SalesStorage__clientId": "00000000-0000-0000-0000-000000000001"}
     assert all(ok for _, ok, _ in host_connections(same)), host_connections(same)
+
+
+@pytest.mark.parametrize("value", [CONN + "\n", CONN + " ", CONN.replace(";", ";;", 1)])
+def test_a_connection_string_the_blob_extension_cannot_parse_is_refused(value: str) -> None:
+    """The package strips and skips empty parts; the extension passes the value as is to
+    BlobServiceClient.from_connection_string, which raises 'blank or malformed'."""
+    from azure.storage.blob import BlobServiceClient
+
+    with pytest.raises(ValueError, match="malformed"):
+        BlobServiceClient.from_connection_string(value)
+    checks = {n: (ok, text) for n, ok, text in host_connections({"SalesStorage": value})}
+    assert not checks["SalesStorage"][0] and "cannot parse" in checks["SalesStorage"][1]
+    assert "c2VjcmV0" not in checks["SalesStorage"][1]
+    BlobServiceClient.from_connection_string(" " + CONN)  # what it does accept stays accepted
+    assert host_connections({"SalesStorage": " " + CONN})[0][1]
