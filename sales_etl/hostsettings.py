@@ -7,8 +7,8 @@ a mapping of app settings (``settings.py`` passes the environment; nothing here 
 - Timer schedules: an NCRONTAB expression of 6 fields (with seconds) or 5 (without), or a
   TimeSpan (``hh:mm[:ss]``, ``d.hh:mm:ss``: dedicated/App Service plans only).
 - Blob container names: 3-63 lower-case letters, digits and single hyphens.
-- Connections: the host resolves a binding's ``connection`` "X" to the app setting ``X``,
-  then ``AzureWebJobsX``, or to the identity section ``X__*``; a blob trigger's identity
+- Connections: the host resolves a binding's ``connection`` "X" to the app setting (or
+  identity section) ``AzureWebJobsX`` first, then ``X`` / ``X__*``; a blob trigger's identity
   connection needs ``X__blobServiceUri`` and ``X__queueServiceUri`` (the trigger keeps its
   receipts in queues). The worker's blob extension, which builds the injected client,
   reads only ``X``, ``X__serviceUri`` or ``X__blobServiceUri``: the one name both read is
@@ -135,6 +135,18 @@ def trigger_connection(name: str, env: Mapping[str, str]) -> tuple[str, str | No
     """How the host and the worker's blob extension resolve connection ``name``:
     ("string", value) / ("identity", blob service URI), or SettingError saying why the
     trigger would not start or the extension could not build its client."""
+    # The host's storage extension looks up AzureWebJobsX first and X only when that section
+    # does not exist (GetWebJobsConnectionStringSection); the blob extension and the
+    # package read X alone. Both present: the trigger could watch another account.
+    prefixed = sorted(k for k in env if (k == f"AzureWebJobs{name}"
+                                         or k.startswith(f"AzureWebJobs{name}__")) and env[k].strip())
+    ours = any(env[k].strip() for k in env if k == name or k.startswith(f"{name}__"))
+    if prefixed and ours and not (prefixed == [f"AzureWebJobs{name}"]
+                                  and _get(env, f"AzureWebJobs{name}") == _get(env, name)):
+        raise SettingError(f"{', '.join(prefixed)} is also set: the host's trigger reads "
+                           f"AzureWebJobs{name} before {name}, while the worker's blob "
+                           f"extension and the package read {name}; remove "
+                           f"{', '.join(prefixed)}")
     direct = _get(env, name)
     if direct is not None:
         # the blob extension hands the value, unstripped, to the Storage SDK, which refuses
@@ -174,8 +186,7 @@ def trigger_connection(name: str, env: Mapping[str, str]) -> tuple[str, str | No
                 f"{name}__queueServiceUri (the trigger keeps receipts in queues); "
                 f"missing: {', '.join(missing)}")
         return "identity", blob_uri
-    prefixed = _get(env, f"AzureWebJobs{name}")
-    if prefixed is not None:
+    if _get(env, f"AzureWebJobs{name}") is not None:
         raise SettingError(f"only AzureWebJobs{name} is set: the host would start the trigger "
                            f"but the worker's blob extension reads {name} itself; rename it "
                            f"to {name}")

@@ -129,3 +129,21 @@ def test_a_connection_string_the_blob_extension_cannot_parse_is_refused(value: s
     assert "c2VjcmV0" not in checks["SalesStorage"][1]
     BlobServiceClient.from_connection_string(" " + CONN)  # what it does accept stays accepted
     assert host_connections({"SalesStorage": " " + CONN})[0][1]
+
+
+@pytest.mark.parametrize("prefixed", [
+    {"AzureWebJobsSalesStorage": CONN.replace("AccountName=a", "AccountName=other")},
+    {"AzureWebJobsSalesStorage__blobServiceUri": "https://other.blob.core.windows.net",
+     "AzureWebJobsSalesStorage__queueServiceUri": "https://other.queue.core.windows.net"},
+])
+def test_a_prefixed_connection_beside_the_plain_one_is_refused(prefixed: dict[str, str]) -> None:
+    """The host's storage extension reads AzureWebJobsSalesStorage before SalesStorage
+    (GetWebJobsConnectionStringSection), the blob extension and the package SalesStorage."""
+    checks = {n: (ok, text) for n, ok, text in host_connections({"SalesStorage": CONN, **prefixed})}
+    assert not checks["SalesStorage"][0]
+    assert "reads AzureWebJobsSalesStorage before SalesStorage" in checks["SalesStorage"][1]
+    assert "c2VjcmV0" not in checks["SalesStorage"][1]
+    # the same connection string under both names is read alike
+    same = {n: ok for n, ok, _ in host_connections({"SalesStorage": CONN,
+                                                   "AzureWebJobsSalesStorage": CONN})}
+    assert same["SalesStorage"]
