@@ -1,13 +1,14 @@
 """What the Functions host accepts in the settings our bindings use, as pure functions over
 a mapping of app settings (``settings.py`` passes the environment; nothing here reads it).
 
-- ``%NAME%`` expressions: the host replaces each with the app setting NAME, anywhere in a
-  binding field; a NAME that is not set is an error at indexing.
+- ``%NAME%`` expressions: the host replaces each with the app setting NAME (looked up in
+  any letter case, as its configuration does), anywhere in a binding field; a NAME that is
+  not set is an error at indexing.
 - Timer schedules: an NCRONTAB expression of 6 fields (with seconds) or 5 (without), or a
   TimeSpan (``hh:mm[:ss]``, ``d.hh:mm:ss``: dedicated/App Service plans only).
 - Blob container names: 3-63 lower-case letters, digits and single hyphens.
-- Connections: the host resolves a binding's ``connection`` "X" to the app setting ``X``,
-  then ``AzureWebJobsX``, or to the identity section ``X__*``; a blob trigger's identity
+- Connections: the host resolves a binding's ``connection`` "X" to the app setting (or
+  identity section) ``AzureWebJobsX`` first, then ``X`` / ``X__*``; a blob trigger's identity
   connection needs ``X__blobServiceUri`` and ``X__queueServiceUri`` (the trigger keeps its
   receipts in queues). The worker's blob extension, which builds the injected client,
   reads only ``X``, ``X__serviceUri`` or ``X__blobServiceUri``: the one name both read is
@@ -64,8 +65,14 @@ def resolve(value: str, env: Mapping[str, str]) -> str:
     def one(match: re.Match[str]) -> str:
         name = match.group(1)
         found = env.get(name)
+        if found is None:  # the host reads app settings through IConfiguration: any case
+            found = next((v for k, v in env.items() if k.lower() == name.lower()), None)
         if found is None or not found.strip():
             raise SettingError(f"{match.group(0)} names app setting {name}, which is not set")
+        if found.strip().lower().startswith(_REFERENCES):
+            raise SettingError(f"{match.group(0)} names app setting {name}, which is an unresolved "
+                               "reference: the platform could not fetch its value (docs/"
+                               "operations.md, Key Vault references)")
         return found.strip()
 
     return _EXPR.sub(one, value)
@@ -128,13 +135,49 @@ def trigger_connection(name: str, env: Mapping[str, str]) -> tuple[str, str | No
     """How the host and the worker's blob extension resolve connection ``name``:
     ("string", value) / ("identity", blob service URI), or SettingError saying why the
     trigger would not start or the extension could not build its client."""
+    # The host's storage extension looks up AzureWebJobsX first and X only when that section
+    # does not exist (GetWebJobsConnectionStringSection); the blob extension and the
+    # package read X alone. Both present: the trigger could watch another account.
+    prefixed = sorted(k for k in env if (k == f"AzureWebJobs{name}"
+                                         or k.startswith(f"AzureWebJobs{name}__")) and env[k].strip())
+    ours = any(env[k].strip() for k in env if k == name or k.startswith(f"{name}__"))
+    if prefixed and ours and not (prefixed == [f"AzureWebJobs{name}"]
+                                  and _get(env, f"AzureWebJobs{name}") == _get(env, name)):
+        raise SettingError(f"{', '.join(prefixed)} is also set: the host's trigger reads "
+                           f"AzureWebJobs{name} before {name}, while the worker's blob "
+                           f"extension and the package read {name}; remove "
+                           f"{', '.join(prefixed)}")
     direct = _get(env, name)
     if direct is not None:
+        # the blob extension hands the value, unstripped, to the Storage SDK, which refuses
+        # any ';'-separated part that is not key=value (a trailing newline, an empty ';;')
+        if any("=" not in part for part in env[name].rstrip(";").split(";")):
+            raise SettingError(f"{name}: the worker's blob extension cannot parse it as a "
+                               "connection string: every ';'-separated part must be key=value "
+                               "(no empty part, no trailing newline or spaces after the last ';')")
         return "string", direct
     blob_uri = _get(env, f"{name}__blobServiceUri")
     queue_uri = _get(env, f"{name}__queueServiceUri")
     service_uri = _get(env, f"{name}__serviceUri")
     if blob_uri is not None or queue_uri is not None or service_uri is not None:
+        # the blob extension takes X whenever it exists, even empty, then X__serviceUri,
+        # then X__blobServiceUri; the host's trigger reads X__blobServiceUri
+        if name in env:
+            raise SettingError(f"{name} is set but empty: the worker's blob extension would "
+                               f"use the empty value as its connection string; remove {name} "
+                               "for an identity-based connection")
+        if (service_uri is not None and blob_uri is not None
+                and service_uri.rstrip("/") != blob_uri.rstrip("/")):
+            raise SettingError(f"{name}__serviceUri and {name}__blobServiceUri differ: the "
+                               f"host's trigger watches {name}__blobServiceUri, the worker's "
+                               f"blob extension builds its client from {name}__serviceUri; "
+                               f"remove {name}__serviceUri")
+        client_id = _get(env, f"{name}__clientId")
+        credential = _get(env, f"{name}__credential")
+        if client_id is not None and (credential or "").lower() != "managedidentity":
+            raise SettingError(f"{name}__clientId is used only with {name}__credential="
+                               "managedidentity: without it the worker's blob extension (and "
+                               "the host) use the system-assigned identity, not that one")
         missing = [f"{name}__{s}" for s, v in (("blobServiceUri", blob_uri),
                                                 ("queueServiceUri", queue_uri)) if v is None]
         if missing:
@@ -143,8 +186,7 @@ def trigger_connection(name: str, env: Mapping[str, str]) -> tuple[str, str | No
                 f"{name}__queueServiceUri (the trigger keeps receipts in queues); "
                 f"missing: {', '.join(missing)}")
         return "identity", blob_uri
-    prefixed = _get(env, f"AzureWebJobs{name}")
-    if prefixed is not None:
+    if _get(env, f"AzureWebJobs{name}") is not None:
         raise SettingError(f"only AzureWebJobs{name} is set: the host would start the trigger "
                            f"but the worker's blob extension reads {name} itself; rename it "
                            f"to {name}")
@@ -167,6 +209,13 @@ def host_storage(env: Mapping[str, str]) -> str:
                        "AzureWebJobsStorage__accountName for an identity-based connection")
 
 
+_REFERENCES = ("@microsoft.keyvault(", "@microsoft.appconfiguration(")
+
+
 def _get(env: Mapping[str, str], name: str) -> str | None:
     value = env.get(name)
+    if value is not None and value.strip().lower().startswith(_REFERENCES):
+        # what the host would receive is the reference text, not a connection
+        raise SettingError(f"{name} is an unresolved reference: the platform could not fetch "
+                           "its value (docs/operations.md, Key Vault references)")
     return value.strip() if value is not None and value.strip() else None

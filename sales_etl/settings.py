@@ -331,8 +331,8 @@ class BindingSettings:
 def read_bindings(env: Mapping[str, str] | None = None) -> BindingSettings:
     source_env = os.environ if env is None else env
     r = _Reader(source_env)
-    container = _container(r)
     blob_problems = len(r.problems)
+    container = _container(r)  # a problem here (e.g. an unresolved reference) refuses the trigger
     source = _trigger_source(r)
     blob_ok = len(r.problems) == blob_problems and container is not None
     timer_problems = len(r.problems)

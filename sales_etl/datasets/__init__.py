@@ -129,6 +129,13 @@ def _column(source: str, name: str, raw: dict[str, Any]) -> Column:
     normalize = raw.get("normalize", "trim")
     if normalize not in NORMALIZE:
         raise _fail(source, f"{where}.normalize", f"{normalize!r} must be one of {NORMALIZE}")
+    for key, kind in (("max_length", int), ("scale", int), ("min", (int, float)),
+                      ("max", (int, float)), ("tolerance", (int, float)),
+                      ("required", bool), ("sensitive", bool), ("default", str),
+                      ("derive", str), ("format", str), ("pattern", str),
+                      ("values", list)):
+        if key in raw and not isinstance(raw[key], kind):
+            raise _fail(source, f"{where}.{key}", f"{raw[key]!r} has the wrong type")
     pattern = raw.get("pattern")
     if pattern is not None:
         try:
@@ -138,12 +145,6 @@ def _column(source: str, name: str, raw: dict[str, Any]) -> Column:
     values = raw.get("values", [])
     if ctype == "enum" and (not values or not all(isinstance(v, str) for v in values)):
         raise _fail(source, f"{where}.values", "an enum needs a list of allowed strings")
-    for key, kind in (("max_length", int), ("scale", int), ("min", (int, float)),
-                      ("max", (int, float)), ("tolerance", (int, float)),
-                      ("required", bool), ("sensitive", bool), ("default", str),
-                      ("derive", str), ("format", str)):
-        if key in raw and not isinstance(raw[key], kind):
-            raise _fail(source, f"{where}.{key}", f"{raw[key]!r} has the wrong type")
     if ctype == "decimal" and "scale" not in raw:
         raise _fail(source, f"{where}.scale", "a decimal needs its number of decimal places")
     if raw.get("sensitive") and ctype != "text":
@@ -162,6 +163,18 @@ def _column(source: str, name: str, raw: dict[str, Any]) -> Column:
 
 
 def parse_dataset(path: Path) -> Dataset:
+    """The dataset defined by ``path``; ConfigError (naming the file) for anything wrong in
+    it, whatever the parsing runs into: a broken file must fail only its own dataset."""
+    try:
+        return _parse_dataset(path)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a value of a shape no check foresaw
+        raise ConfigError(f"dataset file {path}: cannot be read: {type(exc).__name__}: "
+                          f"{str(exc)[:200]}", code="dataset") from exc
+
+
+def _parse_dataset(path: Path) -> Dataset:
     source = str(path)
     data = path.read_bytes()
     try:
@@ -209,6 +222,9 @@ def parse_dataset(path: Path) -> Dataset:
             except (ValueError, SyntaxError) as exc:
                 raise _fail(source, f"columns.{c.name}.derive",
                             "only + - * / ( ), numbers and column names") from exc
+            except RecursionError as exc:  # a very long or deeply nested expression
+                raise _fail(source, f"columns.{c.name}.derive",
+                            "too long or too deeply nested to evaluate") from exc
     row_id = _ident(source, "row_id", raw.get("row_id", "id"))
     return Dataset(name=name, version=version, table=table, business_key=tuple(key),
                    write_mode=mode, columns=columns, row_id=row_id, source=source,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl import __version__, pipeline, retry
+from sales_etl import __version__, pipeline, retry, storage
 from sales_etl.datasets import get_dataset
 from sales_etl.settings import Settings
 
@@ -41,3 +41,27 @@ def test_the_sweep_keeps_a_broken_datasets_files_until_it_is_fixed(
     report = retry.sweep(with_broken)
     assert report.retried == ["incoming/customers/c.csv"]
     assert names(cc, "failed/") == ["failed/sales/same.csv"]
+
+
+def test_a_derive_too_deep_to_evaluate_is_a_broken_dataset_not_a_crash(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """An expression Python's parser cannot nest (RecursionError, not ValueError) must break
+    only its own dataset: its files fail with the reason (not an exception out of the
+    function), and the sweep still judges the other datasets' failures."""
+    extra = tmp_path / "datasets"
+    extra.mkdir()
+    (extra / "customers.toml").write_text(
+        'name = "customers"\nversion = 1\nbusiness_key = ["customer_id"]\n'
+        '[columns.customer_id]\ntype = "integer"\nrequired = true\n'
+        '[columns.score]\ntype = "integer"\nderive = "' + "customer_id" + "+customer_id" * 30_000
+        + '"\n')
+    with_broken = replace(settings, datasets_dir=extra)
+    (tmp_path / "c.csv").write_text("customer_id,score\n1,\n")
+    customers = storage.upload(cc, tmp_path / "c.csv", dataset="customers")
+    failed = pipeline.process_blob(cc.get_blob_client(customers), with_broken)
+    assert (failed.status, failed.reason_code) == ("failed", "unknown_dataset")
+    assert "customers.toml" in (failed.error or "") and "derive" in (failed.error or "")
+    assert len(names(cc, "failed/customers/")) == 1
+    park(cc, "failed/sales/older.csv", "0-oldfingerprint")  # its dataset changed since
+    report = retry.sweep(with_broken)
+    assert report.retried == ["incoming/sales/older.csv"], report

@@ -48,6 +48,9 @@ def test_healthy_stack_is_green(stack: devstack.StackState, loaded: None) -> Non
     ({"SWEEP_SCHEDULE": "every ten minutes"}, "function bindings", "settings named"),
     ({"SALES_TRIGGER_SOURCE": "webhook"}, "function bindings", "settings named"),
     ({"AzureWebJobsStorage": ""}, "host storage", "AzureWebJobsStorage"),
+    # what the host receives when App Service could not resolve the reference
+    ({"AzureWebJobsStorage": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/)"},
+     "host storage", "AzureWebJobsStorage"),
 ])
 def test_each_fault_is_named_with_its_fix(stack: devstack.StackState, loaded: None,
                                           change: dict[str, str], failing: str,

@@ -76,10 +76,28 @@ def test_an_invalid_trigger_source_leaves_the_sweep_working() -> None:
 def test_container_expressions_are_resolved_and_bad_names_reported_at_start() -> None:
     resolved = index({"SALES_CONTAINER": "%CONT%", "CONT": "landing"})
     assert resolved["functions"]["load_blob"][0]["path"] == "landing/incoming/{name}"
+    # the host looks app settings up in any case (IConfiguration): so does the app
+    any_case = index({"SALES_CONTAINER": "%cont%", "CONT": "landing"})
+    assert any_case["functions"]["load_blob"][0]["path"] == "landing/incoming/{name}"
     bad = index({"SALES_CONTAINER": "Sales_Data"})
     assert set(bad["functions"]) == {"retry_sweep"}
     [error] = errors(bad)
     assert "SALES_CONTAINER" in error and "'Sales_Data' is not a valid container name" in error
+
+
+_KV = "@Microsoft.KeyVault(SecretUri=https://vault.vault.azure.net/secrets/container/)"
+
+
+def test_an_unresolved_reference_in_the_container_refuses_the_trigger_and_says_so() -> None:
+    """Not a silent fall-back to the default container (or to AZ_CONTAINER_NAME) while the
+    log says the function is not registered."""
+    for env in ({"SALES_CONTAINER": _KV}, {"SALES_CONTAINER": _KV, "AZ_CONTAINER_NAME": "other"},
+                {"SALES_CONTAINER": "%CONT%", "CONT": _KV}):
+        result = index(env)
+        assert result["ok"] and set(result["functions"]) == {"retry_sweep"}, (env, result)
+        [error] = errors(result)
+        assert "SALES_CONTAINER" in error and "unresolved" in error, error
+        assert "load_blob is not registered" in error
 
 
 def test_eventgrid_source_follows_the_setting() -> None:

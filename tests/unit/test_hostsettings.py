@@ -84,3 +84,66 @@ def test_host_connections_as_the_host_resolves_them() -> None:
     assert prefixed["AzureWebJobsStorage"][0]
     for _, _, text in host_connections({"SalesStorage": CONN}):
         assert "c2VjcmV0" not in text  # the key is never echoed
+
+
+_IDENTITY = {"SalesStorage__blobServiceUri": "https://a.blob.core.windows.net",
+             "SalesStorage__queueServiceUri": "https://a.queue.core.windows.net",
+             "AzureWebJobsStorage__accountName": "a"}
+
+
+@pytest.mark.parametrize(("extra", "words"), [
+    # the blob extension takes SalesStorage whenever it exists, even empty
+    ({"SalesStorage": ""}, "set but empty"),
+    ({"SalesStorage": "  "}, "set but empty"),
+    # the extension prefers __serviceUri, the host's trigger reads __blobServiceUri
+    ({"SalesStorage__serviceUri": "https://b.blob.core.windows.net"}, "differ"),
+    # the extension uses the client id only with __credential=managedidentity
+    ({"SalesStorage__clientId": "00000000-0000-0000-0000-000000000001"}, "__credential"),
+])
+def test_identity_settings_the_blob_extension_reads_differently_are_refused(
+        extra: dict[str, str], words: str) -> None:
+    env = {**_IDENTITY, **extra}
+    checks = {n: (ok, text) for n, ok, text in host_connections(env)}
+    assert not checks["SalesStorage"][0] and words in checks["SalesStorage"][1]
+    with pytest.raises(ConfigError, match="SalesStorage"):
+        load_settings({**env, "FERNET_KEYS": "x"})
+
+
+def test_identity_settings_both_read_alike_are_accepted() -> None:
+    same = {**_IDENTITY, "SalesStorage__serviceUri": "https://a.blob.core.windows.net/",
+            "SalesStorage__credential": "managedidentity",
+            "SalesStorage__clientId": "00000000-0000-0000-0000-000000000001"}
+    assert all(ok for _, ok, _ in host_connections(same)), host_connections(same)
+
+
+@pytest.mark.parametrize("value", [CONN + "\n", CONN + " ", CONN.replace(";", ";;", 1)])
+def test_a_connection_string_the_blob_extension_cannot_parse_is_refused(value: str) -> None:
+    """The package strips and skips empty parts; the extension passes the value as is to
+    BlobServiceClient.from_connection_string, which raises 'blank or malformed'."""
+    from azure.storage.blob import BlobServiceClient
+
+    with pytest.raises(ValueError, match="malformed"):
+        BlobServiceClient.from_connection_string(value)
+    checks = {n: (ok, text) for n, ok, text in host_connections({"SalesStorage": value})}
+    assert not checks["SalesStorage"][0] and "cannot parse" in checks["SalesStorage"][1]
+    assert "c2VjcmV0" not in checks["SalesStorage"][1]
+    BlobServiceClient.from_connection_string(" " + CONN)  # what it does accept stays accepted
+    assert host_connections({"SalesStorage": " " + CONN})[0][1]
+
+
+@pytest.mark.parametrize("prefixed", [
+    {"AzureWebJobsSalesStorage": CONN.replace("AccountName=a", "AccountName=other")},
+    {"AzureWebJobsSalesStorage__blobServiceUri": "https://other.blob.core.windows.net",
+     "AzureWebJobsSalesStorage__queueServiceUri": "https://other.queue.core.windows.net"},
+])
+def test_a_prefixed_connection_beside_the_plain_one_is_refused(prefixed: dict[str, str]) -> None:
+    """The host's storage extension reads AzureWebJobsSalesStorage before SalesStorage
+    (GetWebJobsConnectionStringSection), the blob extension and the package SalesStorage."""
+    checks = {n: (ok, text) for n, ok, text in host_connections({"SalesStorage": CONN, **prefixed})}
+    assert not checks["SalesStorage"][0]
+    assert "reads AzureWebJobsSalesStorage before SalesStorage" in checks["SalesStorage"][1]
+    assert "c2VjcmV0" not in checks["SalesStorage"][1]
+    # the same connection string under both names is read alike
+    same = {n: ok for n, ok, _ in host_connections({"SalesStorage": CONN,
+                                                   "AzureWebJobsSalesStorage": CONN})}
+    assert same["SalesStorage"]

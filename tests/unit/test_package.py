@@ -118,6 +118,9 @@ def test_publishing_a_worktree_full_of_generated_files_uploads_none_of_them(tmp_
         "secrets.txt", ".env.production", "notes/todo.md", "sales_etl/.env.local",
         "sales_etl/datasets/__pycache__/sales.cpython-311.pyc", "migrations/.env",
         "migrations/README.md",
+        # a client key or a private CA dropped beside the shipped roots (PEM files there are
+        # git-ignored, so `make package` never sees them, but publish zips the folder)
+        "sales_etl/certs/client-key.pem", "sales_etl/certs/dev-ca.pem",
     ]
     for rel in wanted + generated:
         _touch(tmp_path, rel)
