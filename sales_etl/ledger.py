@@ -87,7 +87,12 @@ def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> 
     server when the worker dies). Another invocation of the same file (any version) holds
     it: wait for it to finish, up to ``wait`` seconds, so that the caller then re-checks
     what it left (already loaded? moved? a newer version?) instead of giving up. False if
-    the lock is still held after ``wait``."""
+    the lock is still held after ``wait``.
+
+    It must be the first statement of the caller's transaction: between tries that
+    transaction is rolled back, so a waiting delivery holds no transaction open (through
+    PgBouncer's transaction pooling, its server connection goes back to the pool meanwhile
+    instead of sitting idle in transaction for up to ``CLAIM_WAIT_SECONDS``)."""
     key = f"sales_etl:{dataset}:{blob_path}"
     deadline = time.monotonic() + (CLAIM_WAIT_SECONDS if wait is None else wait)
     delay = 0.05
@@ -95,6 +100,7 @@ def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> 
         cur.execute("SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0))", (key,))
         if cur.fetchone()[0]:
             return True
+        cur.connection.rollback()  # nothing else in it yet: the pooled connection is freed
         if time.monotonic() >= deadline:
             return False
         time.sleep(delay)

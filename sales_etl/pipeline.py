@@ -120,6 +120,9 @@ def load_source(settings: Settings, source: Source,
         return rec
     except BaseException as exc:
         _rollback(conn)
+        # Closed before the attempt records itself on a connection of its own: one slot per
+        # invocation, also when the server is full (README: Scale-out).
+        _close(conn)
         error = classify(exc) if isinstance(exc, Exception) else TransientError(
             f"interrupted: {type(exc).__name__}", code="interrupted")
         rec.seconds = time.monotonic() - started
@@ -189,6 +192,11 @@ def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRe
 def _rollback(conn: Any) -> None:
     with contextlib.suppress(Exception):  # the connection may already be gone
         conn.rollback()
+
+
+def _close(conn: Any) -> None:
+    with contextlib.suppress(Exception):
+        conn.close()
 
 
 def _record_attempt(settings: Settings, rec: RunRecord, error: EtlError) -> None:

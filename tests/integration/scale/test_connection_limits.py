@@ -23,7 +23,7 @@ import psycopg2
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import devstack, retry, storage
+from sales_etl import devstack, pipeline, retry, storage
 from sales_etl.settings import Settings
 
 from ..conftest import names, query
@@ -112,3 +112,35 @@ def test_pooled_more_invocations_than_the_pool_every_file_loads_once_without_fai
     assert query(direct_settings, "SELECT status, count(*) FROM etl_runs GROUP BY status") == [
         ("loaded", INVOCATIONS + 1)]  # and the history file
     assert_loaded_once(direct_settings, limited_cc, files)
+
+
+def test_a_failed_attempt_is_recorded_when_its_own_connection_took_the_last_slot(
+        limited: devstack.StackState, direct_settings: Settings, limited_cc: ContainerClient,
+        tmp_path: Path) -> None:
+    """An attempt that fails records itself in the ledger on a connection of its own: it
+    closes the load's connection first, so that it needs one slot, not two, when the
+    server is full (every other slot taken)."""
+    db = direct_settings.require_database()
+    others = []
+    try:
+        while True:  # every loader slot but one taken by someone else
+            try:
+                others.append(psycopg2.connect(**db.connect_kwargs()))
+            except psycopg2.OperationalError:
+                break
+        others.pop().close()
+        (tmp_path / "bad.csv").write_text("not,a,sales,header\n1,2,3,4\n")
+        name = storage.upload(limited_cc, tmp_path / "bad.csv", dataset="sales")
+        rec = pipeline.process_blob(limited_cc.get_blob_client(name), direct_settings)
+        assert rec.status == "failed"
+        assert rec.reason_code != "too_many_connections"
+    finally:
+        for conn in others:
+            conn.close()
+    assert query(direct_settings, "SELECT blob_path, status, reason_code FROM etl_runs") == [
+        (name, "failed", rec.reason_code)]
+    [failed] = names(limited_cc, f"{storage.FAILED}/")
+    meta = limited_cc.get_blob_client(failed).get_blob_properties().metadata
+    assert (meta["kind"], meta["reason_code"]) == ("data", rec.reason_code)
+    assert names(limited_cc, f"{storage.INCOMING}/") == []
+    assert query(direct_settings, "SELECT count(*) FROM sales") == [(0,)]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -296,3 +297,75 @@ def test_doctor_fails_when_the_server_is_nearly_full(
     finally:
         for conn in held:
             conn.close()
+
+
+@pytest.fixture
+def pool_of_two(pooled_stack: devstack.StackState, direct_settings: Settings
+                ) -> Iterator[None]:
+    """PgBouncer's pool shrunk to two server connections for the test."""
+    _pgbouncer_admin(pooled_stack, direct_settings, "SET default_pool_size = 2")
+    try:
+        yield
+    finally:
+        _pgbouncer_admin(pooled_stack, direct_settings, f"SET default_pool_size = {POOL_SIZE}")
+
+
+def test_a_delivery_waiting_for_the_claim_does_not_hold_a_pooled_server_connection(
+        pooled_stack: devstack.StackState, pooled_settings: Settings,
+        direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path,
+        pool_of_two: None, held_after_claim: tuple[threading.Event, threading.Event],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A second delivery of a file waits for the first one's claim between tries with no
+    transaction open: through PgBouncer its server connection goes back to the pool, and
+    another file loads meanwhile (a waiting claim that kept its transaction open would hold
+    a pooled server connection for up to CLAIM_WAIT_SECONDS, idle in transaction)."""
+    holding, release = held_after_claim
+    waiting, go_on = threading.Event(), threading.Event()
+
+    class _Clock:  # the waiter's first pause between tries lasts until the test says so
+        monotonic = staticmethod(time.monotonic)
+
+        @staticmethod
+        def sleep(seconds: float) -> None:
+            if not waiting.is_set():
+                waiting.set()
+                go_on.wait(60)
+            else:
+                time.sleep(seconds)
+
+    monkeypatch.setattr(ledger, "time", _Clock)
+    write_csv(make_frame(150, seed=91), tmp_path / "held.csv")
+    write_csv(make_frame(120, seed=92), tmp_path / "other.csv")
+    held = storage.upload(limited_cc, tmp_path / "held.csv", dataset="sales")
+    other = storage.upload(limited_cc, tmp_path / "other.csv", dataset="sales")
+    first = threading.Thread(target=pipeline.process_blob,
+                             args=(limited_cc.get_blob_client(held), pooled_settings))
+    first.start()
+    assert holding.wait(60)
+    second_result: list[Any] = []
+    second = threading.Thread(target=lambda: second_result.append(pipeline.process_blob(
+        limited_cc.get_blob_client(held), pooled_settings)))
+    second.start()
+    try:
+        assert waiting.wait(60)
+        # One server connection is in a transaction (the held load); the waiter has none.
+        assert query(direct_settings, "SELECT count(*) FROM pg_stat_activity WHERE usename ="
+                     " 'sales_loader' AND xact_start IS NOT NULL") == [(1,)]
+        # So the pool's second server connection is free for another file.
+        rec = pipeline.process_blob(limited_cc.get_blob_client(other), pooled_settings)
+        assert (rec.status, rec.rows_loaded) == ("loaded", 120)
+    finally:
+        go_on.set()
+        release.set()
+        first.join(60)
+        second.join(60)
+    assert [(r.status, r.reason_code) for r in second_result] == [("skipped", "already_loaded")]
+    assert query(direct_settings, "SELECT count(*) FROM sales") == [(270,)]
+    assert sorted(query(direct_settings, "SELECT status, coalesce(reason_code, '')"
+                        " FROM etl_runs")) == [
+        ("loaded", ""), ("loaded", ""), ("skipped", "already_loaded")]
+    assert [n.rsplit("/", 1)[1] for n in names(limited_cc, f"{storage.PROCESSED}/")] == [
+        "held.csv", "other.csv"]
+    assert names(limited_cc, f"{storage.INCOMING}/") == []
+    assert names(limited_cc, f"{storage.FAILED}/") == []
+    assert _advisory_locks(direct_settings) == 0
