@@ -7,12 +7,14 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import threading
 from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
 
 from sales_etl import extract, hostcall
+from sales_etl.db import connect
 from sales_etl.records import MAX_COLUMNS, MAX_RECORD_BYTES
 from sales_etl.settings import Settings
 
@@ -133,6 +135,50 @@ def test_a_shared_email_is_a_row_reject_not_a_file_failure(
                  " WHERE email IS NOT NULL") == [(251, 251)]
     assert query(settings, "SELECT count(*) FROM customers WHERE email = 'new8@x.org'") == [(1,)]
     assert query(settings, "SELECT count(*) FROM customers WHERE email = 'c9@x.org'") == [(1,)]
+
+
+def test_an_email_taken_by_a_concurrent_load_is_a_row_reject(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """Two files sharing an email at the same time: the other load holds the email
+    uncommitted while this file merges (its chunk was staged: it updates a stored customer),
+    then commits. The email's row is rejected alone; the rest of the file loads."""
+    run(cc, settings, "customers-0.csv", customers(("C-OLD", "old@x.org")), dataset="customers")
+    other = connect(settings.require_admin_database())
+    try:
+        with other.cursor() as cur:
+            cur.execute("SELECT pg_backend_pid()")
+            [(other_pid,)] = cur.fetchall()
+            cur.execute("INSERT INTO customers (customer_id, customer_id_hash, first_name,"
+                        " last_name, email, etl_run_id, source_line)"
+                        " VALUES ('token', '\\x01', 'A', 'B', 'shared@x.org', 0, 1)")
+        blob = "incoming/customers/customers-1.csv"
+        cc.get_blob_client(blob).upload_blob(customers(
+            ("C-OLD", "old@x.org"), ("C-NEW", "shared@x.org"), ("C-FREE", "free@x.org")))
+        worker = threading.Thread(target=hostcall.invoke_blob_trigger,
+                                  args=(settings.container, blob))
+        worker.start()
+        for _ in range(1200):  # until the merge waits for the other load's email
+            if query(settings, "SELECT count(*) FROM pg_stat_activity"
+                     " WHERE %s = ANY(pg_blocking_pids(pid))", (other_pid,)) != [(0,)]:
+                break
+            worker.join(0.05)
+        else:
+            raise AssertionError("the load never waited for the other load's email")
+        other.commit()
+    finally:
+        other.close()
+    worker.join()
+    [(status, code, read, loaded, duplicate, rejected, path)] = query(
+        settings, "SELECT status, reason_code, rows_read, rows_loaded, rows_duplicate,"
+        " rows_rejected, rejects_path FROM etl_runs WHERE blob_path = %s", (blob,))
+    assert (status, code, read, loaded, duplicate, rejected) == ("loaded", None, 3, 1, 1, 1)
+    found = list(csv.DictReader(io.StringIO(cc.download_blob(path).readall().decode(),
+                                            newline="")))
+    assert coded(found) == {3: "unique_conflict"} and "already stored" in found[0]["reason"]
+    assert query(settings, "SELECT email FROM customers ORDER BY email") == [
+        ("free@x.org",), ("old@x.org",), ("shared@x.org",)]
+    assert names(cc, "incoming/") == [] and names(cc, "failed/") == []
+    assert len(names(cc, "processed/")) == 2
 
 
 def test_bare_cr_in_an_unquoted_field_is_rejected_with_its_line(
