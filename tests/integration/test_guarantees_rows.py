@@ -193,6 +193,17 @@ def test_bare_cr_in_an_unquoted_field_is_rejected_with_its_line(
     assert stored(settings) == [("CR-1", 2), ("CR-2", 3), ("CR-4", 5), ("CR-5", 6)]
 
 
+def test_a_bare_cr_reject_keeps_every_other_character_of_its_row(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """The CR is parsed around with a stand-in character: a private-use character the row
+    already holds (U+E000, the first one) must come back as itself, not as a CR."""
+    bare = row("CR-1", payment_method="ca\rsh", store_id="ST\ue000RE").replace('"', "")
+    rec = run(cc, settings, "bare-cr-standin.csv", body(row("CR-0"), bare))
+    found = rejects(cc, rec)
+    assert (rec["status"], coded(found)) == ("loaded", {3: "bare_cr"})
+    assert raw_fields(found[0])[3] == "ST\ue000RE" and raw_fields(found[0])[8] == "ca\rsh"
+
+
 def test_old_mac_cr_only_line_ends_are_supported(settings: Settings, clean: None,
                                                  cc: ContainerClient) -> None:
     lines = [row("MAC-1"), row("MAC-2", quantity="0"), row("MAC-3")]
