@@ -324,6 +324,25 @@ def test_a_record_over_the_limit_fails_on_both_paths(
     assert "line 3" in rec["error"]
 
 
+@pytest.mark.parametrize("quoted", [False, True], ids=["one-line", "multi-line"])
+@pytest.mark.parametrize("stray_quote", [False, True], ids=["fast", "exact"])
+def test_a_record_under_the_limit_is_read_on_both_paths(
+        settings: Settings, clean: None, cc: ContainerClient, stray_quote: bool,
+        quoted: bool) -> None:
+    """A record of 9 MiB (more than twice the parser's 4 MiB block, under the 16 MiB
+    limit), plain or a quoted value spread over many lines: read, its row rejected alone
+    for its value, the rest of the file loaded."""
+    first = row("U-1").replace("PROD-001", 'PROD"001') if stray_quote else row("U-1")
+    value = "ab\n" * (3 << 20) if quoted else "c" * (9 << 20)
+    long_row = row("U-2", payment_method=value)
+    assert MAX_RECORD_BYTES > len(long_row) > 9 << 20
+    rec = run(cc, settings, "long-ok.csv", body(first, long_row, row("U-3")))
+    found = rejects(cc, rec)
+    assert (rec["status"], rec["read"]) == ("loaded", 3)
+    assert coded(found)[3] == "bad_value"
+    assert ("U-3", 4 + value.count("\n")) in stored(settings)
+
+
 def test_a_gzip_bomb_is_refused_by_its_ratio(settings: Settings, clean: None,
                                              cc: ContainerClient,
                                              monkeypatch: pytest.MonkeyPatch) -> None:
