@@ -300,8 +300,26 @@ def test_tampered_retry_metadata_never_stops_the_sweep(
     assert names(cc, "failed/") == []
 
 
+def test_retry_metadata_at_the_edges_of_its_types_never_stops_the_sweep(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """Times that overflow when converted to UTC are unreadable, so due; a count written
+    with a huge exponent is clamped without being expanded (it would take minutes)."""
+    now = storage.now_utc()
+    _failed(cc, "early.csv", attempts="1", next_attempt_at="0001-01-01T00:00:00+14:00")
+    _failed(cc, "late.csv", attempts="1", next_attempt_at="9999-12-31T23:59:59-14:00")
+    _failed(cc, "huge.csv", attempts="1e9999999")
+    _failed(cc, "tiny.csv", attempts="-1e9999999")
+    report = retry.sweep(settings, now=now)
+    assert report.errors == []
+    assert sorted(report.retried) == [f"incoming/sales/{n}.csv" for n in ("early", "late",
+                                                                        "tiny")]
+    assert report.deadlettered == ["deadletter/sales/huge.csv"]
+    assert names(cc, "failed/") == []
+
+
 @pytest.mark.parametrize(("claimed", "attempt"), [("abc", 1), ("-50", 1), ("2.0", 3),
-                                                  ("99999", 6)])
+                                                  ("99999", 6), ("1e9999999", 6),
+                                                  ("-1e9999999", 1)])
 def test_tampered_attempts_on_an_incoming_blob_still_load_once(
         settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path, claimed: str,
         attempt: int) -> None:
