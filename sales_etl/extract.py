@@ -297,16 +297,20 @@ def read_header_fields(fields: list[str], dataset: Dataset, name: str, line: int
         raise DataError(f"{name}: line {line}: the header is separated by {sep}; "
                         "the file must be comma-separated", code="bad_delimiter")
     seen: dict[str, int] = {}
+    known = {c.name for c in dataset.columns}
     for pos, col in enumerate(columns, start=1):
         if col in seen:
-            raise DataError(f"{name}: line {line}: column {col!r} appears twice "
+            # (a file without a header has a data row here: only a name the dataset defines
+            # is shown, never a cell that may be a value, e.g. a customer id)
+            what = (f"column {col!r}" if col in known
+                    else "a column outside the dataset" if col else "an empty column name")
+            raise DataError(f"{name}: line {line}: {what} appears twice "
                             f"(positions {seen[col]} and {pos})", code="duplicate_column")
         seen[col] = pos
     missing = [c for c in dataset.required if c not in seen]
     if missing:
         raise DataError(f"{name}: line {line}: missing required column(s) {', '.join(missing)}",
                         code="missing_columns")
-    known = {c.name for c in dataset.columns}
     positions = {c: seen[c] - 1 for c in known if c in seen}
     unknown = tuple(c for c in columns if c not in known)
     if width > len(columns):

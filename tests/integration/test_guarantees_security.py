@@ -156,6 +156,33 @@ def test_row_content_never_leaves_in_error_text_metadata_or_logs(
     assert SECRET not in text and SECRET2 not in text
 
 
+def test_a_file_without_header_never_quotes_its_first_row(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A file sent without its header: its first row is read as one. When that row holds
+    one value twice (a customer id in two columns), the duplicate_column error names the
+    positions, never the value (it is a row's content, not a column name)."""
+    caplog.set_level(logging.DEBUG)
+    g = generate(tmp_path / "headerless.csv", 5, seed=93)
+    lines = g.path.read_text().split("\n")[1:]  # no header
+    fields = lines[0].split(",")
+    fields[1] = fields[2] = SECRET
+    lines[0] = ",".join(fields)
+    (tmp_path / "headerless.csv").write_text("\n".join(lines))
+    blob = storage.upload(cc, tmp_path / "headerless.csv")
+    hostcall.invoke_blob_trigger(settings.container, blob)
+    [(status, code, error)] = query(settings, "SELECT status, reason_code, error FROM etl_runs")
+    assert (status, code) == ("failed", "duplicate_column")
+    assert "positions 2 and 3" in error and SECRET not in error
+    blobs = _snapshot(cc)
+    assert [n for n in blobs if n.startswith("failed/")]
+    for name, (_, meta) in blobs.items():
+        for value in meta.values():
+            assert SECRET not in urllib.parse.unquote(value), (name, value)
+    assert "duplicate_column" in _all_text(caplog) or "appears twice" in _all_text(caplog)
+    assert SECRET not in _all_text(caplog)
+
+
 def test_database_data_errors_lose_the_value(settings: Settings) -> None:
     conn = psycopg2.connect(**settings.require_database().connect_kwargs())
     try:
