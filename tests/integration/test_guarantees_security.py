@@ -29,6 +29,7 @@ from sales_etl import devstack, hostcall, pipeline, retry, storage
 from sales_etl.cli import main
 from sales_etl.errors import classify
 from sales_etl.generate import generate
+from sales_etl.requeue import requeue
 from sales_etl.settings import Secret, Settings, StorageSettings
 
 from .conftest import names, query
@@ -281,6 +282,30 @@ def test_traversal_names_and_tampered_paths_through_the_sweep(
     assert names(cc, "incoming/") == sorted(report.retried)
     assert names(cc, "failed/") == ["failed/sales/../../" + victim]  # untouched, reported
     assert any(r.levelno == logging.ERROR and "refused" in r.getMessage() for r in caplog.records)
+
+
+def test_requeue_all_refuses_traversal_names_and_goes_on(
+        settings: Settings, sas: str, cc: ContainerClient) -> None:
+    """`sales-etl requeue --all` lists failed/ and deadletter/ like the sweep: a literal
+    '..' name is refused (never addressed: with a shared key the request fails to
+    authenticate and stopped the whole requeue), the other blobs are requeued, and a
+    tampered source_path is refused, not repaired."""
+    victim = "processed/sales/2026/01/01/victim.csv"
+    cc.get_blob_client(victim).upload_blob(b"victim\n")
+    _raw("PUT", cc, sas, "failed/sales/../../" + victim, b"evil\n", {"attempts": "1"})
+    cc.get_blob_client("failed/sales/sound.csv").upload_blob(b"sound\n")
+    cc.get_blob_client("deadletter/sales/tampered.csv").upload_blob(b"t\n", metadata={
+        "source_path": storage.quote_meta("incoming/sales/../../processed/sales/t.csv")})
+    kept = _snapshot(cc, "processed/")
+
+    report = requeue(settings, everything=True)
+
+    assert report.refused == ["failed/sales/../../" + victim]
+    assert sorted(m.target for m in report.moved) == ["incoming/sales/sound.csv",
+                                                      "incoming/sales/tampered.csv"]
+    assert _snapshot(cc, "processed/") == kept
+    assert names(cc, "incoming/") == ["incoming/sales/sound.csv", "incoming/sales/tampered.csv"]
+    assert names(cc, "failed/") == ["failed/sales/../../" + victim]
 
 
 # ----------------------------------------------------------------------------- §6 metadata
