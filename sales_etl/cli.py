@@ -17,6 +17,7 @@ import logging
 import os
 import secrets
 import sys
+import urllib.parse
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -379,6 +380,9 @@ def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ..
         click.echo(f"{item.source} -> {item.target} (after {item.attempts} attempt(s))")
     click.echo(f"requeued {len(report.moved)}, busy {len(report.busy)} (changed or moved "
                "meanwhile: left alone)")
+    for name in report.refused:
+        click.echo(f"refused (unsafe name, left where it is): "
+                   f"{urllib.parse.quote(name[:200], safe='/ ._-~')}", err=True)
     _local_hint(settings, [item.target for item in report.moved])
     if report.unrecorded:
         raise click.ClickException(f"moved {len(report.moved)} blob(s), but the ledger could "

@@ -103,9 +103,10 @@ def classify(exc: BaseException) -> EtlError:
         if sqlstate[:2] == "22":  # data exceptions quote the offending value
             detail = redact.values(detail)
         if sqlstate == UNIQUE_VIOLATION:
-            # Every unique index is checked against the staged rows before the merge, so a
-            # violation at the merge is a race: another file committed the same value
-            # meanwhile. Retried, the check then sees it and rejects that row alone.
+            # Every unique index is checked against the staged rows before the merge, and the
+            # merge re-checks and retries under a savepoint when another file commits the
+            # same value meanwhile (load.py); one that still escapes is that race, not bad
+            # data: the file is retried, and the check then rejects that row alone.
             return TransientError(f"a concurrent load stored the same unique value ({sqlstate}):"
                                   f" {redact.values(detail)}", code="db_conflict")
         if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES:

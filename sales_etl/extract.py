@@ -297,16 +297,20 @@ def read_header_fields(fields: list[str], dataset: Dataset, name: str, line: int
         raise DataError(f"{name}: line {line}: the header is separated by {sep}; "
                         "the file must be comma-separated", code="bad_delimiter")
     seen: dict[str, int] = {}
+    known = {c.name for c in dataset.columns}
     for pos, col in enumerate(columns, start=1):
         if col in seen:
-            raise DataError(f"{name}: line {line}: column {col!r} appears twice "
+            # (a file without a header has a data row here: only a name the dataset defines
+            # is shown, never a cell that may be a value, e.g. a customer id)
+            what = (f"column {col!r}" if col in known
+                    else "a column outside the dataset" if col else "an empty column name")
+            raise DataError(f"{name}: line {line}: {what} appears twice "
                             f"(positions {seen[col]} and {pos})", code="duplicate_column")
         seen[col] = pos
     missing = [c for c in dataset.required if c not in seen]
     if missing:
         raise DataError(f"{name}: line {line}: missing required column(s) {', '.join(missing)}",
                         code="missing_columns")
-    known = {c.name for c in dataset.columns}
     positions = {c: seen[c] - 1 for c in known if c in seen}
     unknown = tuple(c for c in columns if c not in known)
     if width > len(columns):
@@ -433,12 +437,19 @@ def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: H
         segment = b"\n".join(data[s:e] for s, e in zip(starts[keep], ends[keep], strict=True))
         offsets = np.concatenate(([0], np.cumsum(lengths + 1)))
         offsets[-1] = len(segment)
-    table = _parse(segment, header, len(keep), name, int(lines[0]) if len(lines) else 0)
+    longest = int((ends[keep] - starts[keep]).max()) if len(keep) else 0
+    table = _parse(segment, header, len(keep), name, int(lines[0]) if len(lines) else 0,
+                   longest)
     return Chunk(lines=lines[good].astype(np.int64), table=table, rejects=rejects,
                  raw=raw_array(segment, offsets))
 
 
-def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int) -> pa.Table:
+def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int,
+           longest: int = 0) -> pa.Table:
+    """Arrow's CSV reader fails ("straddling object straddles two block boundaries") on a
+    record that spans more than two of its blocks: the block is made longer than the
+    longest record (at most ``MAX_RECORD_BYTES``, checked before), so every record up to
+    the limit is read."""
     included = header.included
     if rows == 0:
         return pa.table({c: pa.array([], pa.string()) for c in included})
@@ -446,7 +457,7 @@ def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int
         table = pacsv.read_csv(
             io.BytesIO(segment),
             read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False,
-                                           block_size=4 << 20),
+                                           block_size=max(4 << 20, longest + (64 << 10))),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
                 column_types={c: pa.string() for c in included}, include_columns=included,

@@ -37,14 +37,17 @@ _SECRET_SHAPES = re.compile(
     r"(?i)(?:[a-z]+=[^;]*;|;\s*[a-z]+=|\bsig=|accountkey|sharedaccess|password|"
     r"://[^/\s]*@|\?.*=)")
 _KEY_RUN = re.compile(r"[A-Za-z0-9+/_=-]{24,}")
+_HEX_RUN = re.compile(r"(?<![A-Za-z0-9])[0-9a-fA-F]{32,}(?![A-Za-z0-9])")
 
 
 def secret_shaped(value: str) -> bool:
     if _SECRET_SHAPES.search(value):
         return True
-    # a key or token: a long run mixing upper case, lower case and digits (a path is not)
+    # a key or token: a long run mixing upper case, lower case and digits (a path is not),
+    # or a long run of hex digits with letters and digits (a hex key or token)
     return any(re.search(r"[A-Z]", run) and re.search(r"[a-z]", run) and re.search(r"\d", run)
-               for run in _KEY_RUN.findall(value))
+               for run in _KEY_RUN.findall(value)) or any(
+        re.search(r"[a-fA-F]", run) and re.search(r"\d", run) for run in _HEX_RUN.findall(value))
 
 
 def show(value: str) -> str:

@@ -23,6 +23,7 @@ from .records import RAW, Reject, record_fields
 
 STAGE = "sales_etl_stage"
 REJECTS = "sales_etl_late_rejects"
+_MERGE_TRIES = 20  # merges retried after a concurrent load took a unique value
 _ESCAPES = {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"}
 
 
@@ -212,7 +213,8 @@ class Loader:
         moved = self._reject_in_file_duplicates()
         for unique in self._uniques():
             moved += self._reject_unique_conflicts(unique)
-        inserted = self._merge()
+        late, inserted = self._merge_checked()
+        moved += late
         return (self.direct + inserted, self.dropped + self.staged - moved - inserted,
                 self._late_rejects())
 
@@ -316,6 +318,32 @@ class Loader:
                 else:
                     reason = f"{detail} must be unique and is already stored for another {key}"
                 yield Reject(int(line), code, reason, record_fields((raw or "").encode()))
+
+    def _merge_checked(self) -> tuple[int, int]:
+        """Merge the staged rows; returns (rows rejected late, rows inserted).
+
+        The unique-conflict check sees committed rows only: a concurrent load may commit a
+        value of another unique index (two files sharing an email) between the check and
+        the merge, or hold it uncommitted while the merge waits for it. The merge then
+        fails with a unique violation (the business key itself is covered by
+        ``ON CONFLICT``): it is rolled back to its savepoint, the check runs again (it now
+        sees the committed row) and the merge is retried. Each retry follows a commit by
+        another load, so the loop ends; it is bounded all the same."""
+        moved = 0
+        for _ in range(_MERGE_TRIES):
+            self.cur.execute("SAVEPOINT sales_etl_merge")
+            try:
+                inserted = self._merge()
+            except psycopg2.errors.UniqueViolation:
+                self.cur.execute("ROLLBACK TO SAVEPOINT sales_etl_merge")
+                found = sum(self._reject_unique_conflicts(u) for u in self._uniques())
+                if not found:
+                    raise
+                moved += found
+                continue
+            self.cur.execute("RELEASE SAVEPOINT sales_etl_merge")
+            return moved, inserted
+        return moved, self._merge()
 
     def _merge(self) -> int:
         cols = load_columns(self.dataset)

@@ -280,7 +280,7 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         target = route.rejects(rec.run_uuid)
         cc.get_blob_client(target).upload_blob(  # never overwrites (If-None-Match: *)
             data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
-            metadata={"source_path": storage.quote_meta(name), "run_id": rec.run_uuid})
+            metadata={"source_path": storage.quote_meta_path(name), "run_id": rec.run_uuid})
         return target
 
     try:
@@ -323,7 +323,7 @@ def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: 
         "kind": "transient" if isinstance(error, TransientError) else "data",
         "reason_code": error.code,
         "reason": storage.quote_meta(error.message, 900),
-        "source_path": storage.quote_meta(rec.blob_path),
+        "source_path": storage.quote_meta_path(rec.blob_path),
         "failed_at": storage.now_utc().isoformat(timespec="seconds"),
         "next_attempt_at": (storage.now_utc() + timedelta(seconds=delay)).isoformat(
             timespec="seconds"),

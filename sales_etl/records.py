@@ -9,6 +9,7 @@ stray quote) call ``row_reject`` on the same raw bytes of a record, so a row is 
 from __future__ import annotations
 
 import csv
+import re
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -27,7 +28,16 @@ BLOCK_BYTES = 2 << 20
 # SQL column (dataset identifiers cannot hold a dot). Rejects found after staging (in-file
 # duplicates, unique conflicts) take their raw row from it: the same parse, no re-read.
 RAW = "sales_etl.raw"
-_CR_STANDIN = "\ue000".encode()
+_PRIVATE_USE = re.compile("[\ue000-\uf8ff]")
+
+
+def _standin(record: bytes) -> str:
+    """A private-use character absent from ``record`` (one pass over the record)."""
+    present = set(_PRIVATE_USE.findall(record.decode("utf-8", errors="replace")))
+    for code in range(0xE000, 0xF900):
+        if chr(code) not in present:
+            return chr(code)
+    return "\x00"  # (a record holding all 6,400 of them: NUL, parsed like any character)
 
 
 @dataclass(frozen=True)
@@ -103,10 +113,13 @@ def record_fields(record: bytes) -> tuple[str, ...]:
 def row_reject(line: int, record: bytes, fields: int, width: int, bare_cr: bool) -> Reject | None:
     """The shape and byte rules of one record, in order; None if it passes them all."""
     if bare_cr:
-        # (the csv module refuses a CR in an unquoted field: parse around it, then restore it)
-        fields_ = record_fields(record.rstrip(b"\r\n").replace(b"\r", _CR_STANDIN))
+        # (the csv module refuses a CR in an unquoted field: parse around it, then restore
+        # it; the stand-in is a character the record does not hold, so that nothing else
+        # turns into a CR)
+        standin = _standin(record)
+        fields_ = record_fields(record.rstrip(b"\r\n").replace(b"\r", standin.encode()))
         return Reject(line, "bare_cr", "a carriage return (CR) inside an unquoted field",
-                      tuple(f.replace(_CR_STANDIN.decode(), "\r") for f in fields_))
+                      tuple(f.replace(standin, "\r") for f in fields_))
     if fields != width:
         return Reject(line, "field_count", f"{fields} fields where the header has {width}",
                       record_fields(record))

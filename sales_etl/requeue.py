@@ -11,12 +11,14 @@ name alone (``x.csv``). A blob that changed or moved meanwhile is left alone (``
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from azure.storage.blob import ContainerClient
 
 from . import ledger, storage
+from . import names as names_
 from .db import connect
 from .errors import classify
 from .ledger import RunRecord
@@ -38,6 +40,7 @@ class Requeued:
 class RequeueReport:
     moved: list[Requeued] = field(default_factory=list)
     busy: list[str] = field(default_factory=list)
+    refused: list[str] = field(default_factory=list)  # unsafe names: left where they are
     unmatched: list[str] = field(default_factory=list)  # names given that matched no blob
     unrecorded: str = ""  # why the ledger rows could not be written, if they could not
 
@@ -60,10 +63,8 @@ def _target(name: str, meta: dict[str, str], folder: str) -> str:
     route = storage.route(name, prefix=folder)
     default = f"{storage.INCOMING}/{route.dataset}/{route.rel}"
     source = storage.unquote_meta(meta.get("source_path", ""))
-    parts = storage.safe_parts(source)
-    if parts and parts[0] == storage.INCOMING and len(parts) > 1:
-        return "/".join(parts)
-    return default
+    # a source_path that is not confined to incoming/ is refused, never repaired (as the sweep)
+    return source if source and names_.problem(source, storage.INCOMING) is None else default
 
 
 def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool = False,
@@ -82,6 +83,13 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             if not everything and not (keys & wanted):
                 continue
             found |= keys & wanted
+            if names_.problem(item.name, folder) is not None:
+                # Any call with this name could address another blob (see names.py)
+                report.refused.append(item.name)
+                log.error("%s: refused, not requeued: %s",
+                          urllib.parse.quote(item.name[:200], safe="/ ._-~"),
+                          names_.problem(item.name, folder))
+                continue
             target = _target(item.name, meta, folder)
             reset = {"attempts": "0", "requeued_from": storage.quote_meta(item.name),
                      "requeued_at": storage.now_utc().isoformat(timespec="seconds")}

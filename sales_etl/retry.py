@@ -65,6 +65,8 @@ def parse_attempts(value: str | None, maximum: int) -> int:
         return 0
     if not number.is_finite() or number != number.to_integral_value():
         return 0
+    if number.adjusted() > 18:  # "1e9999999": clamped without building a 10-million-digit int
+        return maximum if number > 0 else 0
     return max(0, min(maximum, int(number)))
 
 
@@ -75,9 +77,9 @@ def parse_time(value: str | None) -> datetime | None:
         return None
     try:
         parsed = datetime.fromisoformat(value.strip())
-    except ValueError:
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (ValueError, OverflowError):  # (year 1 at +14:00 is before datetime.min in UTC)
         return None
-    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
 
 
 def next_attempt(meta: dict[str, str], moved_at: datetime | None, settings: Settings) -> datetime | None:

@@ -438,9 +438,11 @@ def _database(r: _Reader) -> DatabaseSettings | None:
         if value is None:
             r.problems.append(f"{name}: not set (required with POSTGRES_HOST)")
     is_local = host.startswith("/") or host in LOCAL_HOSTS or _is_loopback(host)
-    sslmode = (r.get("POSTGRES_SSLMODE") or ("prefer" if is_local else "verify-full")).lower()
-    if sslmode not in _SSLMODES:
-        r.problems.append(f"POSTGRES_SSLMODE: {_show(sslmode)} must be one of {', '.join(_SSLMODES)}")
+    sslmode_raw = r.get("POSTGRES_SSLMODE") or ("prefer" if is_local else "verify-full")
+    sslmode = sslmode_raw.lower()
+    if sslmode not in _SSLMODES:  # (shown as given: lower-cased, a key no longer looks like one)
+        r.problems.append(
+            f"POSTGRES_SSLMODE: {_show(sslmode_raw)} must be one of {', '.join(_SSLMODES)}")
     allow_insecure = (r.get("POSTGRES_ALLOW_INSECURE") or "false").lower() in {"1", "true", "yes"}
     if not is_local and sslmode in {"disable", "allow", "prefer"} and not allow_insecure:
         r.problems.append(

@@ -135,6 +135,14 @@ def quote_meta(value: str, limit: int = 1024) -> str:
     return urllib.parse.quote(value, safe=" /:._-=,()'<>@#")[:limit]
 
 
+def quote_meta_path(value: str, limit: int = 2048) -> str:
+    """A blob name for metadata, whole or not at all ("": storage drops it): a truncated
+    name is another name (a sweep would send the blob back under it). A reader falls back
+    to the name the blob's own path implies."""
+    quoted = quote_meta(value, limit + 1)
+    return quoted if len(quoted) <= limit else ""
+
+
 def unquote_meta(value: str) -> str:
     return urllib.parse.unquote(value)
 

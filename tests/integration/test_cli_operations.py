@@ -146,9 +146,10 @@ def test_requeue_with_tampered_metadata_stays_in_incoming(settings: Settings,
         "attempts": "-4", "source_path": "/deadletter/sales/u.csv"})
     code, text = cli("requeue", "--all")
     assert code == 0 and "requeued 2" in text, text
-    assert names(cc) == ["incoming/processed/sales/t.csv", "incoming/sales/u.csv"]
+    # a source_path outside incoming/ is refused, not repaired: back to its own name's path
+    assert names(cc) == ["incoming/sales/t.csv", "incoming/sales/u.csv"]
     assert query(settings, "SELECT blob_path, attempt FROM etl_runs ORDER BY blob_path") == [
-        ("incoming/processed/sales/t.csv", 0), ("incoming/sales/u.csv", 0)]
+        ("incoming/sales/t.csv", 0), ("incoming/sales/u.csv", 0)]
 
 
 @pytest.mark.usefixtures("clean")

@@ -538,3 +538,20 @@ def test_blob_stored_with_content_encoding_gzip(settings: Settings, clean: None,
     assert content(cc, done) == packed
     assert query(settings, "SELECT status, rows_read, bytes_read FROM etl_runs") == [
         ("loaded", 8_000, len(packed))]
+
+
+@pytest.mark.parametrize("stem", ["é" * 300, "%" * 400], ids=["non-ascii", "percent"])
+def test_a_long_name_goes_round_failed_and_back_under_its_own_name(
+        settings: Settings, clean: None, cc: ContainerClient, stem: str) -> None:
+    """A legal name whose percent-encoded form is longer than a metadata value may be:
+    its source_path was cut short, and the sweep sent the blob back under the cut name
+    (another name, without its .csv). It comes back under its own name."""
+    name = f"incoming/sales/{stem}.csv"
+    cc.get_blob_client(name).upload_blob(b"not,the,header\n1,2,3\n")
+    hostcall.invoke_blob_trigger(settings.container, name)
+    [failed] = names(cc, "failed/")
+    meta = cc.get_blob_client(failed).get_blob_properties().metadata
+    assert storage.unquote_meta(meta.get("source_path", "")) in ("", name)  # whole, or none
+    report = retry.sweep(settings, now=storage.now_utc() + timedelta(days=1), force=True)
+    assert report.retried == [name] and report.errors == []
+    assert names(cc, "incoming/") == [name] and names(cc, "failed/") == []

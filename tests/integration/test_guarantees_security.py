@@ -29,6 +29,7 @@ from sales_etl import devstack, hostcall, pipeline, retry, storage
 from sales_etl.cli import main
 from sales_etl.errors import classify
 from sales_etl.generate import generate
+from sales_etl.requeue import requeue
 from sales_etl.settings import Secret, Settings, StorageSettings
 
 from .conftest import names, query
@@ -156,6 +157,33 @@ def test_row_content_never_leaves_in_error_text_metadata_or_logs(
     assert SECRET not in text and SECRET2 not in text
 
 
+def test_a_file_without_header_never_quotes_its_first_row(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """A file sent without its header: its first row is read as one. When that row holds
+    one value twice (a customer id in two columns), the duplicate_column error names the
+    positions, never the value (it is a row's content, not a column name)."""
+    caplog.set_level(logging.DEBUG)
+    g = generate(tmp_path / "headerless.csv", 5, seed=93)
+    lines = g.path.read_text().split("\n")[1:]  # no header
+    fields = lines[0].split(",")
+    fields[1] = fields[2] = SECRET
+    lines[0] = ",".join(fields)
+    (tmp_path / "headerless.csv").write_text("\n".join(lines))
+    blob = storage.upload(cc, tmp_path / "headerless.csv")
+    hostcall.invoke_blob_trigger(settings.container, blob)
+    [(status, code, error)] = query(settings, "SELECT status, reason_code, error FROM etl_runs")
+    assert (status, code) == ("failed", "duplicate_column")
+    assert "positions 2 and 3" in error and SECRET not in error
+    blobs = _snapshot(cc)
+    assert [n for n in blobs if n.startswith("failed/")]
+    for name, (_, meta) in blobs.items():
+        for value in meta.values():
+            assert SECRET not in urllib.parse.unquote(value), (name, value)
+    assert "duplicate_column" in _all_text(caplog) or "appears twice" in _all_text(caplog)
+    assert SECRET not in _all_text(caplog)
+
+
 def test_database_data_errors_lose_the_value(settings: Settings) -> None:
     conn = psycopg2.connect(**settings.require_database().connect_kwargs())
     try:
@@ -256,6 +284,30 @@ def test_traversal_names_and_tampered_paths_through_the_sweep(
     assert any(r.levelno == logging.ERROR and "refused" in r.getMessage() for r in caplog.records)
 
 
+def test_requeue_all_refuses_traversal_names_and_goes_on(
+        settings: Settings, sas: str, cc: ContainerClient) -> None:
+    """`sales-etl requeue --all` lists failed/ and deadletter/ like the sweep: a literal
+    '..' name is refused (never addressed: with a shared key the request fails to
+    authenticate and stopped the whole requeue), the other blobs are requeued, and a
+    tampered source_path is refused, not repaired."""
+    victim = "processed/sales/2026/01/01/victim.csv"
+    cc.get_blob_client(victim).upload_blob(b"victim\n")
+    _raw("PUT", cc, sas, "failed/sales/../../" + victim, b"evil\n", {"attempts": "1"})
+    cc.get_blob_client("failed/sales/sound.csv").upload_blob(b"sound\n")
+    cc.get_blob_client("deadletter/sales/tampered.csv").upload_blob(b"t\n", metadata={
+        "source_path": storage.quote_meta("incoming/sales/../../processed/sales/t.csv")})
+    kept = _snapshot(cc, "processed/")
+
+    report = requeue(settings, everything=True)
+
+    assert report.refused == ["failed/sales/../../" + victim]
+    assert sorted(m.target for m in report.moved) == ["incoming/sales/sound.csv",
+                                                      "incoming/sales/tampered.csv"]
+    assert _snapshot(cc, "processed/") == kept
+    assert names(cc, "incoming/") == ["incoming/sales/sound.csv", "incoming/sales/tampered.csv"]
+    assert names(cc, "failed/") == ["failed/sales/../../" + victim]
+
+
 # ----------------------------------------------------------------------------- §6 metadata
 
 
@@ -300,8 +352,26 @@ def test_tampered_retry_metadata_never_stops_the_sweep(
     assert names(cc, "failed/") == []
 
 
+def test_retry_metadata_at_the_edges_of_its_types_never_stops_the_sweep(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """Times that overflow when converted to UTC are unreadable, so due; a count written
+    with a huge exponent is clamped without being expanded (it would take minutes)."""
+    now = storage.now_utc()
+    _failed(cc, "early.csv", attempts="1", next_attempt_at="0001-01-01T00:00:00+14:00")
+    _failed(cc, "late.csv", attempts="1", next_attempt_at="9999-12-31T23:59:59-14:00")
+    _failed(cc, "huge.csv", attempts="1e9999999")
+    _failed(cc, "tiny.csv", attempts="-1e9999999")
+    report = retry.sweep(settings, now=now)
+    assert report.errors == []
+    assert sorted(report.retried) == [f"incoming/sales/{n}.csv" for n in ("early", "late",
+                                                                        "tiny")]
+    assert report.deadlettered == ["deadletter/sales/huge.csv"]
+    assert names(cc, "failed/") == []
+
+
 @pytest.mark.parametrize(("claimed", "attempt"), [("abc", 1), ("-50", 1), ("2.0", 3),
-                                                  ("99999", 6)])
+                                                  ("99999", 6), ("1e9999999", 6),
+                                                  ("-1e9999999", 1)])
 def test_tampered_attempts_on_an_incoming_blob_still_load_once(
         settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path, claimed: str,
         attempt: int) -> None:

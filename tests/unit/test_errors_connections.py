@@ -32,3 +32,14 @@ def test_other_connection_failures_are_not_mistaken_for_the_limit() -> None:
     assert (type(refused), refused.code) == (TransientError, "db_unreachable")
     # a data row that happens to contain the words is not a connection failure
     assert classify(ValueError("too many clients already")).code == "unexpected"
+
+
+def test_a_unique_violation_that_escapes_the_merge_is_a_race_retried_without_its_value() -> None:
+    class UniqueViolation(Exception):  # psycopg2's class, as far as classify reads it
+        pgcode = "23505"
+
+    error = classify(UniqueViolation('duplicate key value violates unique constraint '
+                                     '"customers_email_key"\nDETAIL:  Key (email)=(ann@x.org) '
+                                     'already exists.'))
+    assert (type(error), error.code) == (TransientError, "db_conflict")
+    assert "ann@x.org" not in error.message and "23505" in error.message
