@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
@@ -257,7 +258,7 @@ def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
     click.echo(f"uploaded {file} to {settings.container}/{blob}")
     if _uses_local_stack(settings):
         click.echo(f"local stack: unless `func start` runs, load it with "
-                   f"`sales-etl process {blob}`")
+                   f"`sales-etl process {shlex.quote(blob)}`")
 
 
 @main.command("init-storage")
@@ -326,7 +327,7 @@ def _local_hint(settings: Settings, blobs: list[str]) -> None:
         click.echo("local stack: unless `func start` runs, nothing takes them from "
                    "incoming/; load each with:")
         for blob in blobs:
-            click.echo(f"  sales-etl process {blob}")
+            click.echo(f"  sales-etl process {shlex.quote(blob)}")
 
 
 @main.command("retry-failed")

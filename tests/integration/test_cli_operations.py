@@ -190,3 +190,41 @@ def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
         assert old.code == 1 and "no customers row with key 'CUST-004'" in old.err, old.text
     finally:
         query(settings, "TRUNCATE customers, etl_key_rotation")  # hashed under another key
+
+
+@pytest.mark.usefixtures("clean")
+def test_pasted_names_and_printed_commands_with_spaces(stack: devstack.StackState,
+                                                      settings: Settings, cc: ContainerClient,
+                                                      tmp_path: Path) -> None:
+    """The commands `upload`, `requeue` and `process` print for a file name with a space
+    run as printed when pasted into a shell; `requeue` takes the forms `process` takes
+    (the path `upload` prints, with the container in front, and the blob's URL)."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "bad file.csv").write_text("transaction_id,customer_id\nTX-1,C-1\n")
+
+    def sh(command: str) -> str:
+        result = run(command, env, work)
+        assert_clean(result, command)
+        assert result.code in (0, 1), f"{command} -> {result.code}:\n{result.text}"
+        return result.text
+
+    def printed_command(text: str) -> str:
+        line = next(line for line in text.splitlines() if "sales-etl process " in line)
+        return line[line.index("sales-etl process "):].rstrip("`").strip()
+
+    hint = printed_command(sh("sales-etl upload 'data/bad file.csv' --dataset sales"))
+    assert "Error: " in sh(hint) and names(cc, "failed/") == ["failed/sales/bad file.csv"]
+    refused = sh("sales-etl process 'failed/sales/bad file.csv'")
+    suggested = refused[refused.index("sales-etl requeue "):].strip()
+    for pasted in ("'sales/failed/sales/bad file.csv'",
+                   f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/failed/sales/"
+                   "bad%20file.csv",
+                   suggested.removeprefix("sales-etl requeue ")):
+        text = sh(f"sales-etl requeue {pasted}")
+        assert "requeued 1" in text, f"requeue {pasted}:\n{text}"
+        assert names(cc, "incoming/") == ["incoming/sales/bad file.csv"]
+        assert "Error: " in sh(printed_command(text)), text  # it ran, and failed again
+        assert names(cc, "failed/") == ["failed/sales/bad file.csv"]
+    assert query(settings, "SELECT count(*) FROM etl_runs WHERE trigger = 'requeue'") == [(3,)]
