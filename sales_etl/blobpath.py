@@ -63,14 +63,14 @@ def incoming_blob(text: str, container: str) -> str:
     return name
 
 
-def requeue_name(text: str, container: str) -> str:
-    """A name given to ``sales-etl requeue`` with what people paste around it removed: the
-    blob's URL becomes its container-relative path, and the container in front of a
-    ``failed/``, ``deadletter/`` or ``incoming/`` path (as ``upload`` prints paths) is
-    dropped. Other names (``sales/x.csv``, ``x.csv``) are returned stripped."""
+def pasted_name(text: str, container: str) -> str:
+    """A blob name given to ``sales-etl requeue`` or ``runs --blob`` with what people paste
+    around it removed: the blob's URL becomes its container-relative path, and the
+    container in front of an ``incoming/``, ``failed/``, ... path (as ``upload`` prints
+    paths) is dropped. Other names (``sales/x.csv``, ``x.csv``) are returned stripped."""
     name = _strip_url(text.strip(), container).lstrip("/")
     rest = name[len(container) + 1:]
     if name.startswith(f"{container}/") and rest.split("/", 1)[0] in (
-            INCOMING, "failed", "deadletter"):
+            INCOMING, *_OTHER_FOLDERS):
         return rest
     return name

@@ -279,7 +279,9 @@ def init_storage_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="JSON lines: one JSON object per run, one per line, newest first.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--blob", default=None, help="Only runs whose blob path contains this text.")
+@click.option("--blob", default=None, help="Only runs whose blob path contains this text "
+              "(as typed: no wildcards; a path with the container in front, or a blob URL, "
+              "is taken as the path in the container).")
 def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
     """Show the ledger: the latest file attempts, newest first, each with its reason code
     and, for content already loaded under another name, the run it duplicates.
@@ -289,7 +291,12 @@ def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
       sales-etl runs --limit 5
       sales-etl runs --json --blob mine.csv | jq .status
     """
-    conn = connect(_settings().require_database())
+    from .blobpath import pasted_name
+
+    settings = _settings()
+    if blob is not None and blob.strip():  # as pasted: with the container, or a URL
+        blob = pasted_name(blob, settings.container)
+    conn = connect(settings.require_database())
     try:
         rows = ledger.recent(conn, limit=limit, blob=blob)
     finally:

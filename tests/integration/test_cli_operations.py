@@ -228,3 +228,33 @@ def test_pasted_names_and_printed_commands_with_spaces(stack: devstack.StackStat
         assert "Error: " in sh(printed_command(text)), text  # it ran, and failed again
         assert names(cc, "failed/") == ["failed/sales/bad file.csv"]
     assert query(settings, "SELECT count(*) FROM etl_runs WHERE trigger = 'requeue'") == [(3,)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_runs_blob_filter_is_the_text_given(stack: devstack.StackState, settings: Settings,
+                                           tmp_path: Path) -> None:
+    """`runs --blob` keeps the runs whose path contains the text as typed: '_' and '%' in
+    file names are not wildcards, and the path `upload` printed (container in front) or
+    the blob's URL finds the blob's runs."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    body = generate(work / "data" / "x.csv", 10, seed=4).path.read_bytes()
+    for name in ("my_file.csv", "myXfile.csv", "100%.csv"):
+        (work / "data" / name).write_bytes(body)
+        for command in (f"sales-etl upload 'data/{name}' --dataset sales",
+                        f"sales-etl process 'incoming/sales/{name}'"):
+            assert run(command, env, work).code == 0, command
+
+    def shown(*args: str) -> list[str]:
+        result = run("sales-etl runs --json " + " ".join(args), env, work)
+        assert_clean(result, "runs")
+        assert result.code == 0, result.text
+        return [json.loads(line)["blob_path"] for line in result.out.splitlines()]
+
+    assert shown("--blob my_file") == ["incoming/sales/my_file.csv"]
+    assert shown("--blob %") == ["incoming/sales/100%.csv"]
+    assert shown("--blob sales/incoming/sales/myXfile.csv") == ["incoming/sales/myXfile.csv"]
+    url = f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/incoming/sales/100%25.csv"
+    assert shown(f"--blob '{url}'") == ["incoming/sales/100%.csv"]
+    assert len(shown()) == 3
