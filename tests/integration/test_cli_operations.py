@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
 from pathlib import Path
 
 import pytest
@@ -258,3 +259,30 @@ def test_runs_blob_filter_is_the_text_given(stack: devstack.StackState, settings
     url = f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/incoming/sales/100%25.csv"
     assert shown(f"--blob '{url}'") == ["incoming/sales/100%.csv"]
     assert len(shown()) == 3
+
+
+@pytest.mark.usefixtures("clean")
+def test_storage_endpoint_that_accepts_but_never_answers(stack: devstack.StackState,
+                                                        settings: Settings,
+                                                        cc: ContainerClient,
+                                                        tmp_path: Path) -> None:
+    """A storage setting pointing at a port where something accepts connections but never
+    answers (a wrong port, a firewall holding connections): one line saying so, instead of
+    the storage client's four attempts of 60 s each."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    generate(work / "data" / "t.csv", 10, seed=4)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepts (in the kernel), never reads nor writes
+        port = silent.getsockname()[1]
+        conn = stack.storage_connection_string.replace(
+            f":{stack.blob_port}/", f":{port}/")
+        for command in ("upload data/t.csv --dataset sales", "process incoming/sales/t.csv"):
+            result = run(f"sales-etl {command}", {**env, "SalesStorage": conn}, work,
+                         timeout=120)
+            assert_clean(result, command)
+            assert result.code == 1, result.text
+            assert f"storage unreachable at http://127.0.0.1:{port}: something listens there" \
+                in result.err, result.text
+    assert names(cc) == [] and query(settings, "SELECT count(*) FROM etl_runs") == [(0,)]
