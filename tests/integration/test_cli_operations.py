@@ -286,3 +286,22 @@ def test_storage_endpoint_that_accepts_but_never_answers(stack: devstack.StackSt
             assert f"storage unreachable at http://127.0.0.1:{port}: something listens there" \
                 in result.err, result.text
     assert names(cc) == [] and query(settings, "SELECT count(*) FROM etl_runs") == [(0,)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_process_again_says_the_blob_was_processed(stack: devstack.StackState,
+                                                   settings: Settings, tmp_path: Path) -> None:
+    """`process` of a blob already taken from incoming/ says so and names its last run,
+    not "not found (was it uploaded?)"; no ledger row is written for the refusal."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    generate(work / "data" / "t.csv", 10, seed=4)
+    assert run("sales-etl upload data/t.csv --dataset sales", env, work).code == 0
+    assert run("sales-etl process incoming/sales/t.csv", env, work).code == 0
+    again = run("sales-etl process sales/incoming/sales/t.csv", env, work)
+    assert_clean(again, "process")
+    assert again.code == 1, again.text
+    assert again.err.strip().splitlines() == [
+        "Error: sales/incoming/sales/t.csv: not in incoming/ any more (its last run, 1, is "
+        "loaded; all of them: sales-etl runs --blob incoming/sales/t.csv)"], again.text
+    assert query(settings, "SELECT count(*) FROM etl_runs") == [(1,)]
