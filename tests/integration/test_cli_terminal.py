@@ -124,6 +124,13 @@ def _rows_unchanged(settings: Settings, _cc: ContainerClient) -> None:
 MISTAKES = {
     "upload-unknown-dataset": Mistake("upload data/t.csv --dataset nosuch", 1,
                                       ("unknown dataset 'nosuch'",), check=_nothing_uploaded),
+    # a name `process` could not be given back (it strips what is pasted): refused
+    "upload-name-trailing-space": Mistake("upload data/t.csv --name 't.csv '", 1,
+                                          ("spaces at the start or end",),
+                                          check=_nothing_uploaded),
+    "upload-name-only-spaces": Mistake("upload data/t.csv --name ' '", 1,
+                                       ("spaces at the start or end",),
+                                       check=_nothing_uploaded),
     "load-unknown-dataset": Mistake("load data/t.csv --dataset nosuch", 1,
                                     ("unknown dataset 'nosuch'",), check=_no_ledger_row),
     "load-missing-file": Mistake("load nosuch.csv", 2, ("'nosuch.csv' does not exist",)),
