@@ -147,7 +147,8 @@ def process_cmd(blob: str) -> None:
     rec = process(settings, blob)
     _print_runs([as_recorded(settings, rec)])
     if rec.status == "failed":
-        raise click.ClickException(f"{rec.blob_path}: failed ({rec.reason_code}): {rec.error}")
+        raise click.ClickException(_shown(f"{rec.blob_path}: failed ({rec.reason_code}): "
+                                          f"{rec.error}"))
 
 
 @main.command("load")
@@ -308,6 +309,13 @@ def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
         _print_runs(rows)
 
 
+def _shown(text: str) -> str:
+    """``text`` with control characters escaped (a blob name is chosen by whoever uploads
+    it: no escape sequence of it reaches the operator's terminal, no newline breaks a row)."""
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}"
+                   if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in text)
+
+
 def _print_runs(rows: list[dict[str, Any]]) -> None:
     click.echo(f"{'run':>5} {'status':8} {'read':>8} {'loaded':>8} {'dupes':>8} "
                f"{'rejected':>8} {'secs':>6}  file / reason")
@@ -326,7 +334,7 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
         click.echo(f"{r.get('run_id') or '-':>5} {r.get('status') or '':8} "
                    f"{r.get('rows_read') or 0:>8} {r.get('rows_loaded') or 0:>8} "
                    f"{r.get('rows_duplicate') or 0:>8} {r.get('rows_rejected') or 0:>8} "
-                   f"{shown:>6}  {detail}")
+                   f"{shown:>6}  {_shown(detail)}")
 
 
 def _local_hint(settings: Settings, blobs: list[str]) -> None:

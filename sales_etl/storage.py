@@ -466,12 +466,20 @@ def upload(container: ContainerClient, path: Any, *, dataset: str | None = None,
     blob = "/".join(parts)
     if any(not p.strip() or p != p.strip() for p in parts):
         # `process` and `requeue` strip what is pasted: such a blob could not be named there
-        raise ConfigError(f"{blob!r}: a blob name with spaces at the start or end of a part "
+        shown = urllib.parse.quote(blob[:200], safe="/ ._-~")
+        raise ConfigError(f"{shown!r}: a blob name with spaces at the start or end of a part "
                           "(or only spaces) is refused; give another with --name",
                           code="bad_blob_name")
     if len(blob) > MAX_NAME:
         raise ConfigError(f"blob name longer than {MAX_NAME} characters; give a shorter "
                           "one with --name", code="bad_blob_name")
+    from .names import problem
+
+    reason = problem(blob, INCOMING)  # what the trigger would refuse: refused here already
+    if reason is not None:
+        shown = urllib.parse.quote(blob[:200], safe="/ ._-~")
+        raise ConfigError(f"{shown}: refused: {reason}; give another name with --name",
+                          code="bad_blob_name")
     with path.open("rb") as data:
         container.get_blob_client(blob).upload_blob(
             data, overwrite=True, max_concurrency=2,

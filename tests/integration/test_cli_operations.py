@@ -8,6 +8,7 @@ import base64
 import json
 import secrets
 import socket
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,32 @@ def test_process_again_says_the_blob_was_processed(stack: devstack.StackState,
         "Error: sales/incoming/sales/t.csv: not in incoming/ any more (its last run, 1, is "
         "loaded; all of them: sales-etl runs --blob incoming/sales/t.csv)"], again.text
     assert query(settings, "SELECT count(*) FROM etl_runs") == [(1,)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_runs_escapes_control_characters_of_blob_names(stack: devstack.StackState,
+                                                       cc: ContainerClient,
+                                                       tmp_path: Path) -> None:
+    """A blob named by another uploader with an escape sequence and a newline in it: the
+    pipeline refuses it (unsafe_name), and neither `process` nor `runs` writes those
+    characters to the operator's terminal (escaped as \\x1b, one line per run)."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    work.mkdir()
+    name = "incoming/sales/a\x1b[2Jb\nc.csv"  # clear the screen; a second line
+    blob = cc.get_blob_client(name)
+    blob.upload_blob(b"transaction_id\nTX-1\n")
+    url = (f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/"
+           + urllib.parse.quote(name))
+    try:
+        for command, code in ((f"sales-etl process '{url}'", 1), ("sales-etl runs", 0)):
+            for tty in (False, True):
+                result = run(command, env, work, tty=tty)
+                assert_clean(result, command)
+                assert result.code == code, result.text
+                assert "\x1b" not in result.text, repr(result.text)
+                assert "a\\x1b[2Jb\\x0ac.csv" in result.text, result.text
+            if command == "sales-etl runs":  # a heading, and one line per run (2)
+                assert len(result.out.strip().splitlines()) == 3, result.out
+    finally:
+        blob.delete_blob()  # Azurite cannot list a container holding it (no XML for ESC)

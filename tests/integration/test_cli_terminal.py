@@ -131,6 +131,9 @@ MISTAKES = {
     "upload-name-only-spaces": Mistake("upload data/t.csv --name ' '", 1,
                                        ("spaces at the start or end",),
                                        check=_nothing_uploaded),
+    "upload-name-control-chars": Mistake("upload data/t.csv --name $'a\\x1b[31mb.csv'", 1,
+                                         ("a%1B%5B31mb.csv: refused: the name holds control "
+                                          "characters",), check=_nothing_uploaded),
     "load-unknown-dataset": Mistake("load data/t.csv --dataset nosuch", 1,
                                     ("unknown dataset 'nosuch'",), check=_no_ledger_row),
     "load-missing-file": Mistake("load nosuch.csv", 2, ("'nosuch.csv' does not exist",)),
