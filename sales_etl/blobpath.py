@@ -10,6 +10,7 @@ with one line that shows the expected form.
 
 from __future__ import annotations
 
+import shlex
 import urllib.parse
 
 from .errors import ConfigError
@@ -50,7 +51,7 @@ def incoming_blob(text: str, container: str) -> str:
     first = name.split("/", 1)[0]
     if first in _OTHER_FOLDERS:
         hint = ("; to load it again, first move it back with: sales-etl requeue "
-                f"{name}" if first in ("failed", "deadletter") else "")
+                f"{shlex.quote(name)}" if first in ("failed", "deadletter") else "")
         raise ConfigError(f"{text}: process takes a blob in incoming/, not {first}/{hint}",
                           code="bad_blob_name")
     if first != INCOMING or name.rstrip("/") == INCOMING:
@@ -59,4 +60,17 @@ def incoming_blob(text: str, container: str) -> str:
     if any(part in ("", ".", "..") for part in name.split("/")):
         raise ConfigError(f"{text}: empty, '.' or '..' path segments are not allowed",
                           code="bad_blob_name")
+    return name
+
+
+def pasted_name(text: str, container: str) -> str:
+    """A blob name given to ``sales-etl requeue`` or ``runs --blob`` with what people paste
+    around it removed: the blob's URL becomes its container-relative path, and the
+    container in front of an ``incoming/``, ``failed/``, ... path (as ``upload`` prints
+    paths) is dropped. Other names (``sales/x.csv``, ``x.csv``) are returned stripped."""
+    name = _strip_url(text.strip(), container).lstrip("/")
+    rest = name[len(container) + 1:]
+    if name.startswith(f"{container}/") and rest.split("/", 1)[0] in (
+            INCOMING, *_OTHER_FOLDERS):
+        return rest
     return name

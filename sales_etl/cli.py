@@ -16,6 +16,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import sys
 import urllib.parse
 from datetime import datetime
@@ -147,7 +148,8 @@ def process_cmd(blob: str) -> None:
     rec = process(settings, blob)
     _print_runs([as_recorded(settings, rec)])
     if rec.status == "failed":
-        raise click.ClickException(f"{rec.blob_path}: failed ({rec.reason_code}): {rec.error}")
+        raise click.ClickException(_shown(f"{rec.blob_path}: failed ({rec.reason_code}): "
+                                          f"{rec.error}"))
 
 
 @main.command("load")
@@ -258,7 +260,7 @@ def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
     click.echo(f"uploaded {file} to {settings.container}/{blob}")
     if _uses_local_stack(settings):
         click.echo(f"local stack: unless `func start` runs, load it with "
-                   f"`sales-etl process {blob}`")
+                   f"`sales-etl process {shlex.quote(blob)}`")
 
 
 @main.command("init-storage")
@@ -279,7 +281,9 @@ def init_storage_cmd() -> None:
 @click.option("--json", "as_json", is_flag=True,
               help="JSON lines: one JSON object per run, one per line, newest first.")
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--blob", default=None, help="Only runs whose blob path contains this text.")
+@click.option("--blob", default=None, help="Only runs whose blob path contains this text "
+              "(as typed: no wildcards; a path with the container in front, or a blob URL, "
+              "is taken as the path in the container).")
 def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
     """Show the ledger: the latest file attempts, newest first, each with its reason code
     and, for content already loaded under another name, the run it duplicates.
@@ -289,7 +293,12 @@ def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
       sales-etl runs --limit 5
       sales-etl runs --json --blob mine.csv | jq .status
     """
-    conn = connect(_settings().require_database())
+    from .blobpath import pasted_name
+
+    settings = _settings()
+    if blob is not None and blob.strip():  # as pasted: with the container, or a URL
+        blob = pasted_name(blob, settings.container)
+    conn = connect(settings.require_database())
     try:
         rows = ledger.recent(conn, limit=limit, blob=blob)
     finally:
@@ -299,6 +308,13 @@ def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
             click.echo(json.dumps(row, default=str))
     else:
         _print_runs(rows)
+
+
+def _shown(text: str) -> str:
+    """``text`` with control characters escaped (a blob name is chosen by whoever uploads
+    it: no escape sequence of it reaches the operator's terminal, no newline breaks a row)."""
+    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}"
+                   if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in text)
 
 
 def _print_runs(rows: list[dict[str, Any]]) -> None:
@@ -319,7 +335,7 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
         click.echo(f"{r.get('run_id') or '-':>5} {r.get('status') or '':8} "
                    f"{r.get('rows_read') or 0:>8} {r.get('rows_loaded') or 0:>8} "
                    f"{r.get('rows_duplicate') or 0:>8} {r.get('rows_rejected') or 0:>8} "
-                   f"{shown:>6}  {detail}")
+                   f"{shown:>6}  {_shown(detail)}")
 
 
 def _local_hint(settings: Settings, blobs: list[str]) -> None:
@@ -327,7 +343,7 @@ def _local_hint(settings: Settings, blobs: list[str]) -> None:
         click.echo("local stack: unless `func start` runs, nothing takes them from "
                    "incoming/; load each with:")
         for blob in blobs:
-            click.echo(f"  sales-etl process {blob}")
+            click.echo(f"  sales-etl process {shlex.quote(blob)}")
 
 
 @main.command("retry-failed")

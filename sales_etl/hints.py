@@ -3,6 +3,8 @@ to do about it. No traceback (``sales-etl -v`` logs it)."""
 
 from __future__ import annotations
 
+import os
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +62,27 @@ def _missing_settings(message: str) -> bool:
                for name in ("POSTGRES_HOST", STORAGE_CONNECTION, "FERNET_KEYS", "BLIND_INDEX_KEY"))
 
 
+def _endpoint(connection: str) -> tuple[str, str]:
+    parts = dict(p.split("=", 1) for p in connection.split(";") if "=" in p)
+    url = urllib.parse.urlsplit(parts.get("BlobEndpoint", ""))
+    return (url.hostname or "", str(url.port or ""))
+
+
+def _stale_local(stack: Stack) -> bool:
+    """True when the exported settings name the running local stack's host with a port it
+    no longer listens on (exported before a restart)."""
+    env = stack.env or {}
+    db_host, db_port = os.environ.get("POSTGRES_HOST"), os.environ.get("POSTGRES_PORT")
+    if db_host and db_host == env.get("POSTGRES_HOST") and db_port and (
+            db_port != env.get("POSTGRES_PORT")):
+        return True
+    mine, theirs = os.environ.get(STORAGE_CONNECTION), env.get(STORAGE_CONNECTION)
+    if not mine or not theirs:
+        return False
+    (host, port), (stack_host, stack_port) = _endpoint(mine), _endpoint(theirs)
+    return bool(host) and host == stack_host and port != stack_port
+
+
 def one_line(exc: BaseException, stack: Stack) -> str:
     """The reason ``exc`` ended the command, in one line, with a hint where one helps."""
     if isinstance(exc, EtlError):
@@ -82,6 +105,11 @@ def one_line(exc: BaseException, stack: Stack) -> str:
         hints.append(f"{where}: if these are the local stack's settings, start it with "
                      f"`{DEV_UP}` and export them again (eval \"$(sales-etl dev env)\": its "
                      "ports change at every start)")
+    if error.code in ("db_unreachable", "storage_unreachable", "io_transient") and (
+            stack.status == "running" and _stale_local(stack)):
+        hints.append("the local stack runs on other ports now (they change at every start): "
+                     "if these are its settings, export them again with "
+                     "eval \"$(sales-etl dev env)\", or unset them (commands then use it)")
     if _pgcode(exc) == "42501":
         hints.append("permission denied: this command needs the schema owner's connection "
                      "(POSTGRES_ADMIN_USER and POSTGRES_ADMIN_PASSWORD), not the loader role's")

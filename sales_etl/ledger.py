@@ -128,8 +128,9 @@ def loaded_content(cur: Any, dataset: str, sha256: str) -> int | None:
 
 def recent(conn: Any, limit: int = 20, blob: str | None = None) -> list[dict[str, Any]]:
     with conn.cursor(cursor_factory=RealDictCursor) as cur:
-        where = "WHERE blob_path LIKE %s" if blob else ""
-        params: list[Any] = [f"%{blob}%"] if blob else []
+        # the text itself, not a LIKE pattern: '_' and '%' are common in file names
+        where = "WHERE strpos(blob_path, %s) > 0" if blob else ""
+        params: list[Any] = [blob] if blob else []
         cur.execute(
             "SELECT run_id, run_uuid::text, dataset, blob_path, attempt, trigger, status,"
             " reason_code, error, rows_read, rows_loaded, rows_duplicate, rows_rejected,"

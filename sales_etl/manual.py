@@ -4,6 +4,7 @@ then processes it exactly as the blob trigger does."""
 
 from __future__ import annotations
 
+import shlex
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
@@ -23,10 +24,31 @@ def process(settings: Settings, text: str) -> RunRecord:
     try:
         blob.get_blob_properties()
     except ResourceNotFoundError:
+        last = _last_run(settings, name)
+        if last is not None:  # it was there: processed, failed or moved meanwhile
+            raise DataError(
+                f"{settings.container}/{name}: not in incoming/ any more (its last run, "
+                f"{last['run_id']}, is {last['status']}; all of them: sales-etl runs --blob "
+                f"{shlex.quote(name)})", code="not_found") from None
         raise DataError(f"{settings.container}/{name}: not found (was it uploaded? "
                         "`sales-etl upload FILE` prints the path to give)",
                         code="not_found") from None
     return pipeline.process_blob(blob, settings, trigger="cli")
+
+
+def _last_run(settings: Settings, name: str) -> dict[str, Any] | None:
+    """The newest ledger row of exactly this blob path, if the ledger can say."""
+    try:
+        conn = connect(settings.require_database())
+    except EtlError:
+        return None
+    try:
+        rows = ledger.recent(conn, limit=50, blob=name)
+    except Exception:  # only a better message is at stake
+        return None
+    finally:
+        conn.close()
+    return next((r for r in rows if r["blob_path"] == name), None)
 
 
 def as_recorded(settings: Settings, rec: RunRecord) -> dict[str, Any]:

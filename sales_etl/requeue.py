@@ -19,6 +19,7 @@ from azure.storage.blob import ContainerClient
 
 from . import ledger, storage
 from . import names as names_
+from .blobpath import pasted_name
 from .db import connect
 from .errors import classify
 from .ledger import RunRecord
@@ -71,7 +72,7 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             folders: Iterable[str] = SOURCES,
             container: ContainerClient | None = None) -> RequeueReport:
     """Move the named blobs (or, with ``everything``, all) of ``folders`` to incoming/."""
-    wanted = {n.strip().lstrip("/") for n in names if n.strip()}
+    wanted = {pasted_name(n, settings.container) for n in names if n.strip()}
     cc = container or storage.container_client(settings)
     report = RequeueReport()
     found: set[str] = set()

@@ -41,7 +41,7 @@ from azure.storage.blob import (
 )
 
 from .datasets import DEFAULT_DATASET
-from .errors import TransientError
+from .errors import ConfigError, TransientError
 from .settings import Settings, StorageSettings
 
 INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED = (
@@ -472,8 +472,22 @@ def upload(container: ContainerClient, path: Any, *, dataset: str | None = None,
     path = Path(path)
     parts = [INCOMING, *safe_parts(dataset or ""), *safe_parts(name or path.name)]
     blob = "/".join(parts)
+    if any(not p.strip() or p != p.strip() for p in parts):
+        # `process` and `requeue` strip what is pasted: such a blob could not be named there
+        shown = urllib.parse.quote(blob[:200], safe="/ ._-~")
+        raise ConfigError(f"{shown!r}: a blob name with spaces at the start or end of a part "
+                          "(or only spaces) is refused; give another with --name",
+                          code="bad_blob_name")
     if len(blob) > MAX_NAME:
-        raise ValueError(f"blob name longer than {MAX_NAME} characters")
+        raise ConfigError(f"blob name longer than {MAX_NAME} characters; give a shorter "
+                          "one with --name", code="bad_blob_name")
+    from .names import problem
+
+    reason = problem(blob, INCOMING)  # what the trigger would refuse: refused here already
+    if reason is not None:
+        shown = urllib.parse.quote(blob[:200], safe="/ ._-~")
+        raise ConfigError(f"{shown}: refused: {reason}; give another name with --name",
+                          code="bad_blob_name")
     with path.open("rb") as data:
         container.get_blob_client(blob).upload_blob(
             data, overwrite=True, max_concurrency=2,

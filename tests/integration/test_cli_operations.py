@@ -7,6 +7,8 @@ from __future__ import annotations
 import base64
 import json
 import secrets
+import socket
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -191,3 +193,146 @@ def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
         assert old.code == 1 and "no customers row with key 'CUST-004'" in old.err, old.text
     finally:
         query(settings, "TRUNCATE customers, etl_key_rotation")  # hashed under another key
+
+
+@pytest.mark.usefixtures("clean")
+def test_pasted_names_and_printed_commands_with_spaces(stack: devstack.StackState,
+                                                      settings: Settings, cc: ContainerClient,
+                                                      tmp_path: Path) -> None:
+    """The commands `upload`, `requeue` and `process` print for a file name with a space
+    run as printed when pasted into a shell; `requeue` takes the forms `process` takes
+    (the path `upload` prints, with the container in front, and the blob's URL)."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    (work / "data" / "bad file.csv").write_text("transaction_id,customer_id\nTX-1,C-1\n")
+
+    def sh(command: str) -> str:
+        result = run(command, env, work)
+        assert_clean(result, command)
+        assert result.code in (0, 1), f"{command} -> {result.code}:\n{result.text}"
+        return result.text
+
+    def printed_command(text: str) -> str:
+        line = next(line for line in text.splitlines() if "sales-etl process " in line)
+        return line[line.index("sales-etl process "):].rstrip("`").strip()
+
+    hint = printed_command(sh("sales-etl upload 'data/bad file.csv' --dataset sales"))
+    assert "Error: " in sh(hint) and names(cc, "failed/") == ["failed/sales/bad file.csv"]
+    refused = sh("sales-etl process 'failed/sales/bad file.csv'")
+    suggested = refused[refused.index("sales-etl requeue "):].strip()
+    for pasted in ("'sales/failed/sales/bad file.csv'",
+                   f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/failed/sales/"
+                   "bad%20file.csv",
+                   suggested.removeprefix("sales-etl requeue ")):
+        text = sh(f"sales-etl requeue {pasted}")
+        assert "requeued 1" in text, f"requeue {pasted}:\n{text}"
+        assert names(cc, "incoming/") == ["incoming/sales/bad file.csv"]
+        assert "Error: " in sh(printed_command(text)), text  # it ran, and failed again
+        assert names(cc, "failed/") == ["failed/sales/bad file.csv"]
+    assert query(settings, "SELECT count(*) FROM etl_runs WHERE trigger = 'requeue'") == [(3,)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_runs_blob_filter_is_the_text_given(stack: devstack.StackState, settings: Settings,
+                                           tmp_path: Path) -> None:
+    """`runs --blob` keeps the runs whose path contains the text as typed: '_' and '%' in
+    file names are not wildcards, and the path `upload` printed (container in front) or
+    the blob's URL finds the blob's runs."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    (work / "data").mkdir(parents=True)
+    body = generate(work / "data" / "x.csv", 10, seed=4).path.read_bytes()
+    for name in ("my_file.csv", "myXfile.csv", "100%.csv"):
+        (work / "data" / name).write_bytes(body)
+        for command in (f"sales-etl upload 'data/{name}' --dataset sales",
+                        f"sales-etl process 'incoming/sales/{name}'"):
+            assert run(command, env, work).code == 0, command
+
+    def shown(*args: str) -> list[str]:
+        result = run("sales-etl runs --json " + " ".join(args), env, work)
+        assert_clean(result, "runs")
+        assert result.code == 0, result.text
+        return [json.loads(line)["blob_path"] for line in result.out.splitlines()]
+
+    assert shown("--blob my_file") == ["incoming/sales/my_file.csv"]
+    assert shown("--blob %") == ["incoming/sales/100%.csv"]
+    assert shown("--blob sales/incoming/sales/myXfile.csv") == ["incoming/sales/myXfile.csv"]
+    url = f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/incoming/sales/100%25.csv"
+    assert shown(f"--blob '{url}'") == ["incoming/sales/100%.csv"]
+    assert len(shown()) == 3
+
+
+@pytest.mark.usefixtures("clean")
+def test_storage_endpoint_that_accepts_but_never_answers(stack: devstack.StackState,
+                                                        settings: Settings,
+                                                        cc: ContainerClient,
+                                                        tmp_path: Path) -> None:
+    """A storage setting pointing at a port where something accepts connections but never
+    answers (a wrong port, a firewall holding connections): one line saying so, instead of
+    the storage client's four attempts of 60 s each."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    generate(work / "data" / "t.csv", 10, seed=4)
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # accepts (in the kernel), never reads nor writes
+        port = silent.getsockname()[1]
+        conn = stack.storage_connection_string.replace(
+            f":{stack.blob_port}/", f":{port}/")
+        for command in ("upload data/t.csv --dataset sales", "process incoming/sales/t.csv"):
+            result = run(f"sales-etl {command}", {**env, "SalesStorage": conn}, work,
+                         timeout=120)
+            assert_clean(result, command)
+            assert result.code == 1, result.text
+            assert f"storage unreachable at http://127.0.0.1:{port}: something listens there" \
+                in result.err, result.text
+    assert names(cc) == [] and query(settings, "SELECT count(*) FROM etl_runs") == [(0,)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_process_again_says_the_blob_was_processed(stack: devstack.StackState,
+                                                   settings: Settings, tmp_path: Path) -> None:
+    """`process` of a blob already taken from incoming/ says so and names its last run,
+    not "not found (was it uploaded?)"; no ledger row is written for the refusal."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    generate(work / "data" / "t.csv", 10, seed=4)
+    assert run("sales-etl upload data/t.csv --dataset sales", env, work).code == 0
+    assert run("sales-etl process incoming/sales/t.csv", env, work).code == 0
+    again = run("sales-etl process sales/incoming/sales/t.csv", env, work)
+    assert_clean(again, "process")
+    assert again.code == 1, again.text
+    assert again.err.strip().splitlines() == [
+        "Error: sales/incoming/sales/t.csv: not in incoming/ any more (its last run, 1, is "
+        "loaded; all of them: sales-etl runs --blob incoming/sales/t.csv)"], again.text
+    assert query(settings, "SELECT count(*) FROM etl_runs") == [(1,)]
+
+
+@pytest.mark.usefixtures("clean")
+def test_runs_escapes_control_characters_of_blob_names(stack: devstack.StackState,
+                                                       cc: ContainerClient,
+                                                       tmp_path: Path) -> None:
+    """A blob named by another uploader with an escape sequence and a newline in it: the
+    pipeline refuses it (unsafe_name), and neither `process` nor `runs` writes those
+    characters to the operator's terminal (escaped as \\x1b, one line per run)."""
+    env = environment(project(tmp_path / "checkout", stack))
+    work = tmp_path / "work"
+    work.mkdir()
+    name = "incoming/sales/a\x1b[2Jb\nc.csv"  # clear the screen; a second line
+    blob = cc.get_blob_client(name)
+    blob.upload_blob(b"transaction_id\nTX-1\n")
+    url = (f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/"
+           + urllib.parse.quote(name))
+    try:
+        for command, code in ((f"sales-etl process '{url}'", 1), ("sales-etl runs", 0)):
+            for tty in (False, True):
+                result = run(command, env, work, tty=tty)
+                assert_clean(result, command)
+                assert result.code == code, result.text
+                assert "\x1b" not in result.text, repr(result.text)
+                assert "a\\x1b[2Jb\\x0ac.csv" in result.text, result.text
+            if command == "sales-etl runs":  # a heading, and one line per run (2)
+                assert len(result.out.strip().splitlines()) == 3, result.out
+    finally:
+        blob.delete_blob()  # Azurite cannot list a container holding it (no XML for ESC)

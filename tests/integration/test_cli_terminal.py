@@ -102,7 +102,7 @@ class Mistake:
     command: str
     code: int
     says: tuple[str, ...]
-    where: str = "stack"  # stack | none | stopped | stale-exported | loader | wrong-key
+    where: str = "stack"  # stack | none | stopped | stale-exported | restarted | loader | wrong-key
     check: Callable[[Settings, ContainerClient], None] | None = None
     loaded: bool = False  # a file loaded first (for the key cases)
     extra: dict[str, str] = field(default_factory=dict)
@@ -124,6 +124,16 @@ def _rows_unchanged(settings: Settings, _cc: ContainerClient) -> None:
 MISTAKES = {
     "upload-unknown-dataset": Mistake("upload data/t.csv --dataset nosuch", 1,
                                       ("unknown dataset 'nosuch'",), check=_nothing_uploaded),
+    # a name `process` could not be given back (it strips what is pasted): refused
+    "upload-name-trailing-space": Mistake("upload data/t.csv --name 't.csv '", 1,
+                                          ("spaces at the start or end",),
+                                          check=_nothing_uploaded),
+    "upload-name-only-spaces": Mistake("upload data/t.csv --name ' '", 1,
+                                       ("spaces at the start or end",),
+                                       check=_nothing_uploaded),
+    "upload-name-control-chars": Mistake("upload data/t.csv --name $'a\\x1b[31mb.csv'", 1,
+                                         ("a%1B%5B31mb.csv: refused: the name holds control "
+                                          "characters",), check=_nothing_uploaded),
     "load-unknown-dataset": Mistake("load data/t.csv --dataset nosuch", 1,
                                     ("unknown dataset 'nosuch'",), check=_no_ledger_row),
     "load-missing-file": Mistake("load nosuch.csv", 2, ("'nosuch.csv' does not exist",)),
@@ -166,6 +176,14 @@ MISTAKES = {
                                       ("storage unreachable",), where="stale-exported"),
     "stale-settings-retry": Mistake("retry-failed --force", 1, ("storage unreachable",),
                                     where="stale-exported"),
+    # the stack was restarted (new ports) after its settings were exported
+    "restarted-stack-runs": Mistake("runs", 1, ("database unreachable", "on other ports now",
+                                                'eval "$(sales-etl dev env)"'),
+                                    where="restarted"),
+    "restarted-stack-process": Mistake("process incoming/sales/t.csv", 1,
+                                       ("storage unreachable", "on other ports now",
+                                        'eval "$(sales-etl dev env)"'),
+                                       where="restarted", check=_no_ledger_row),
     "loader-instead-of-admin": Mistake("migrate", 1, ("permission denied",
                                                       "POSTGRES_ADMIN_USER"), where="loader"),
     "requeue-unknown-name": Mistake("requeue nosuch.csv", 1, ("no blob in failed/ or "
@@ -186,6 +204,15 @@ def _env_for(kind: str, stack: devstack.StackState, tmp_path: Path) -> dict[str,
         assert stale is not None
         return environment(home, stale.env())  # exported before the stack went away
     home = project(tmp_path / "checkout", stack)
+    if kind == "restarted":  # exported from an earlier start: the same host, ports now free
+        env = dict(stack.env())
+        old_pg, old_blob, old_queue, old_table = devstack.free_ports(4)
+        env["POSTGRES_PORT"] = str(old_pg)
+        for name in ("SalesStorage", "AzureWebJobsStorage"):
+            env[name] = (env[name].replace(f":{stack.blob_port}/", f":{old_blob}/")
+                         .replace(f":{stack.queue_port}/", f":{old_queue}/")
+                         .replace(f":{stack.table_port}/", f":{old_table}/"))
+        return environment(home, env)
     if kind == "loader":
         env = {k: v for k, v in stack.env().items() if not k.startswith("POSTGRES_ADMIN")}
         return environment(home, env)
