@@ -90,7 +90,9 @@ class _Lines:
         self.next_line += 1
         self._pending.append(line)
         self._pending_bytes += len(line)
-        if self._pending_bytes > MAX_RECORD_BYTES:
+        # (the record's final line end is not counted, as on the fast path: a line's own end
+        # is left out; if the record goes on, its next line brings at least as many bytes)
+        if self._pending_bytes - (len(line) - len(line.rstrip(b"\r\n"))) > MAX_RECORD_BYTES:
             raise too_long(self._name, self.record_line)
         return line
 

@@ -266,7 +266,7 @@ def test_cross_chunk_duplicates_carry_their_own_raw_row_and_the_first_wins(
     lines = [row(f"D-{i}") for i in range(400)]
     lines[10] = row("D-10", customer_id="Jos\xe9")  # (becomes Latin-1 below)
     lines[20] = row("D-20", store_id="S" * 100, product_id="PROD-2") + ',"' + "n" * (
-        2 << 20) + '"'  # a 2 MiB field: a ragged row (field_count)
+        MAX_RECORD_BYTES - 1024) + '"'  # a field near the record limit: ragged (field_count)
     lines[30] = row("D-30", payment_method="ca\rsh")  # a quoted CR in a value (bad_value)
     lines[150] = row("OLD-1")  # line 152: an unrelated collision, chunk 2 is staged
     lines[210] = row("D-118", quantity="7", total_amount="")  # first: line 120 (staged)
@@ -329,18 +329,42 @@ def test_a_record_over_the_limit_fails_on_both_paths(
 def test_a_record_under_the_limit_is_read_on_both_paths(
         settings: Settings, clean: None, cc: ContainerClient, stray_quote: bool,
         quoted: bool) -> None:
-    """A record of 9 MiB (more than twice the parser's 4 MiB block, under the 16 MiB
-    limit), plain or a quoted value spread over many lines: read, its row rejected alone
-    for its value, the rest of the file loaded."""
+    """A record just under the limit (longer than the fast path's 2 MiB first block once
+    the header and first row are counted), plain or a quoted value spread over many lines:
+    read, its row rejected alone for its value, the rest of the file loaded."""
     first = row("U-1").replace("PROD-001", 'PROD"001') if stray_quote else row("U-1")
-    value = "ab\n" * (3 << 20) if quoted else "c" * (9 << 20)
+    size = MAX_RECORD_BYTES - 1024
+    value = "ab\n" * (size // 3) if quoted else "c" * size
     long_row = row("U-2", payment_method=value)
-    assert MAX_RECORD_BYTES > len(long_row) > 9 << 20
+    assert MAX_RECORD_BYTES > len(long_row) > MAX_RECORD_BYTES - 1024
     rec = run(cc, settings, "long-ok.csv", body(first, long_row, row("U-3")))
     found = rejects(cc, rec)
     assert (rec["status"], rec["read"]) == ("loaded", 3)
     assert coded(found)[3] == "bad_value"
     assert ("U-3", 4 + value.count("\n")) in stored(settings)
+
+
+@pytest.mark.parametrize("over", [False, True], ids=["at-limit", "one-byte-over"])
+@pytest.mark.parametrize("stray_quote", [False, True], ids=["fast", "exact"])
+def test_the_record_limit_is_the_same_byte_on_both_paths(
+        settings: Settings, clean: None, cc: ContainerClient, stray_quote: bool,
+        over: bool) -> None:
+    """A record of exactly MAX_RECORD_BYTES (its line end not counted) is read; one byte
+    more fails the file `record_too_long`, whichever path reads it (structural: the memory
+    this limit bounds is measured by hand, see the README's Limits)."""
+    first = row("B-1").replace("PROD-001", 'PROD"001') if stray_quote else row("B-1")
+    short = row("B-2", payment_method="")
+    long_row = row("B-2", payment_method="c" * (MAX_RECORD_BYTES - len(short) + over))
+    assert len(long_row) == MAX_RECORD_BYTES + over
+    rec = run(cc, settings, "edge.csv", body(first, long_row, row("B-3")))
+    if over:
+        assert (rec["status"], rec["code"]) == ("failed", "record_too_long")
+        assert "line 3" in rec["error"]
+        assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
+    else:
+        assert (rec["status"], rec["read"]) == ("loaded", 3)
+        assert coded(rejects(cc, rec))[3] == "bad_value"
+        assert ("B-3", 4) in stored(settings)
 
 
 def test_a_gzip_bomb_is_refused_by_its_ratio(settings: Settings, clean: None,
