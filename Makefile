@@ -67,6 +67,10 @@ test: $(STAMP) $(RPC) $(NODE_STAMP) compose-tool pgbouncer-tool  ## Lint, type-c
 	$(BIN)/mypy
 	$(BIN)/pytest
 
+lint: $(STAMP)  ## ruff and mypy only (what make test runs first)
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
 unit: $(STAMP) $(RPC)  ## The unit tests only (no services)
 	$(BIN)/pytest tests/unit
 
