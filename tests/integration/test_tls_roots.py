@@ -5,7 +5,6 @@ from here: the local server's CA stands in for DigiCert/Microsoft in the bundle.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import psycopg2
@@ -13,15 +12,6 @@ import pytest
 
 from sales_etl.devstack import StackState
 from sales_etl.settings import AZURE_PG_ROOTS, Settings, load_settings
-
-
-@pytest.fixture
-def tls(stack: StackState) -> StackState:
-    if not stack.pg_tls:
-        if os.environ.get("CI"):
-            pytest.fail("CI needs an SSL-capable PostgreSQL build (Debian's postgresql-15)")
-        pytest.skip("no SSL-capable PostgreSQL server here: apt-get install postgresql")
-    return stack
 
 
 def _connect(settings: Settings, rootcert: str) -> list[tuple[object, ...]]:
