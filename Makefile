@@ -11,7 +11,7 @@ endif
 VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-RPC    := sales_etl/rpc/_generated/function_rpc_pb2.py
+RPC    := dev/sales_etl_dev/rpc/_generated/function_rpc_pb2.py
 NODE_STAMP := node_modules/.installed
 
 .PHONY: setup compose-tool pgbouncer-tool demo test unit lint bench bench-quick dev-up dev-down clean help package
@@ -20,17 +20,17 @@ NODE_STAMP := node_modules/.installed
 help:  ## List the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
 
-$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml
+$(STAMP): requirements.txt requirements-cli.txt requirements-dev.txt pyproject.toml dev/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "Python $(PY_MINOR) is required and was not found (pyenv versions, python$(PY_MINOR) on PATH): install it, e.g. 'pyenv install $(PY_MINOR)', or pass PYTHON=/path/to/python$(PY_MINOR)"; exit 1; }
 	@$(BIN)/python -c 'import sys; sys.exit(sys.version_info[:2] != ($(subst .,$(comma),$(PY_MINOR))))' 2>/dev/null || { rm -rf $(VENV) && $(PYTHON) -m venv $(VENV); }
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps -e . -e ./dev
 	@touch $@
 
 # The Functions RPC messages the tests speak to the genuine worker (git-ignored output).
-$(RPC): sales_etl/rpc/function_rpc.proto $(STAMP)
-	$(BIN)/python -m sales_etl.rpc
+$(RPC): dev/sales_etl_dev/rpc/function_rpc.proto $(STAMP)
+	$(BIN)/python -m sales_etl_dev.rpc
 
 $(NODE_STAMP): package.json package-lock.json
 	npm ci --no-audit --no-fund --loglevel=error

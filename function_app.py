@@ -7,17 +7,17 @@ other function keeps working; nothing read here may raise."""
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from sales_etl import functions
+from sales_etl import triggers
 
 app = func.FunctionApp()
-bindings = functions.bindings()
+bindings = triggers.bindings()
 
 if bindings.blob_path is not None and bindings.source is not None:
 
     @app.blob_trigger(arg_name="client", path=bindings.blob_path,
                       connection=bindings.connection, source=func.BlobSource(bindings.source))
     def load_blob(client: blob.BlobClient) -> None:
-        functions.on_blob(client)
+        triggers.on_blob(client)
 
 
 if bindings.schedule is not None:
@@ -25,4 +25,4 @@ if bindings.schedule is not None:
     @app.timer_trigger(arg_name="timer", schedule=bindings.schedule, run_on_startup=False,
                        use_monitor=True)
     def retry_sweep(timer: func.TimerRequest) -> None:
-        functions.on_timer(timer)
+        triggers.on_timer(timer)

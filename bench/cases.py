@@ -40,7 +40,7 @@ def main(case: str, arg: str) -> None:
         rec = pipeline.load_file(Path(arg), get_dataset("sales"), settings)
         result.update(rows=rec.rows_loaded, duplicates=rec.rows_duplicate)
     elif case == "blob":
-        from sales_etl import hostcall
+        from sales_etl_dev import hostcall
 
         hostcall.registered()  # indexing happens once per worker, before any invocation
         started = time.perf_counter()

@@ -22,10 +22,11 @@ from typing import Any
 import click
 
 from bench.floor import prepare_payload
-from sales_etl import devstack, storage
+from sales_etl import storage
 from sales_etl.db import connect
-from sales_etl.generate import generate
 from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl_dev import devstack
+from sales_etl_dev.generate import generate
 
 MODES = ("floor", "direct", "pgbouncer")
 

@@ -30,10 +30,11 @@ import pandas as pd
 
 from bench import parallel
 from bench.floor import prepare_payload
-from sales_etl import devstack, migrate, storage
+from sales_etl import migrate, storage
 from sales_etl.db import connect
-from sales_etl.generate import generate
 from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl_dev import devstack
+from sales_etl_dev.generate import generate
 
 CARDINALITY = {"customers": 50_000, "products": 2_000, "stores": 200}
 
@@ -235,7 +236,7 @@ def _report(results: list[Measure], memory: list[tuple[int, float]], rows: int, 
         f"- machine: {_machine()}",
         f"- Python {platform.python_version()}; PostgreSQL {pg} (local, TLS verify-full, "
         "fsync off: a throwaway cluster); Azurite from npm",
-        f"- input: {rows:,} sales rows from `sales_etl.generate` (50,000 customers, 2,000 "
+        f"- input: {rows:,} sales rows from `sales_etl_dev.generate` (50,000 customers, 2,000 "
         "products, 200 stores); the sales table with its primary key, unique "
         "transaction_id and 4 secondary indexes",
         f"- seconds: the operation alone, median of {runs} run(s) for the first three cases; "

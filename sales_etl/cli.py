@@ -12,6 +12,7 @@ traceback: ``-v`` logs it); 2 the command line is wrong (unknown option, missing
 from __future__ import annotations
 
 import base64
+import importlib.metadata
 import json
 import logging
 import os
@@ -19,13 +20,12 @@ import secrets
 import shlex
 import sys
 import urllib.parse
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import click
 
-from . import __version__, devstack, ledger, migrate, preflight, retry, storage
+from . import __version__, ledger, migrate, preflight, retry, storage
 from .datasets import get_dataset, load_datasets
 from .db import connect
 from .hints import Stack, local_stack, one_line
@@ -68,8 +68,42 @@ def _progress(total: int | None, desc: str) -> Any:
     return bar
 
 
+# Commands other installed packages add (the development package `sales-etl-dev`, in dev/,
+# adds `dev`, `demo` and `generate`): loaded only when run or listed, never at import.
+PLUGIN_GROUP = "sales_etl.commands"
+DEV_COMMANDS = ("dev", "demo", "generate")
+
+
+def _plugins() -> dict[str, importlib.metadata.EntryPoint]:
+    return {ep.name: ep for ep in importlib.metadata.entry_points(group=PLUGIN_GROUP)}
+
+
 class _Cli(click.Group):
-    """Any failure of a command ends it with exit status 1 and one line (no traceback)."""
+    """Any failure of a command ends it with exit status 1 and one line (no traceback);
+    the commands of installed plugins are listed and run like the built-in ones."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *_plugins()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        command = super().get_command(ctx, cmd_name)
+        entry = _plugins().get(cmd_name) if command is None else None
+        if entry is not None:
+            try:
+                loaded = entry.load()
+            except ImportError:  # listed by stale metadata, its package gone
+                return None
+            return loaded if isinstance(loaded, click.Command) else None
+        return command
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        if args and args[0] in DEV_COMMANDS and self.get_command(ctx, args[0]) is None:
+            raise click.UsageError(
+                f"`sales-etl {args[0]}` is a development command and the development "
+                "package is not installed here: from a checkout, `make setup` installs it "
+                "(or `pip install -e dev/`)", ctx)
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -187,56 +221,6 @@ def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
         _print_runs([rec.as_dict()])
     if failed:
         raise click.ClickException(f"{failed} of {len(files)} file(s) failed")
-
-
-@main.command("generate")
-@click.option("--rows", type=click.IntRange(0), default=100, show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
-              default="2025-10-09 08:00:00", show_default=True)
-@click.option("--end", type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
-              default="2025-10-12 22:00:00", show_default=True)
-@click.option("--bad-rows", type=click.IntRange(0), default=0, show_default=True,
-              help="Rows that break one rule each (to see the rejects).")
-@click.option("--seed", type=int, default=None, help="Same seed, same file.")
-@click.option("--customers", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--products", type=click.IntRange(1), default=8, show_default=True)
-@click.option("--stores", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--model", is_flag=True,
-              help="Write consistent files for all five datasets (suppliers, products, "
-                   "customers, stores, sales) into the --out folder.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output file [default: data/sales_<timestamp>.csv], or folder with --model.")
-def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed: int | None,
-                 customers: int, products: int, stores: int, model: bool,
-                 out: Path | None) -> None:
-    """Generate a mock sales CSV file, as the original design's generator did (or, with
-    --model, one file per dataset of the example model).
-
-    \b
-    Example:
-      sales-etl generate --rows 1000 --bad-rows 5 --out data/mine.csv
-      sales-etl generate --model --rows 500 --out data/model
-    """
-    from .generate import default_name, generate, generate_model
-
-    if model:
-        folder = out or Path("data") / "model"
-        paths = generate_model(folder, sales_rows=rows, customers=customers,
-                               products=products, stores=stores,
-                               seed=seed if seed is not None else secrets.randbelow(2**31))
-        for name, file in paths.items():
-            click.echo(f"{name}: {file}")
-        click.echo("upload each with: sales-etl upload FILE --dataset NAME")
-        return
-    path = out or Path("data") / default_name()
-    try:
-        result = generate(path, rows, bad_rows=bad_rows,
-                          seed=seed if seed is not None else secrets.randbelow(2**31),
-                          start=start, end=end, customers=customers, products=products,
-                          stores=stores)
-    except ValueError as exc:
-        raise click.BadParameter(str(exc)) from exc
-    click.echo(f"wrote {result.rows} rows ({len(result.bad)} bad) to {result.path}")
 
 
 @main.command("upload")
@@ -518,6 +502,8 @@ def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
 def _follow_rotation(settings: Settings, blind_index: bool) -> None:
     """The local stack keeps the keys a finished rotation used (else its commands would
     fall back to the old key in .devstack/)."""
+    from sales_etl_dev import devstack  # the local stack is in use: its package is here
+
     state = devstack.read_state()
     if state is None:
         return
@@ -576,9 +562,3 @@ def keys_generate() -> None:
     """
     click.echo(f"export FERNET_KEYS={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}")
     click.echo(f"export BLIND_INDEX_KEY={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}")
-
-
-from .cli_dev import demo_cmd, dev_group  # noqa: E402  (commands of the local stack)
-
-main.add_command(dev_group)
-main.add_command(demo_cmd)

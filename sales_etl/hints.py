@@ -9,7 +9,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import devstack
 from .errors import EtlError, classify
 from .settings import STORAGE_CONNECTION
 
@@ -38,6 +37,12 @@ class Stack:
 
 
 def local_stack(home: Path | None = None) -> Stack:
+    """The local dev stack, when the development package (dev/) is installed; without it
+    (a deployment, an installed wheel) there is none to fall back on."""
+    try:
+        from sales_etl_dev import devstack
+    except ImportError:
+        return Stack("none", home or Path(".devstack"), None)
     home = home or devstack.default_home()
     state = devstack.read_state(home)
     if state is None:

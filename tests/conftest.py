@@ -12,8 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import devstack, hostcall, migrate
+from sales_etl import migrate
 from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl_dev import devstack, hostcall
 
 
 @pytest.fixture(scope="session")

@@ -18,8 +18,8 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sales_etl import devstack
 from sales_etl.settings import project_root
+from sales_etl_dev import devstack
 
 BIN = Path(sys.executable).parent
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \".*\", line \d+", re.M)

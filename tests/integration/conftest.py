@@ -9,8 +9,8 @@ from azure.storage.blob import ContainerClient
 
 from sales_etl import storage
 from sales_etl.db import connect
-from sales_etl.devstack import StackState
 from sales_etl.settings import Settings
+from sales_etl_dev.devstack import StackState
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import pgbouncer
 from sales_etl.settings import project_root
+from sales_etl_dev import pgbouncer
 
 pytestmark = pytest.mark.slow
 

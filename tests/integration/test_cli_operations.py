@@ -15,11 +15,12 @@ import pytest
 from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
-from sales_etl import devstack, pipeline
+from sales_etl import pipeline
 from sales_etl.cli import main
 from sales_etl.datasets import get_dataset
-from sales_etl.generate import generate
 from sales_etl.settings import Settings
+from sales_etl_dev import devstack
+from sales_etl_dev.generate import generate
 
 from .clirun import assert_clean, environment, project, run
 from .conftest import names, query
@@ -169,7 +170,7 @@ def test_requeue_says_when_the_ledger_cannot_record(stack: devstack.StackState,
 @pytest.mark.usefixtures("clean")
 def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
                                                     settings: Settings, tmp_path: Path) -> None:
-    from sales_etl.generate import generate_model
+    from sales_etl_dev.generate import generate_model
 
     files = generate_model(tmp_path / "model", sales_rows=10, customers=6, seed=4)
     pipeline.load_file(files["customers"], get_dataset("customers"), settings)

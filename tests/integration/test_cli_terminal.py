@@ -14,10 +14,11 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import devstack, pipeline
+from sales_etl import pipeline
 from sales_etl.datasets import get_dataset
-from sales_etl.generate import generate
 from sales_etl.settings import Settings
+from sales_etl_dev import devstack
+from sales_etl_dev.generate import generate
 
 from .clirun import Result, assert_clean, environment, project, run
 from .conftest import names, query

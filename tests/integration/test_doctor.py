@@ -9,11 +9,11 @@ import pytest
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from sales_etl import devstack, hostcall
 from sales_etl.cli import main
 from sales_etl.doctor import Check, run
-from sales_etl.generate import generate
 from sales_etl.storage import upload
+from sales_etl_dev import devstack, hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import query
 

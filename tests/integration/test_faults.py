@@ -21,9 +21,10 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import devstack, hostcall, load, pipeline, retry, storage
-from sales_etl.generate import generate
+from sales_etl import load, pipeline, retry, storage
 from sales_etl.settings import Settings, project_root
+from sales_etl_dev import devstack, hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 
@@ -159,7 +160,7 @@ def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Sett
 
 WORKER = """
 import sys
-from sales_etl import hostcall
+from sales_etl_dev import hostcall
 hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 """
 
@@ -261,8 +262,9 @@ def test_sweep_works_while_the_database_is_down(stack: devstack.StackState, sett
 
 LOAD_WORKER = """
 import sys
-from sales_etl import hostcall, storage
-from sales_etl.functions import settings
+from sales_etl import storage
+from sales_etl_dev import hostcall
+from sales_etl.triggers import settings
 cc = storage.container_client(settings())
 for name in sys.argv[2:]:
     try:

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sales_etl import devstack
 from sales_etl.cli import main
 from sales_etl.settings import host_connections, load_settings, project_root, read_bindings
+from sales_etl_dev import devstack
 
 
 def test_func_settings_writes_what_both_functions_need(

@@ -10,9 +10,10 @@ from pathlib import Path
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl import hostcall, storage
-from sales_etl.generate import BAD_KINDS, generate
+from sales_etl import storage
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import BAD_KINDS, generate
 
 from .conftest import names, query
 

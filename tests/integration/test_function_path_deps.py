@@ -14,9 +14,9 @@ from pathlib import Path
 from azure.storage.blob import ContainerClient
 
 from sales_etl import storage
-from sales_etl.devstack import StackState
-from sales_etl.generate import generate
 from sales_etl.settings import Settings, project_root
+from sales_etl_dev.devstack import StackState
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 
@@ -32,7 +32,7 @@ SCRIPT = textwrap.dedent("""
             return None
 
     sys.meta_path.insert(0, Block())
-    from sales_etl import hostcall
+    from sales_etl_dev import hostcall
     hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
     leaked = sorted(m for m in sys.modules if m.split(".")[0] in BLOCKED)
     assert not leaked, leaked

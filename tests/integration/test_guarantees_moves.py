@@ -25,10 +25,11 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import hostcall, ledger, load, pipeline, retry, storage
+from sales_etl import ledger, load, pipeline, retry, storage
 from sales_etl.db import connect
-from sales_etl.generate import generate
 from sales_etl.settings import Settings, project_root
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 
@@ -341,7 +342,7 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
 
 WORKER = """
 import sys
-from sales_etl import hostcall
+from sales_etl_dev import hostcall
 hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 """
 
@@ -351,7 +352,7 @@ hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 CRASH_AFTER_COPY = """
 import os, signal, sys
 from azure.storage.blob import BlobClient
-from sales_etl import hostcall
+from sales_etl_dev import hostcall
 original = BlobClient.delete_blob
 def die_before_delete(self, *args, **kwargs):
     if self.blob_name.startswith("incoming/"):  # the copy is made and verified: die now
@@ -390,7 +391,8 @@ FAIL_THEN_CRASH_AFTER_COPY = """
 import os, signal, sys
 import psycopg2
 from azure.storage.blob import BlobClient
-from sales_etl import hostcall, load
+from sales_etl import load
+from sales_etl_dev import hostcall
 def connection_lost(self, *args, **kwargs):  # a transient failure at the merge
     raise psycopg2.OperationalError("server closed the connection unexpectedly")
 load.Loader.finish = connection_lost
@@ -433,7 +435,7 @@ import os, signal, sys
 from datetime import timedelta
 from azure.storage.blob import BlobClient
 from sales_etl import retry, storage
-from sales_etl.functions import settings
+from sales_etl.triggers import settings
 original = BlobClient.delete_blob
 def die_before_delete(self, *args, **kwargs):
     if self.blob_name.startswith("failed/"):  # copied back to incoming/: die now

@@ -13,10 +13,11 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import extract, hostcall
+from sales_etl import extract
 from sales_etl.db import connect
 from sales_etl.records import MAX_COLUMNS, MAX_RECORD_BYTES
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
 
 from .conftest import names, query
 

@@ -25,12 +25,13 @@ from azure.storage.blob import (
 )
 from click.testing import CliRunner
 
-from sales_etl import devstack, hostcall, pipeline, retry, storage
+from sales_etl import pipeline, retry, storage
 from sales_etl.cli import main
 from sales_etl.errors import classify
-from sales_etl.generate import generate
 from sales_etl.requeue import requeue
 from sales_etl.settings import Secret, Settings, StorageSettings
+from sales_etl_dev import devstack, hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 

@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import hostcall, storage
+from sales_etl import storage
 from sales_etl.records import MAX_RECORD_BYTES
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
 
 from .conftest import names, query
 

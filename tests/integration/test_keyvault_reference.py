@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import functions, hostcall, storage
-from sales_etl.generate import generate
+from sales_etl import storage, triggers
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 
@@ -23,9 +24,9 @@ REF = "@Microsoft.KeyVault(SecretUri=https://kv-sales-secret-name.vault.azure.ne
 
 @pytest.fixture
 def fresh_settings() -> Iterator[None]:
-    functions.settings.cache_clear()
+    triggers.settings.cache_clear()
     yield
-    functions.settings.cache_clear()
+    triggers.settings.cache_clear()
 
 
 def test_an_unresolved_reference_fails_the_invocation_and_loses_nothing(
@@ -45,7 +46,7 @@ def test_an_unresolved_reference_fails_the_invocation_and_loses_nothing(
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
 
     monkeypatch.undo()  # the platform resolved the reference (after a restart)
-    functions.settings.cache_clear()
+    triggers.settings.cache_clear()
     hostcall.invoke_blob_trigger(settings.container, blob)
     assert names(cc, "processed/") == [f"processed/sales/{datetime.now(UTC):%Y/%m/%d}/kv.csv"]
     assert query(settings, "SELECT count(*) FROM sales") == [(200,)]

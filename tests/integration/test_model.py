@@ -15,12 +15,13 @@ import pytest
 from azure.storage.blob import ContainerClient
 from cryptography.fernet import Fernet
 
-from sales_etl import functions, hostcall, migrate, rotate, storage
+from sales_etl import migrate, rotate, storage, triggers
 from sales_etl.datasets import load_datasets
 from sales_etl.dbcheck import check
-from sales_etl.generate import generate_model
 from sales_etl.protect import Protector
 from sales_etl.settings import Secret, Settings
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import generate_model
 
 from .conftest import names, query
 
@@ -148,9 +149,9 @@ def sixth(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         " GRANT USAGE ON SEQUENCE returns_id_seq TO sales_loader;")
     migrate.migrate(settings.require_admin_database(), migrations)
     monkeypatch.setenv("DATASETS_DIR", str(specs))
-    functions.settings.cache_clear()  # the worker reads its settings once
+    triggers.settings.cache_clear()  # the worker reads its settings once
     yield specs
-    functions.settings.cache_clear()
+    triggers.settings.cache_clear()
     query(settings, "DROP TABLE returns; DELETE FROM schema_migrations WHERE version = 100")
 
 

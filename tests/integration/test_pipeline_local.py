@@ -11,8 +11,8 @@ import pytest
 from sales_etl import pipeline
 from sales_etl.datasets import get_dataset
 from sales_etl.errors import DataError
-from sales_etl.generate import BAD_KINDS, generate
 from sales_etl.settings import Settings
+from sales_etl_dev.generate import BAD_KINDS, generate
 
 from .conftest import query
 

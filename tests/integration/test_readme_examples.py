@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import devstack
 from sales_etl.settings import project_root
+from sales_etl_dev import devstack
 
 from .clirun import assert_clean, environment, project, run
 

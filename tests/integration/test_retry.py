@@ -9,10 +9,11 @@ from pathlib import Path
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl import __version__, hostcall, pipeline, retry, storage
+from sales_etl import __version__, pipeline, retry, storage
 from sales_etl.datasets import get_dataset
-from sales_etl.generate import generate
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 

@@ -12,10 +12,11 @@ import psycopg2
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import devstack, hostcall, pipeline, retry, storage
+from sales_etl import pipeline, retry, storage
 from sales_etl.errors import ConfigError
-from sales_etl.generate import generate
 from sales_etl.settings import Settings, load_settings
+from sales_etl_dev import devstack, hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names
 

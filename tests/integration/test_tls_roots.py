@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from sales_etl.devstack import StackState
 from sales_etl.settings import AZURE_PG_ROOTS, Settings, load_settings
+from sales_etl_dev.devstack import StackState
 
 
 def _connect(settings: Settings, rootcert: str) -> list[tuple[object, ...]]:

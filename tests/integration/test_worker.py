@@ -17,9 +17,10 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient
 
-from sales_etl import functions, hostcall, load, pipeline, storage
-from sales_etl.generate import generate
+from sales_etl import load, pipeline, storage, triggers
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import generate
 
 from .conftest import names, query
 
@@ -72,13 +73,13 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
         original_copy(self, *args)
 
     monkeypatch.setattr(load.Loader, "_copy", copy_and_log)
-    on_blob = functions.on_blob
+    on_blob = triggers.on_blob
 
     def on_blob_spy(client: Any) -> Any:
         seen["function"] = threading.current_thread().name
         return on_blob(client)
 
-    monkeypatch.setattr(functions, "on_blob", on_blob_spy)
+    monkeypatch.setattr(triggers, "on_blob", on_blob_spy)
     [result] = worker.deliver([request])
     assert result.ok, result.message
     assert query(settings, "SELECT count(*) FROM sales") == [(30_000,)]
@@ -144,13 +145,13 @@ def test_redelivery_after_success_is_a_no_op(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     blob = upload(cc, tmp_path, "w4.csv", 2_000, 94)
     clients: list[Any] = []
-    on_blob = functions.on_blob
+    on_blob = triggers.on_blob
 
     def on_blob_spy(client: Any) -> Any:
         clients.append(client)
         return on_blob(client)
 
-    monkeypatch.setattr(functions, "on_blob", on_blob_spy)
+    monkeypatch.setattr(triggers, "on_blob", on_blob_spy)
     [first] = worker.deliver([worker.blob_request(settings.container, blob)])
     # the host redelivers (at-least-once), with its retry count, after the blob has moved
     [again] = worker.deliver([worker.blob_request(settings.container, blob, retry_count=1)])
@@ -199,7 +200,7 @@ def test_a_function_failure_reaches_the_host_as_failure(
     def boom(client: Any) -> None:
         raise RuntimeError("database unreachable")
 
-    monkeypatch.setattr(functions, "on_blob", boom)
+    monkeypatch.setattr(triggers, "on_blob", boom)
     [result] = worker.deliver([worker.blob_request(settings.container, "incoming/x.csv")])
     assert not result.ok
     assert result.message == "RuntimeError: database unreachable"

@@ -6,8 +6,12 @@ from sales_etl.cli import main
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    """Every command, with those installed plugins add (the dev package's) as a user sees them."""
     out = []
-    for name, cmd in group.commands.items():
+    ctx = click.Context(group)
+    for name in group.list_commands(ctx):
+        cmd = group.get_command(ctx, name)
+        assert cmd is not None, name
         out.append((*prefix, name))
         if isinstance(cmd, click.Group):
             out.extend(all_commands(cmd, (*prefix, name)))
@@ -19,9 +23,11 @@ def test_every_command_has_help(path: tuple[str, ...]) -> None:
     result = CliRunner().invoke(main, [*path, "--help"])
     assert result.exit_code == 0, result.output
     assert "Usage:" in result.output
-    cmd: click.Command = main
+    cmd: click.Command | None = main
     for part in path:
-        cmd = cmd.commands[part]  # type: ignore[attr-defined]
+        assert isinstance(cmd, click.Group)
+        cmd = cmd.get_command(click.Context(cmd), part)
+    assert cmd is not None
     assert cmd.help, f"{' '.join(path)} has no help text"
     # an example, as a command line starting with sales-etl, in the rendered help
     _, _, example = result.output.partition("Example:\n")

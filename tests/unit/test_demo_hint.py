@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl.demo import command_prefix
+from sales_etl_dev.demo import command_prefix
 
 
 def test_bare_name_only_when_this_one_is_on_path(monkeypatch: pytest.MonkeyPatch,

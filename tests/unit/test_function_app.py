@@ -22,7 +22,7 @@ _OURS = ("SALES_", "SWEEP_", "AZ_", "SalesStorage", "DATASETS_DIR", "AzureWebJob
 
 def index(env: dict[str, str] | None = None) -> dict[str, Any]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    run = subprocess.run([sys.executable, "-m", "sales_etl.hostcall", "index"],
+    run = subprocess.run([sys.executable, "-m", "sales_etl_dev.hostcall", "index"],
                          cwd=project_root(), env={**base, **(env or {})}, capture_output=True,
                          text=True, timeout=120, check=False)
     assert run.returncode == 0, run.stderr

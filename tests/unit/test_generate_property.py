@@ -7,7 +7,7 @@ from pathlib import Path
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from sales_etl.generate import BAD_KINDS, generate, make_frame
+from sales_etl_dev.generate import BAD_KINDS, generate, make_frame
 
 from .helpers import run
 

@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import devstack, storage
+from sales_etl import storage
 from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl_dev import devstack
 
 from ..conftest import names, query
 

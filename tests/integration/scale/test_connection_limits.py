@@ -23,8 +23,9 @@ import psycopg2
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import devstack, pipeline, retry, storage
+from sales_etl import pipeline, retry, storage
 from sales_etl.settings import Settings
+from sales_etl_dev import devstack
 
 from ..conftest import names, query
 from .conftest import MAX_CONNECTIONS, POOL_SIZE, RESERVED

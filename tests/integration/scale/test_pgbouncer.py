@@ -25,14 +25,15 @@ from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from sales_etl import devstack, doctor, ledger, load, migrate, pipeline, rotate, storage
+from sales_etl import doctor, ledger, load, migrate, pipeline, rotate, storage
 from sales_etl.cli import main
 from sales_etl.datasets import get_dataset
 from sales_etl.db import pooler
 from sales_etl.errors import ConfigError, Skipped
-from sales_etl.generate import inject_bad_rows, make_frame, write_csv
 from sales_etl.protect import Protector
 from sales_etl.settings import Settings, load_settings
+from sales_etl_dev import devstack
+from sales_etl_dev.generate import inject_bad_rows, make_frame, write_csv
 
 from ..conftest import names, query
 from .conftest import MAX_CONNECTIONS, POOL_SIZE, RESERVED

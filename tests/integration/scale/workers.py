@@ -15,9 +15,10 @@ from typing import Any
 import pandas as pd
 from azure.storage.blob import ContainerClient
 
-from sales_etl import functions, hostcall, load, pipeline, storage
-from sales_etl.generate import make_frame, write_csv
+from sales_etl import load, pipeline, storage, triggers
 from sales_etl.settings import Settings
+from sales_etl_dev import hostcall
+from sales_etl_dev.generate import make_frame, write_csv
 
 from ..conftest import names, query
 
@@ -70,7 +71,7 @@ def _invoke(env: dict[str, str], blob: str, hold: Any, release: Any, out: Any) -
     claim and the ledger row are in; the load starts next) and waits for ``release``."""
     try:
         os.environ.update(env)
-        functions.settings.cache_clear()
+        triggers.settings.cache_clear()
         if hold is not None:
             original = load.Loader.__init__
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .transform import round_half_up
+from sales_etl.transform import round_half_up
 
 HEADER = ("transaction_id", "customer_id", "product_id", "store_id", "quantity",
           "unit_price", "discount", "total_amount", "payment_method", "timestamp")

@@ -3,7 +3,7 @@
 Core Tools and the host cannot run on every machine (not on these), so the demo, the
 benchmark and the tests run the app inside the real worker library that Azure runs for
 Python 3.13 (``azure-functions-runtime``, pinned in requirements.txt): its
-``handle_event`` handlers receive the host's RPC messages (``sales_etl/rpc``) for worker
+``handle_event`` handlers receive the host's RPC messages (``sales_etl_dev/rpc``) for worker
 init (which indexes ``function_app.py``), function metadata, function load and
 invocation, and answer with the host's response messages. What this module supplies is
 only the host's side of that conversation:
@@ -20,7 +20,7 @@ only the host's side of that conversation:
   thread-local), collected in ``WorkerHost.logs`` as the host would receive them.
 
 One worker per process, as in Azure (the library keeps its registry in module globals
-and ``function_app.py`` is imported once). ``python -m sales_etl.hostcall index`` indexes
+and ``function_app.py`` is imported once). ``python -m sales_etl_dev.hostcall index`` indexes
 in a fresh process and prints what the worker reported, for tests of import-time settings.
 """
 
@@ -41,8 +41,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from sales_etl.settings import project_root
+
 from .rpc import protos as _load_protos
-from .settings import project_root
 
 HOST_VERSION = "4.1040.0"  # the host version the init request announces (informational)
 _TASK_INVOCATION = "__azure_function_invocation_id__"
@@ -361,6 +362,6 @@ def _index_main() -> int:
 
 if __name__ == "__main__":
     if sys.argv[1:] != ["index"]:
-        print("usage: python -m sales_etl.hostcall index", file=sys.stderr)
+        print("usage: python -m sales_etl_dev.hostcall index", file=sys.stderr)
         raise SystemExit(2)
     raise SystemExit(_index_main())

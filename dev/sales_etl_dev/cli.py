@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import base64
 import secrets
+from datetime import datetime
 from pathlib import Path
 
 import click
 
+from sales_etl.settings import project_root
+
 from . import devstack
-from .settings import project_root
 
 
 @click.group("dev")
@@ -159,3 +161,53 @@ def demo_cmd(rows: int, bad_rows: int) -> None:
     from .demo import run_demo
 
     run_demo(rows=rows, bad_rows=bad_rows, echo=click.echo)
+
+
+@click.command("generate")
+@click.option("--rows", type=click.IntRange(0), default=100, show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+              default="2025-10-09 08:00:00", show_default=True)
+@click.option("--end", type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+              default="2025-10-12 22:00:00", show_default=True)
+@click.option("--bad-rows", type=click.IntRange(0), default=0, show_default=True,
+              help="Rows that break one rule each (to see the rejects).")
+@click.option("--seed", type=int, default=None, help="Same seed, same file.")
+@click.option("--customers", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--products", type=click.IntRange(1), default=8, show_default=True)
+@click.option("--stores", type=click.IntRange(1), default=5, show_default=True)
+@click.option("--model", is_flag=True,
+              help="Write consistent files for all five datasets (suppliers, products, "
+                   "customers, stores, sales) into the --out folder.")
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output file [default: data/sales_<timestamp>.csv], or folder with --model.")
+def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed: int | None,
+                 customers: int, products: int, stores: int, model: bool,
+                 out: Path | None) -> None:
+    """Generate a mock sales CSV file, as the original design's generator did (or, with
+    --model, one file per dataset of the example model).
+
+    \b
+    Example:
+      sales-etl generate --rows 1000 --bad-rows 5 --out data/mine.csv
+      sales-etl generate --model --rows 500 --out data/model
+    """
+    from .generate import default_name, generate, generate_model
+
+    if model:
+        folder = out or Path("data") / "model"
+        paths = generate_model(folder, sales_rows=rows, customers=customers,
+                               products=products, stores=stores,
+                               seed=seed if seed is not None else secrets.randbelow(2**31))
+        for name, file in paths.items():
+            click.echo(f"{name}: {file}")
+        click.echo("upload each with: sales-etl upload FILE --dataset NAME")
+        return
+    path = out or Path("data") / default_name()
+    try:
+        result = generate(path, rows, bad_rows=bad_rows,
+                          seed=seed if seed is not None else secrets.randbelow(2**31),
+                          start=start, end=end, customers=customers, products=products,
+                          stores=stores)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from exc
+    click.echo(f"wrote {result.rows} rows ({len(result.bad)} bad) to {result.path}")

@@ -9,10 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from . import devstack, hostcall, ledger, migrate, storage
-from .db import connect
+from sales_etl import ledger, migrate, storage
+from sales_etl.db import connect
+from sales_etl.settings import load_settings
+
+from . import devstack, hostcall
 from .generate import generate
-from .settings import load_settings
 
 SEED = 20251009  # fixed: a second run sends the same transactions (and must load none)
 

@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from sales_etl.settings import STORAGE_CONNECTION, project_root
+
 from . import pgbouncer as pgbouncer_conf
 from .pgbouncer import DEFAULT_POOL_SIZE
 from .pgbouncer import find_binary as find_pgbouncer
-from .settings import STORAGE_CONNECTION, project_root
 
 ACCOUNT = "devstoreaccount1"
 DB_NAME = "sales"
@@ -300,8 +301,8 @@ def stop_postgres(home: Path, bin_dir: Path, mode: str = "fast") -> None:
 
 def prepare_database(state: StackState) -> None:
     """Apply the migrations and give the loader role its (generated) password."""
-    from .migrate import migrate
-    from .settings import load_settings
+    from sales_etl.migrate import migrate
+    from sales_etl.settings import load_settings
 
     settings = load_settings(state.env())
     admin = settings.require_admin_database()
@@ -317,7 +318,7 @@ def prepare_database(state: StackState) -> None:
 def _admin_connection(state: StackState, dbname: str) -> Any:
     import psycopg2
 
-    from .settings import load_settings
+    from sales_etl.settings import load_settings
 
     settings = load_settings({**state.env(), "POSTGRES_DB": dbname})
     conn = psycopg2.connect(**settings.require_admin_database().connect_kwargs())
@@ -495,7 +496,7 @@ def adopt_keys(state: StackState, fernet_keys: str | None = None,
                if v and v != getattr(state, k)}
     if not changes:
         return []
-    from .settings import load_settings
+    from sales_etl.settings import load_settings
 
     load_settings({**state.env(), **{"FERNET_KEYS" if k == "fernet_key" else "BLIND_INDEX_KEY": v
                                      for k, v in changes.items()}})  # refuses malformed keys

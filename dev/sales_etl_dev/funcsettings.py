@@ -10,8 +10,9 @@ import os
 from pathlib import Path
 from typing import Any
 
+from sales_etl.settings import DEFAULT_SWEEP_SCHEDULE
+
 from .devstack import StackState
-from .settings import DEFAULT_SWEEP_SCHEDULE
 
 # the schema owner's credentials are for migrations and operators, not for the app
 _NOT_FOR_THE_APP = ("POSTGRES_ADMIN_USER", "POSTGRES_ADMIN_PASSWORD")

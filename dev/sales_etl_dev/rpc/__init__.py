@@ -17,7 +17,7 @@ from types import ModuleType
 HERE = Path(__file__).resolve().parent
 PROTO = HERE / "function_rpc.proto"
 GENERATED = HERE / "_generated"
-MODULE = "sales_etl.rpc._generated.function_rpc_pb2"
+MODULE = "sales_etl_dev.rpc._generated.function_rpc_pb2"
 
 
 def compile_proto() -> Path:

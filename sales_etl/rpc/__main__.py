@@ -1,5 +1,0 @@
-"""``python -m sales_etl.rpc``: compile function_rpc.proto (make setup runs it)."""
-
-from . import compile_proto
-
-print(compile_proto())

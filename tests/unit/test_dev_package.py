@@ -1,0 +1,100 @@
+"""The development tools live in their own package (dev/, ``sales_etl_dev``): nothing that is
+deployed holds or imports it at load time, and where it is installed `sales-etl` still has
+its `dev`, `demo` and `generate` commands."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DEV_MODULES = {"cli", "demo", "devstack", "funcsettings", "generate", "hostcall", "pgbouncer", "rpc"}
+
+
+def test_the_dev_modules_left_the_runtime_package() -> None:
+    runtime = {p.stem for p in (ROOT / "sales_etl").glob("*.py")} | {
+        p.name for p in (ROOT / "sales_etl").iterdir() if p.is_dir()}
+    assert not (DEV_MODULES - {"cli"}) & runtime
+    dev = {p.stem for p in (ROOT / "dev" / "sales_etl_dev").glob("*.py")} | {"rpc"}
+    assert dev >= DEV_MODULES
+
+
+def _module_level_imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in tree.body:  # module level only: a lazy import inside a function is allowed
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_no_runtime_module_imports_the_dev_package_at_load_time() -> None:
+    offenders = {str(p.relative_to(ROOT)): sorted(n for n in _module_level_imports(p)
+                                                   if n.split(".")[0] == "sales_etl_dev")
+                 for p in (ROOT / "sales_etl").rglob("*.py")}
+    assert {k: v for k, v in offenders.items() if v} == {}
+
+
+def test_importing_the_command_line_loads_no_dev_module() -> None:
+    code = ("import sys, sales_etl.cli, function_app; "
+            "print(sorted(m for m in sys.modules if m.startswith('sales_etl_dev')))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_the_dockerfile_copies_no_dev_tooling() -> None:
+    copies = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines()
+              if line.startswith("COPY ")]
+    sources = {s for srcs in copies for s in srcs}
+    assert "sales_etl" in sources
+    assert not any(s.startswith(("dev", "sales_etl_dev", "tests", "bench", "tools")) for s in sources)
+
+
+def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
+    pytest.importorskip("setuptools")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--disable-pip-version-check", "-w", str(tmp_path),
+                    str(ROOT)], check=True, capture_output=True)
+    (wheel,) = tmp_path.glob("sales_etl-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert "sales_etl/triggers.py" in names and "sales_etl/datasets/sales.toml" in names
+    assert not [n for n in names if n.startswith(("sales_etl_dev", "dev/", "tests/", "bench/"))]
+    assert not [n for n in names if Path(n).stem in DEV_MODULES - {"cli"}]
+
+
+def _cli(*args: str, hide_dev: bool = False) -> subprocess.CompletedProcess[str]:
+    hide = "sys.modules['sales_etl_dev'] = None; " if hide_dev else ""
+    code = (f"import sys; {hide}sys.argv = ['sales-etl', *sys.argv[1:]]; "
+            "from sales_etl.cli import main; main()")
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
+                          text=True)
+
+
+def test_installed_dev_package_adds_its_commands() -> None:
+    listed = _cli("--help")
+    assert listed.returncode == 0, listed.stderr
+    for name in ("dev", "demo", "generate"):
+        assert f"\n  {name} " in listed.stdout, name
+    assert _cli("generate", "--help").returncode == 0
+    assert "up" in _cli("dev", "--help").stdout
+
+
+def test_without_the_dev_package_its_commands_say_how_to_get_them() -> None:
+    listed = _cli("--help", hide_dev=True)
+    assert listed.returncode == 0, listed.stderr
+    assert "\n  demo " not in listed.stdout and "\n  runs " in listed.stdout
+    for name in ("dev", "demo", "generate"):
+        out = _cli(name, hide_dev=True)
+        assert out.returncode == 2
+        assert "development package is not installed" in out.stderr and "make setup" in out.stderr
+        assert "Traceback" not in out.stderr
+    assert "No such command" in _cli("nosuch", hide_dev=True).stderr
