@@ -87,13 +87,27 @@ def classify(exc: BaseException) -> EtlError:
 
     Already-typed errors pass through. Unknown errors are treated as data errors only when
     they are clearly about the data; anything else is transient (safer: it is retried a
-    bounded number of times and then dead-lettered, never silently dropped).
+    bounded number of times and then dead-lettered, never silently dropped). By family
+    (tests/unit/test_errors_classify.py holds one case of each):
+
+    * the database's SQLSTATE (``pgcode``, also on a wrapper's ``orig``): 53300, or a
+      refusal without SQLSTATE whose text says so, ``too_many_connections``; 23505
+      ``db_conflict`` (transient: a race, see below); classes 08, 40, 53, 57, 58 and
+      55P03/55006/25006 ``db_transient``; classes 22 and 23 ``DataError`` ``db_data``;
+      any other SQLSTATE (undefined table or column, permission) ``db_error``, transient;
+    * a driver error without SQLSTATE: ``db_unreachable``;
+    * Azure SDK errors: not found, modified, 404/409/412 ``blob_changed``; any other
+      (HTTP status, connection, timeout) ``storage_transient``;
+    * OS and network errors: ``io_transient``; anything else ``unexpected``, transient.
+
+    Messages quoting values (data exceptions, 23505, unknown errors) lose the values.
     """
     if isinstance(exc, EtlError):
         return exc
     name = type(exc).__name__
     sqlstate = getattr(exc, "pgcode", None) or getattr(getattr(exc, "orig", None), "pgcode", None)
-    if sqlstate == TOO_MANY_CONNECTIONS or _too_many_connections(exc):
+    # (the text only when there is no SQLSTATE: a data error may quote a row saying it)
+    if sqlstate == TOO_MANY_CONNECTIONS or (not sqlstate and _too_many_connections(exc)):
         # The server (or a pooler) is at its connection limit: a burst of invocations.
         # Retried with backoff like any transient failure; README "Scale-out" sizes it.
         return TransientError(f"database connection limit reached (53300): {_first_line(exc)}",

@@ -14,14 +14,13 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContentSettings
 
-from . import __version__, ledger, load, names, retry, storage, telemetry
+from . import __version__, ledger, load, names, retry, retrypolicy, storage, telemetry
 from .datasets import Dataset, get_dataset
 from .db import connect
 from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, classify
@@ -316,19 +315,12 @@ def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: 
                settings: Settings, dataset: Dataset | None) -> None:
     """Move the blob to failed/ with its retry state; if storage itself fails, raise so
     the host retries the invocation (nothing is lost: the blob is still in incoming/)."""
-    retry = settings.retry
-    delay = min(retry.max_seconds, retry.base_seconds * 2 ** max(0, rec.attempt - 1))
     metadata = {
-        "attempts": str(rec.attempt),
-        "kind": "transient" if isinstance(error, TransientError) else "data",
-        "reason_code": error.code,
-        "reason": storage.quote_meta(error.message, 900),
+        **retrypolicy.failure_metadata(
+            attempt=rec.attempt, error=error, now=storage.now_utc(),
+            dataset_version=dataset_version(dataset) if dataset else "",
+            app_version=__version__, policy=settings.retry),
         "source_path": storage.quote_meta_path(rec.blob_path),
-        "failed_at": storage.now_utc().isoformat(timespec="seconds"),
-        "next_attempt_at": (storage.now_utc() + timedelta(seconds=delay)).isoformat(
-            timespec="seconds"),
-        "dataset_version": dataset_version(dataset) if dataset else "",
-        "app_version": __version__,
         "run_id": rec.run_uuid,
     }
     try:

@@ -23,6 +23,7 @@ from .blobpath import pasted_name
 from .db import connect
 from .errors import classify
 from .ledger import RunRecord
+from .retrypolicy import parse_attempts
 from .settings import Settings
 
 log = logging.getLogger("sales_etl")
@@ -50,14 +51,6 @@ def _keys(name: str, meta: dict[str, str], folder: str) -> set[str]:
     rel = name[len(folder) + 1:]
     source = storage.unquote_meta(meta.get("source_path", ""))
     return {name, rel, rel.rsplit("/", 1)[-1], source}
-
-
-def _attempts(meta: dict[str, str]) -> int:
-    """The attempt count from metadata, 0 when missing or tampered with."""
-    try:
-        return max(0, int(meta.get("attempts", "0") or 0))
-    except ValueError:
-        return 0
 
 
 def _target(name: str, meta: dict[str, str], folder: str) -> str:
@@ -99,7 +92,8 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             if moved is None:
                 report.busy.append(item.name)
                 continue
-            attempts = _attempts(meta)
+            # untrusted: clamped like the sweep's (a huge count would fail the ledger rows)
+            attempts = parse_attempts(meta.get("attempts"), settings.retry.max_attempts)
             reason = storage.unquote_meta(meta.get("reason", ""))
             report.moved.append(Requeued(item.name, moved, attempts, reason))
             route = storage.route(moved)

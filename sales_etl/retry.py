@@ -1,16 +1,17 @@
-"""The retry sweep (timer trigger, and ``sales-etl retry-failed``).
+"""The retry sweep (timer trigger, and ``sales-etl retry-failed``): I/O over the
+decisions of ``retrypolicy``.
 
 Retry state lives on the blob (metadata written when it was moved to failed/), so the
-sweep needs storage only and works while the database is down:
-
-* transient failures go back to incoming/ once ``next_attempt_at`` has passed
-  (exponential backoff from the attempt count);
-* data failures go back only when the dataset definition or the app version changed since
-  the failure, or when forced;
-* a blob that used up ``RETRY_MAX_ATTEMPTS`` goes to deadletter/ with an error log line,
-  forced or not (``sales-etl requeue`` gives a blob a fresh set of attempts).
+sweep needs storage only and works while the database is down. For each blob in failed/
+the sweep lists its metadata, asks ``retrypolicy.decide`` (the rules: dead-letter after
+``RETRY_MAX_ATTEMPTS``, forced, data failures when the dataset or the app changed,
+transient ones once ``next_attempt_at`` passed), and carries the decision out: back to
+where the blob first landed in incoming/ (``source_path``, unless tampered with), to
+deadletter/ with an error log line, or nowhere (``kept``, ``waiting``).
 
 Each move holds a short lease on the failed blob, so two sweeps never move one blob twice.
+A name that escapes failed/ is refused and left alone; one blob's failure never stops the
+sweep (``errors``).
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from __future__ import annotations
 import logging
 import urllib.parse
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal, InvalidOperation
+from datetime import datetime
 from typing import Any
 
 from azure.storage.blob import ContainerClient
@@ -27,6 +27,8 @@ from azure.storage.blob import ContainerClient
 from . import __version__, names, storage
 from .datasets import scan_datasets
 from .errors import classify
+from .retrypolicy import Action, as_utc, decide
+from .retrypolicy import parse_attempts as parse_attempts  # re-exported: pipeline reads it here
 from .settings import Settings
 
 log = logging.getLogger("sales_etl")
@@ -37,66 +39,19 @@ class SweepReport:
     retried: list[str] = field(default_factory=list)
     deadlettered: list[str] = field(default_factory=list)
     waiting: list[str] = field(default_factory=list)
-    kept: list[str] = field(default_factory=list)  # data failures with nothing changed
+    kept: list[str] = field(default_factory=list)  # data failures, nothing changed (or unknown)
     busy: list[str] = field(default_factory=list)  # moved or leased by another sweep
     refused: list[str] = field(default_factory=list)  # names that escape failed/: untouched
     errors: list[str] = field(default_factory=list)  # this blob's move failed; the rest went on
     last_target: str = ""
 
 
-# ----------------------------------------------------------------------------- metadata
-# Blob metadata is untrusted input: anyone who can upload can set it. Each value is parsed
-# defensively and clamped; an unreadable one has a fixed meaning, never an exception.
-
-_ATTEMPTS_MAX_TEXT = 12
-
-
-def parse_attempts(value: str | None, maximum: int) -> int:
-    """The ``attempts`` a blob's metadata claims, clamped to 0..``maximum``: a whole number
-    (``2``, also written ``2.0``); negative counts as 0, more than ``maximum`` as
-    ``maximum``; anything unreadable (``abc``, ``2.5``, ``nan``, empty) as 0: a file whose
-    retry state is unreadable starts over, and the next failure writes a sound one."""
-    text = (value or "").strip()
-    if not text or len(text) > _ATTEMPTS_MAX_TEXT:
-        return maximum if text.lstrip("+").isdigit() else 0
-    try:
-        number = Decimal(text)
-    except InvalidOperation:
-        return 0
-    if not number.is_finite() or number != number.to_integral_value():
-        return 0
-    if number.adjusted() > 18:  # "1e9999999": clamped without building a 10-million-digit int
-        return maximum if number > 0 else 0
-    return max(0, min(maximum, int(number)))
-
-
-def parse_time(value: str | None) -> datetime | None:
-    """An ISO-8601 time from metadata, as UTC (a time without a zone is read as UTC);
-    None when unreadable."""
-    if not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip())
-        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
-    except (ValueError, OverflowError):  # (year 1 at +14:00 is before datetime.min in UTC)
-        return None
-
-
-def next_attempt(meta: dict[str, str], moved_at: datetime | None, settings: Settings) -> datetime | None:
-    """When a transient failure is due again: ``next_attempt_at``, but never later than
-    ``RETRY_MAX_SECONDS`` after the blob landed in failed/ (its server-set last-modified
-    time), so a tampered far-future time cannot park a blob for ever."""
-    due = parse_time(meta.get("next_attempt_at"))
-    if due is None or moved_at is None:
-        return due
-    latest = moved_at.astimezone(UTC) + timedelta(seconds=settings.retry.max_seconds)
-    return min(due, latest)
-
-
 def _current_versions(settings: Settings) -> dict[str, str]:
     """Dataset name -> version. A broken dataset file maps to "" (the version its files were
     failed with), so they stay in failed/ until the file is fixed, and the other datasets'
-    failures are judged as usual."""
+    failures are judged as usual. A dataset missing here (no definition, or the definitions
+    could not be read: then the map is empty) has no known version: its data failures stay
+    unless the app changed (``retrypolicy.decide``)."""
     from .pipeline import dataset_version
 
     try:
@@ -109,8 +64,7 @@ def _current_versions(settings: Settings) -> dict[str, str]:
 
 def sweep(settings: Settings, *, now: datetime | None = None, force: bool = False,
           container: ContainerClient | None = None) -> SweepReport:
-    now = now or storage.now_utc()
-    now = now.replace(tzinfo=UTC) if now.tzinfo is None else now
+    now = as_utc(now or storage.now_utc())
     cc = container or storage.container_client(settings)
     versions = _current_versions(settings)
     report = SweepReport()
@@ -137,44 +91,35 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
                versions: dict[str, str], report: SweepReport) -> None:
     meta = dict(item.metadata or {})
     name = item.name
-    # a blob in failed/ failed at least once, whatever its metadata says
-    attempts = max(1, parse_attempts(meta.get("attempts"), settings.retry.max_attempts))
     route = storage.route(name, prefix=storage.FAILED)
+    decision = decide(meta, last_modified=getattr(item, "last_modified", None), now=now,
+                      app_version=__version__, dataset_version=versions.get(route.dataset),
+                      force=force, policy=settings.retry)
+    if decision.action is Action.KEEP:
+        report.kept.append(name)
+        return
+    if decision.action is Action.WAIT:
+        report.waiting.append(name)
+        return
     home = f"{storage.INCOMING}/{route.dataset}/{route.rel}"
     source_path = storage.unquote_meta(meta.get("source_path", "")) or home
     if names.problem(source_path, storage.INCOMING) is not None:
         source_path = home  # tampered source_path: back to where its own name says
-    if attempts >= settings.retry.max_attempts:  # forced or not: `requeue` resets it
-        target, bucket = route.deadletter(), report.deadlettered
-    elif force:
-        target, bucket = source_path, report.retried
-    elif meta.get("kind") == "data":
-        changed = (meta.get("app_version") != __version__
-                   # storage drops empty metadata: a missing version is ""
-                   or (meta.get("dataset_version") or "") != versions.get(route.dataset))
-        if not changed:
-            report.kept.append(name)
-            return
-        target, bucket = source_path, report.retried
-    else:
-        due = next_attempt(meta, getattr(item, "last_modified", None), settings)
-        if due is not None and due > now:
-            report.waiting.append(name)
-            return
-        target, bucket = source_path, report.retried
+    deadletter = decision.action is Action.DEADLETTER
+    target = route.deadletter() if deadletter else source_path
     # the retry state travels with the blob, sound whatever the metadata said
-    fix = {"attempts": str(attempts)} if meta.get("attempts") != str(attempts) else None
-    if _move_leased(cc, name, item.etag, target, report, fix):
-        target = report.last_target
-        bucket.append(target)
-        fields = {"run_id": meta.get("run_id", ""), "dataset": route.dataset,
-                  "blob": source_path}
-        if bucket is report.deadlettered:
-            log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
-                      attempts, storage.unquote_meta(meta.get("reason", "")), extra=fields)
-        else:
-            log.info("%s back to %s (attempt %d next)", name, target, attempts + 1,
-                     extra=fields)
+    if not _move_leased(cc, name, item.etag, target, report, decision.repair):
+        return
+    target = report.last_target
+    fields = {"run_id": meta.get("run_id", ""), "dataset": route.dataset, "blob": source_path}
+    if deadletter:
+        report.deadlettered.append(target)
+        log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
+                  decision.attempts, storage.unquote_meta(meta.get("reason", "")), extra=fields)
+    else:
+        report.retried.append(target)
+        log.info("%s back to %s (attempt %d next)", name, target, decision.attempts + 1,
+                 extra=fields)
 
 
 def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,

@@ -370,6 +370,23 @@ def test_retry_metadata_at_the_edges_of_its_types_never_stops_the_sweep(
     assert names(cc, "failed/") == []
 
 
+def test_tampered_attempts_never_stop_requeue_recording_its_moves(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """requeue reads the count as the sweep does: a huge one (past the ledger's integer)
+    is clamped, so every move is still recorded."""
+    _failed(cc, "huge.csv", attempts="99999999999999999999")
+    _failed(cc, "float.csv", attempts="2.0")
+    _failed(cc, "junk.csv", attempts="abc")
+    report = requeue(settings, everything=True)
+    assert report.unrecorded == ""
+    assert {m.source: m.attempts for m in report.moved} == {
+        "failed/sales/huge.csv": settings.retry.max_attempts, "failed/sales/float.csv": 2,
+        "failed/sales/junk.csv": 0}
+    assert sorted(query(settings, "SELECT blob_path, attempt FROM etl_runs")) == [
+        ("incoming/sales/float.csv", 2), ("incoming/sales/huge.csv", 5),
+        ("incoming/sales/junk.csv", 0)]
+
+
 @pytest.mark.parametrize(("claimed", "attempt"), [("abc", 1), ("-50", 1), ("2.0", 3),
                                                   ("99999", 6), ("1e9999999", 6),
                                                   ("-1e9999999", 1)])

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from sales_etl import names, redact, retry
+from sales_etl import names, redact, retrypolicy
 from sales_etl.errors import ConfigError, DataError, UnsafeName, classify
 from sales_etl.extract import Reject
 from sales_etl.rejects import SAFE_START, RejectsWriter, guard
@@ -219,13 +219,14 @@ def test_ordinary_names_pass(name: str) -> None:
     ("-99999999999999999999", 0), ("0x10", 0), ("5", 5), ("6", 5),
 ])
 def test_attempts_are_parsed_defensively(value: str | None, expected: int) -> None:
-    assert retry.parse_attempts(value, 5) == expected
+    assert retrypolicy.parse_attempts(value, 5) == expected
 
 
 def test_times_without_a_zone_are_utc_and_far_future_is_clamped() -> None:
-    assert retry.parse_time("2026-01-01T00:10:00") == datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
-    assert retry.parse_time("yesterday") is None
+    assert retrypolicy.parse_time("2026-01-01T00:10:00") == datetime(2026, 1, 1, 0, 10, tzinfo=UTC)
+    assert retrypolicy.parse_time("yesterday") is None
     moved = datetime(2026, 1, 1, tzinfo=UTC)
     settings = Settings(retry=RetrySettings(max_seconds=3600))
-    due = retry.next_attempt({"next_attempt_at": "9999-12-31T00:00:00"}, moved, settings)
+    due = retrypolicy.next_attempt({"next_attempt_at": "9999-12-31T00:00:00"}, moved,
+                                   settings.retry)
     assert due == moved + timedelta(hours=1)
