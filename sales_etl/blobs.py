@@ -32,7 +32,15 @@ from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from . import moves
 from .settings import Settings
-from .storage import RUN_UUID, Route, now_utc, quote_meta_path, route, service_client
+from .storage import (
+    LEGACY_RUN_UUID,
+    RUN_UUID,
+    Route,
+    now_utc,
+    quote_meta_path,
+    route,
+    service_client,
+)
 
 RANGE_BYTES = 2 << 20
 # How long a mover waits out another mover's lease on the blob (a crashed one's lapses
@@ -164,7 +172,7 @@ class IncomingBlob:
         return moves.move(self.container, self.name, self.route.processed(landed),
                           etag=self.etag, wait=MOVE_WAIT_SECONDS,
                           unique_suffix=run_uuid[:8], orphans=[self.route.failed()],
-                          drop_origin=True, metadata={**metadata, RUN_UUID: run_uuid})
+                          drop_origin=True, metadata=_naming(metadata, run_uuid))
 
     def to_failed(self, run_uuid: str, metadata: dict[str, str]) -> str | None:
         """Move this version to failed/<dataset>/ with ``metadata`` (its retry state).
@@ -172,7 +180,14 @@ class IncomingBlob:
         return moves.move(self.container, self.name, self.route.failed(),
                           etag=self.etag, wait=MOVE_WAIT_SECONDS,
                           unique_suffix=run_uuid[:8], drop_origin=True,
-                          metadata={**metadata, RUN_UUID: run_uuid})
+                          metadata=_naming(metadata, run_uuid))
+
+
+def _naming(metadata: dict[str, str], run_uuid: str) -> dict[str, str]:
+    """``metadata`` naming the run that moves the blob; the key an earlier version of the
+    app wrote (``run_id``), which the blob would otherwise carry along, emptied (storage
+    drops empty values) so that no stale run is named beside the current one."""
+    return {**metadata, LEGACY_RUN_UUID: "", RUN_UUID: run_uuid}
 
 
 class BlobRef(Protocol):
