@@ -13,8 +13,10 @@ landed) with the package's own client; from then on every call is about that ver
   nothing overwritten, nothing lost), waiting out another mover's lease for up to
   ``MOVE_WAIT_SECONDS``.
 
-What to write into metadata (retry state, reasons) is the caller's; what a move guarantees
-is ``moves``'; names and metadata quoting are ``storage``'s.
+Every file it writes or moves names the run in metadata as ``run_uuid`` (and empties the
+``run_id`` key that earlier versions wrote). What else to write into metadata (retry
+state, reasons) is the caller's; what a move guarantees is ``moves``'; names and metadata
+quoting are ``storage``'s.
 """
 
 from __future__ import annotations
@@ -46,8 +48,6 @@ RANGE_BYTES = 2 << 20
 # How long a mover waits out another mover's lease on the blob (a crashed one's lapses
 # after moves.LEASE_SECONDS) before failing the invocation so that the host retries.
 MOVE_WAIT_SECONDS = 120.0
-
-
 
 
 class RangeReader(io.RawIOBase):
