@@ -13,10 +13,10 @@ landed) with the package's own client; from then on every call is about that ver
   nothing overwritten, nothing lost), waiting out another mover's lease for up to
   ``MOVE_WAIT_SECONDS``.
 
-Every file it writes or moves names the run in metadata as ``run_uuid`` (and empties the
-``run_id`` key that earlier versions wrote). What else to write into metadata (retry
-state, reasons) is the caller's; what a move guarantees is ``moves``'; names and metadata
-quoting are ``storage``'s.
+Every file it writes or moves names the run in metadata as ``run_uuid`` (and drops the
+``run_id`` key that earlier versions wrote, so that no stale run is named beside it).
+What else to write into metadata (retry state, reasons) is the caller's; what a move
+guarantees is ``moves``'; names and metadata quoting are ``storage``'s.
 """
 
 from __future__ import annotations
@@ -172,7 +172,8 @@ class IncomingBlob:
         return moves.move(self.container, self.name, self.route.processed(landed),
                           etag=self.etag, wait=MOVE_WAIT_SECONDS,
                           unique_suffix=run_uuid[:8], orphans=[self.route.failed()],
-                          drop_origin=True, metadata=_naming(metadata, run_uuid))
+                          drop_origin=True, metadata={**metadata, RUN_UUID: run_uuid},
+                          drop_metadata=(LEGACY_RUN_UUID,))
 
     def to_failed(self, run_uuid: str, metadata: dict[str, str]) -> str | None:
         """Move this version to failed/<dataset>/ with ``metadata`` (its retry state).
@@ -180,14 +181,8 @@ class IncomingBlob:
         return moves.move(self.container, self.name, self.route.failed(),
                           etag=self.etag, wait=MOVE_WAIT_SECONDS,
                           unique_suffix=run_uuid[:8], drop_origin=True,
-                          metadata=_naming(metadata, run_uuid))
-
-
-def _naming(metadata: dict[str, str], run_uuid: str) -> dict[str, str]:
-    """``metadata`` naming the run that moves the blob; the key an earlier version of the
-    app wrote (``run_id``), which the blob would otherwise carry along, emptied (storage
-    drops empty values) so that no stale run is named beside the current one."""
-    return {**metadata, LEGACY_RUN_UUID: "", RUN_UUID: run_uuid}
+                          metadata={**metadata, RUN_UUID: run_uuid},
+                          drop_metadata=(LEGACY_RUN_UUID,))
 
 
 class BlobRef(Protocol):

@@ -234,7 +234,8 @@ def _drop_stale_origin(container: ContainerClient, source: str, props: Any) -> N
 def move(container: ContainerClient, source: str, target: str, *, etag: str,
          metadata: dict[str, str] | None = None, unique_suffix: str | None = None,
          timeout: float = 300.0, wait: float = 0.0,
-         orphans: list[str] | None = None, drop_origin: bool = False) -> str | None:
+         orphans: list[str] | None = None, drop_origin: bool = False,
+         drop_metadata: tuple[str, ...] = ()) -> str | None:
     """Move exactly the ``etag`` version of ``source`` to ``target``, or to a name beside
     it when ``target`` is taken (see ``candidates``; ``unique_suffix`` is the last
     resort's tag). Returns the name moved to, or None when the move is not this caller's
@@ -245,7 +246,8 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
     failed/ when moving to processed/) where a mover of this version that died between
     copy and delete may have left a copy: such copies are deleted (see ``_drop_orphans``).
     ``drop_origin``: also delete the failed/ blob this one was copied from by a sweep that
-    died before deleting it (see ``_drop_stale_origin``).
+    died before deleting it (see ``_drop_stale_origin``). The copy's metadata is the
+    source's, updated with ``metadata``, without the keys in ``drop_metadata``.
 
     Never overwrites and never loses: a lease on the source serialises movers; the copy
     is conditional on its destination not existing; the source is deleted, with the lease
@@ -265,6 +267,8 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
             return None
         meta = dict(props.metadata or {})
         meta.update(metadata or {})
+        for key in drop_metadata:
+            meta.pop(key, None)
         meta[MOVED_FROM], meta[MOVED_FROM_ETAG] = quote_meta(source), version_tag(props.etag)
         moved = _place_copy(container, src, source, props,
                             candidates(target, props.etag, unique_suffix), meta, lease,

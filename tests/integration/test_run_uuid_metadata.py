@@ -1,6 +1,7 @@
 """The run's UUID in blob metadata is ``run_uuid`` (the ledger's ``etl_runs.run_uuid``);
 blobs moved by earlier versions of the app carry it as ``run_id``, which is still read
-and, once such a blob moves again, emptied rather than left naming a stale run."""
+and, once the pipeline moves such a blob again, dropped rather than left naming a stale
+run."""
 
 from __future__ import annotations
 
@@ -58,7 +59,8 @@ def test_moved_blobs_name_their_run_as_run_uuid_and_drop_the_old_key(
     [processed] = names(cc, "processed/")
     for blob, run_uuid in ((processed, loaded.run_uuid), ("failed/sales/bad.csv", failed.run_uuid)):
         meta = cc.get_blob_client(blob).get_blob_properties().metadata
-        assert meta["run_uuid"] == run_uuid and not meta.get("run_id")
+        assert meta["run_uuid"] == run_uuid and "run_id" not in meta
+        assert all(isinstance(v, str) for v in meta.values())
         assert storage.run_uuid_of(meta) == run_uuid
     [rejects] = names(cc, "rejected/")
     assert rejects.endswith(f".{loaded.run_uuid}.rejects.csv")

@@ -100,10 +100,10 @@ def test_moves_are_of_the_pinned_version_and_name_the_run(
         "processed/sales/2026/03/04/2026/day.csv"  # the day the version landed
     assert blob.to_failed(UUID, {"reason_code": "bad_csv"}) == "failed/sales/2026/day.csv"
     (_, _, done), (_, _, failed) = calls
-    assert done["metadata"] == {"status": "loaded", "attempts": "3", "run_id": "",
-                                "run_uuid": UUID}  # an earlier version's key emptied
+    assert done["metadata"] == {"status": "loaded", "attempts": "3", "run_uuid": UUID}
     assert done["orphans"] == ["failed/sales/2026/day.csv"] and done["drop_origin"]
-    assert failed["metadata"] == {"reason_code": "bad_csv", "run_id": "", "run_uuid": UUID}
+    assert failed["metadata"] == {"reason_code": "bad_csv", "run_uuid": UUID}
     for _, _, kwargs in calls:
         assert kwargs["etag"] == '"0x1"' and kwargs["unique_suffix"] == UUID[:8]
         assert kwargs["wait"] == blobs.MOVE_WAIT_SECONDS
+        assert kwargs["drop_metadata"] == ("run_id",)  # an earlier version's key
