@@ -3,18 +3,28 @@
 A loading attempt inserts its row inside the file's transaction, so the data and its
 ledger row commit together or not at all. Attempts that end without loading (skipped,
 failed) are recorded in a short transaction of their own.
+
+Each run has two names: ``run_id``, the ledger's bigint (``etl_runs.run_id``, what
+``sales.etl_run_id`` and ``duplicate_of`` point at, what ``sales-etl runs`` shows), and
+``run_uuid`` (``etl_runs.run_uuid``), chosen before the run touches the database: the name
+in log lines, telemetry, blob metadata and rejects file names.
+
+``claim_file`` is the first step of a file's transaction: the file's lock, then the
+re-checks of what an earlier holder left.
 """
 
 from __future__ import annotations
 
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from psycopg2.extras import Json, RealDictCursor
 
 from . import __version__
+from .errors import Skipped
 
 
 @dataclass
@@ -105,6 +115,30 @@ def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> 
             return False
         time.sleep(delay)
         delay = min(delay * 2, 1.0)
+
+
+def claim_file(cur: Any, dataset: str, blob_path: str, etag: str | None,
+               current: Callable[[], str | None] | None = None) -> int | None:
+    """Claim one version of a file for the caller's transaction (``claim``: its first
+    statement), then re-check what an invocation that held the lock before may have done.
+    Returns the run that already loaded this very version (``etag``), if one did: the
+    caller records a skip. Otherwise None: the version is the caller's to load.
+
+    Raises ``Skipped``: ``in_progress`` (another invocation still holds the lock after
+    ``CLAIM_WAIT_SECONDS``), or the code ``current()`` returns when this version is no
+    longer in place (``gone``: moved away; ``superseded``: a newer version landed)."""
+    if not claim(cur, dataset, blob_path):
+        raise Skipped(f"{blob_path}: another invocation is still loading this file",
+                      code="in_progress")
+    if etag is not None:
+        prior = loaded_run(cur, dataset, blob_path, etag)
+        if prior is not None:
+            return prior
+    gone = current() if current is not None else None
+    if gone is not None:
+        raise Skipped(f"{blob_path}: this version is no longer in place ({gone}):"
+                      " nothing to load", code=gone)
+    return None
 
 
 def loaded_run(cur: Any, dataset: str, blob_path: str, etag: str | None) -> int | None:

@@ -13,7 +13,7 @@ from psycopg2.extras import RealDictCursor
 from .datasets import Dataset
 from .db import connect
 from .errors import ConfigError
-from .pipeline import make_protector
+from .protect import make_protector
 from .settings import Settings
 
 

@@ -52,7 +52,7 @@ def _last_run(settings: Settings, name: str) -> dict[str, Any] | None:
 
 
 def as_recorded(settings: Settings, rec: RunRecord) -> dict[str, Any]:
-    """The attempt as the ledger holds it (run id, seconds: what `runs` shows), or as the
+    """The attempt as the ledger holds it (run_id, seconds: what `runs` shows), or as the
     invocation saw it when no row was written or the ledger cannot be read."""
     if rec.run_id is not None:
         return rec.as_dict()

@@ -1,9 +1,21 @@
 """Process one file: claim -> stream -> check -> clean -> protect -> stage -> commit -> file.
 
+This module orchestrates only: each step is another module's (no storage SDK, no SQL here).
+
 ``load_source`` is the heart, shared by the blob trigger and ``sales-etl load``: it runs
 one file in one database transaction, so its rows and its ledger row commit together or
-not at all. ``process_blob`` wraps it with what a blob needs: routing, metadata, moving
-the blob to processed/ or failed/ afterwards.
+not at all:
+
+1 claim    ``ledger.claim_file``: the file's lock, then the re-checks (already loaded?
+           moved away or replaced meanwhile?)
+2-4        ``extract.iter_chunks`` (stream, check the header) and ``transform`` (clean)
+5 protect  ``protect.Protector``
+6-7        ``load.Loader`` (stage, merge) and ``ledger.finish``, then one commit
+
+``process_blob`` wraps it with what a blob needs (``blobs.IncomingBlob``: the pinned
+version, its stream, its rejects file) and then files it (step 8): processed/ when loaded,
+failed/ with its retry state when not. A failure is a typed error (``errors.classify``);
+an attempt that loaded nothing is recorded in the ledger in a transaction of its own.
 """
 
 from __future__ import annotations
@@ -17,24 +29,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any, BinaryIO
 
-from azure.core.exceptions import ResourceNotFoundError
-from azure.storage.blob import BlobClient, ContentSettings
-
-from . import __version__, ledger, load, names, retry, retrypolicy, storage, telemetry
-from .datasets import Dataset, get_dataset
+from . import __version__, ledger, load, names, retrypolicy, storage, telemetry
+from .blobs import BlobRef, IncomingBlob
+from .datasets import Dataset, dataset_version, get_dataset
 from .db import connect
 from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, classify
 from .extract import HashingReader, iter_chunks
 from .ledger import RunRecord
-from .protect import Protector
+from .protect import Protector, make_protector
 from .rejects import RejectsWriter
 from .settings import Settings, load_settings
 from .transform import transform
 
 log = logging.getLogger("sales_etl")
-# How long a mover waits out another mover's lease on the blob (a crashed one's lapses
-# after storage.LEASE_SECONDS) before failing the invocation so that the host retries.
-MOVE_WAIT_SECONDS = 120.0
 
 
 @dataclass
@@ -47,25 +54,14 @@ class Source:
     etag: str | None = None
     attempt: int = 1
     trigger: str = "cli"
-    run_uuid: str | None = None  # the invocation's run id, so its log lines and ledger row agree
+    run_uuid: str | None = None  # chosen by the caller, so its log lines and ledger row agree
     # Once the file's lock is held: None if this version is still the one to load, else
     # why not ("gone": moved by another invocation; "superseded": a newer version landed).
     current: Callable[[], str | None] | None = None
 
 
-def dataset_version(dataset: Dataset) -> str:
-    return f"{dataset.version}-{dataset.fingerprint}"
-
-
-def make_protector(settings: Settings, dataset: Dataset) -> Protector | None:
-    if not dataset.sensitive:
-        return None
-    fernet_keys, blind_key = settings.require_keys()
-    return Protector(fernet_keys, blind_key)
-
-
 def _logger(rec: RunRecord) -> logging.LoggerAdapter[logging.Logger]:
-    return logging.LoggerAdapter(log, {"run_id": rec.run_uuid, "dataset": rec.dataset,
+    return logging.LoggerAdapter(log, {"run_uuid": rec.run_uuid, "dataset": rec.dataset,
                                        "blob": rec.blob_path})
 
 
@@ -87,22 +83,15 @@ def load_source(settings: Settings, source: Source,
     conn = connect(settings.require_database())
     try:
         with conn.cursor() as cur:
-            if not ledger.claim(cur, dataset.name, source.name):
-                raise Skipped(f"{source.name}: another invocation is still loading this file",
-                              code="in_progress")
-            if source.etag is not None:
-                prior = ledger.loaded_run(cur, dataset.name, source.name, source.etag)
-                if prior is not None:
-                    rec.status, rec.reason_code, rec.duplicate_of = "skipped", "already_loaded", prior
-                    rec.error = f"this blob version was already loaded by run {prior}"
-                    rec.seconds = time.monotonic() - started
-                    ledger.insert(cur, rec)
-                    conn.commit()
-                    return rec
-            gone = source.current() if source.current is not None else None
-            if gone is not None:
-                raise Skipped(f"{source.name}: this version is no longer in place ({gone}):"
-                              " nothing to load", code=gone)
+            prior = ledger.claim_file(cur, dataset.name, source.name, source.etag,
+                                      source.current)
+            if prior is not None:  # this very version: recorded as a skip, nothing loaded
+                rec.status, rec.reason_code, rec.duplicate_of = "skipped", "already_loaded", prior
+                rec.error = f"this blob version was already loaded by run {prior}"
+                rec.seconds = time.monotonic() - started
+                ledger.insert(cur, rec)
+                conn.commit()
+                return rec
             ledger.insert(cur, rec)
             _stream_into_target(cur, settings, source, rec, protector, settings.chunk_rows,
                                 write_rejects, progress, timings)
@@ -219,14 +208,14 @@ def _record_attempt(settings: Settings, rec: RunRecord, error: EtlError) -> None
 # ----------------------------------------------------------------------------- blobs
 
 
-def process_blob(blob: BlobClient, settings: Settings | None = None,
+def process_blob(blob: BlobRef, settings: Settings | None = None,
                  trigger: str = "blob") -> RunRecord:
-    """Process one blob under incoming/: the blob trigger's whole job."""
+    """Process one blob under incoming/: the blob trigger's whole job. Its name is checked,
+    its current version pinned, its dataset found; then ``load_source`` (claim .. commit)
+    and the blob is filed: processed/ when loaded, failed/ with its retry state when not."""
     settings = settings or load_settings()
-    container = blob.container_name
     name = blob.blob_name
-    route = storage.route(name)
-    rec = RunRecord(dataset=route.dataset, blob_path=name, trigger=trigger)
+    rec = RunRecord(dataset=storage.route(name).dataset, blob_path=name, trigger=trigger)
     logger = _logger(rec)
     if not name.startswith(f"{storage.INCOMING}/"):
         logger.info("ignored %s: not under %s/", name, storage.INCOMING)
@@ -236,54 +225,29 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
         names.confine(name, storage.INCOMING)  # before any storage call with this name
     except names.UnsafeName as exc:
         logger.error("%s", exc.message)
-        rec.seconds = 0.0
-        _record_attempt(settings, rec, exc)
-        return rec
-    cc = storage.service_client(settings.require_storage()).get_container_client(container)
-    # The package's own client for the same blob (same setting, same identity): one retry
-    # policy for every storage call of the invocation.
-    blob = cc.get_blob_client(name)
-    try:
-        props = blob.get_blob_properties()
-    except ResourceNotFoundError:
+        return _ended(settings, rec, exc)
+    incoming = IncomingBlob.find(settings, blob.container_name, name)
+    if incoming is None:
         logger.info("%s is gone (already moved by another invocation)", name)
-        rec.seconds = 0.0
-        _record_attempt(settings, rec, Skipped(
+        return _ended(settings, rec, Skipped(
             f"{name}: the blob is gone (moved by the invocation that processed it)",
             code="gone"))
-        return rec
-    attempt = retry.parse_attempts((props.metadata or {}).get("attempts"),
-                                   settings.retry.max_attempts) + 1  # untrusted metadata
-    rec.etag, rec.attempt = props.etag, attempt
+    rec.etag = incoming.etag
+    rec.attempt = retrypolicy.parse_attempts(incoming.metadata.get("attempts"),  # untrusted
+                                             settings.retry.max_attempts) + 1
     try:
-        dataset = get_dataset(route.dataset, settings.datasets_dir)
+        dataset = get_dataset(rec.dataset, settings.datasets_dir)
     except ConfigError as exc:
         error = DataError(f"{name}: {exc.message}", code="unknown_dataset")
-        rec.seconds = 0.0
-        _record_attempt(settings, rec, error)
-        _to_failed(cc, route, rec, props.etag, error, settings, dataset=None)
+        _ended(settings, rec, error)
+        _to_failed(incoming, rec, error, settings, dataset=None)
         return rec
-
-    def current() -> str | None:
-        try:
-            now = blob.get_blob_properties()
-        except ResourceNotFoundError:
-            return "gone"
-        return None if now.etag == props.etag else "superseded"
-
-    source = Source(name=name, dataset=dataset, etag=props.etag, attempt=attempt,
-                    trigger=trigger, run_uuid=rec.run_uuid, current=current,
-                    opener=lambda: storage.open_blob(blob, props.etag, props.size))
-
-    def write_rejects(data: IO[bytes]) -> str:
-        target = route.rejects(rec.run_uuid)
-        cc.get_blob_client(target).upload_blob(  # never overwrites (If-None-Match: *)
-            data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
-            metadata={"source_path": storage.quote_meta_path(name), "run_id": rec.run_uuid})
-        return target
-
+    run_uuid = rec.run_uuid
+    source = Source(name=name, dataset=dataset, etag=incoming.etag, attempt=rec.attempt,
+                    trigger=trigger, run_uuid=run_uuid, current=incoming.current,
+                    opener=incoming.open)
     try:
-        rec = load_source(settings, source, write_rejects)
+        rec = load_source(settings, source, lambda data: incoming.write_rejects(data, run_uuid))
     except Skipped as exc:
         logger.info("%s", exc.message)
         rec.status, rec.reason_code = "skipped", exc.code
@@ -293,16 +257,10 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     except (DataError, TransientError) as exc:
         rec.status, rec.reason_code, rec.error = "failed", exc.code, exc.message
         logger.warning("%s failed (%s): %s", name, exc.kind, exc.message)
-        _to_failed(cc, route, rec, props.etag, exc, settings, dataset=dataset)
+        _to_failed(incoming, rec, exc, settings, dataset=dataset)
         return rec
-    # The day the version landed, not today: every mover of this version (a re-run after a
-    # crash between copy and delete too) aims at the same names and finds its copy.
-    landed = props.last_modified or storage.now_utc()
-    moved = storage.move(cc, name, route.processed(landed), etag=props.etag,
-                         wait=MOVE_WAIT_SECONDS, unique_suffix=rec.run_uuid[:8],
-                         orphans=[route.failed()], drop_origin=True, metadata={
-                             "run_id": rec.run_uuid, "status": rec.status,
-                             "attempts": str(attempt)})
+    moved = incoming.to_processed(rec.run_uuid, {"status": rec.status,
+                                                 "attempts": str(rec.attempt)})
     _logger(rec).info(
         "%s %s: read %d, loaded %d, duplicates %d, rejected %d in %.2f s -> %s", name,
         rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected,
@@ -311,8 +269,15 @@ def process_blob(blob: BlobClient, settings: Settings | None = None,
     return rec
 
 
-def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: EtlError,
-               settings: Settings, dataset: Dataset | None) -> None:
+def _ended(settings: Settings, rec: RunRecord, error: EtlError) -> RunRecord:
+    """An attempt that ended before loading anything: recorded, and returned."""
+    rec.seconds = 0.0
+    _record_attempt(settings, rec, error)
+    return rec
+
+
+def _to_failed(incoming: IncomingBlob, rec: RunRecord, error: EtlError, settings: Settings,
+               dataset: Dataset | None) -> None:
     """Move the blob to failed/ with its retry state; if storage itself fails, raise so
     the host retries the invocation (nothing is lost: the blob is still in incoming/)."""
     metadata = {
@@ -321,11 +286,9 @@ def _to_failed(cc: Any, route: storage.Route, rec: RunRecord, etag: str, error: 
             dataset_version=dataset_version(dataset) if dataset else "",
             app_version=__version__, policy=settings.retry),
         "source_path": storage.quote_meta_path(rec.blob_path),
-        "run_id": rec.run_uuid,
     }
     try:
-        storage.move(cc, rec.blob_path, route.failed(), etag=etag, metadata=metadata,
-                     unique_suffix=rec.run_uuid[:8], wait=MOVE_WAIT_SECONDS, drop_origin=True)
+        incoming.to_failed(rec.run_uuid, metadata)  # the run's UUID goes with it
     except Exception as exc:
         raise classify(exc) from exc
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from typing import TYPE_CHECKING
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -23,11 +24,23 @@ from cryptography.fernet import Fernet, InvalidToken, MultiFernet
 from .datasets import Dataset
 from .errors import ConfigError
 
+if TYPE_CHECKING:
+    from .settings import Settings
+
 CACHE_LIMIT = 500_000  # distinct values remembered per file; cleared past that (memory flat)
 
 
 def blind_index(key: bytes, value: str) -> bytes:
     return hmac.new(key, value.encode("utf-8"), hashlib.sha256).digest()
+
+
+def make_protector(settings: Settings, dataset: Dataset) -> Protector | None:
+    """The dataset's protector under the configured keys; None when it has no sensitive
+    column (no keys needed). ConfigError when it has one and the keys are missing."""
+    if not dataset.sensitive:
+        return None
+    fernet_keys, blind_key = settings.require_keys()
+    return Protector(fernet_keys, blind_key)
 
 
 class Protector:

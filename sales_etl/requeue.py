@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 from azure.storage.blob import ContainerClient
 
-from . import ledger, storage
+from . import ledger, moves, storage
 from . import names as names_
 from .blobpath import pasted_name
 from .db import connect
@@ -87,7 +87,7 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             target = _target(item.name, meta, folder)
             reset = {"attempts": "0", "requeued_from": storage.quote_meta(item.name),
                      "requeued_at": storage.now_utc().isoformat(timespec="seconds")}
-            moved = storage.move(cc, item.name, target, etag=item.etag, metadata=reset,
+            moved = moves.move(cc, item.name, target, etag=item.etag, metadata=reset,
                                  unique_suffix=item.etag.strip('"')[-8:])
             if moved is None:
                 report.busy.append(item.name)

@@ -24,11 +24,10 @@ from typing import Any
 
 from azure.storage.blob import ContainerClient
 
-from . import __version__, names, storage
-from .datasets import scan_datasets
+from . import __version__, moves, names, storage
+from .datasets import dataset_version, scan_datasets
 from .errors import classify
 from .retrypolicy import Action, as_utc, decide
-from .retrypolicy import parse_attempts as parse_attempts  # re-exported: pipeline reads it here
 from .settings import Settings
 
 log = logging.getLogger("sales_etl")
@@ -52,8 +51,6 @@ def _current_versions(settings: Settings) -> dict[str, str]:
     failures are judged as usual. A dataset missing here (no definition, or the definitions
     could not be read: then the map is empty) has no known version: its data failures stay
     unless the app changed (``retrypolicy.decide``)."""
-    from .pipeline import dataset_version
-
     try:
         good, broken = scan_datasets(settings.datasets_dir)
     except Exception:
@@ -75,7 +72,7 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
             # Any call with this name could address another blob: leave it where it is.
             report.refused.append(name)
             log.error("%s: refused, not moved: %s", urllib.parse.quote(name[:200], safe="/ ._-~"),
-                      reason, extra={"run_id": "", "dataset": "", "blob": name})
+                      reason, extra={"run_uuid": "", "dataset": "", "blob": name})
             continue
         try:
             _sweep_one(cc, item, settings, now, force, versions, report)
@@ -83,7 +80,7 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
             report.errors.append(name)
             log.error("%s: could not be swept (%s): %s; it stays in failed/ for the next "
                       "sweep", name, type(exc).__name__, classify(exc).message,
-                      extra={"run_id": "", "dataset": "", "blob": name})
+                      extra={"run_uuid": "", "dataset": "", "blob": name})
     return report
 
 
@@ -111,7 +108,8 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
     if not _move_leased(cc, name, item.etag, target, report, decision.repair):
         return
     target = report.last_target
-    fields = {"run_id": meta.get("run_id", ""), "dataset": route.dataset, "blob": source_path}
+    fields = {"run_uuid": storage.run_uuid_of(meta), "dataset": route.dataset,
+              "blob": source_path}
     if deadletter:
         report.deadlettered.append(target)
         log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
@@ -126,7 +124,7 @@ def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,
                  report: SweepReport, metadata: dict[str, str] | None = None) -> bool:
     """Move under the source's lease: of two sweeps at once, one moves, the other is told
     the blob is busy or gone."""
-    moved = storage.move(cc, name, target, etag=etag, metadata=metadata,
+    moved = moves.move(cc, name, target, etag=etag, metadata=metadata,
                          unique_suffix=etag.strip('"')[-8:])
     if moved is None:
         report.busy.append(name)

@@ -93,7 +93,7 @@ class Timings:
 
 def record(rec: RunRecord, timings: Timings, started_ns: int) -> None:
     """One span for the file and one per stage; counters and a duration histogram."""
-    attributes: dict[str, str | int] = {"sales_etl.run_id": rec.run_uuid, "sales_etl.dataset": rec.dataset,
+    attributes: dict[str, str | int] = {"sales_etl.run_uuid": rec.run_uuid, "sales_etl.dataset": rec.dataset,
                   "sales_etl.blob": rec.blob_path, "sales_etl.status": rec.status,
                   "sales_etl.rows_read": rec.rows_read, "sales_etl.rows_loaded": rec.rows_loaded,
                   "sales_etl.rows_duplicate": rec.rows_duplicate,
@@ -104,7 +104,7 @@ def record(rec: RunRecord, timings: Timings, started_ns: int) -> None:
     for name, seconds in timings.seconds.items():
         end = at + int(seconds * 1e9)
         _tracer.start_span(f"sales_etl.{name}", context=context, start_time=at,
-                           attributes={"sales_etl.run_id": rec.run_uuid}).end(end_time=end)
+                           attributes={"sales_etl.run_uuid": rec.run_uuid}).end(end_time=end)
         at = end
     if rec.status == "failed":
         file_span.set_status(trace.Status(trace.StatusCode.ERROR, rec.reason_code or ""))

@@ -267,3 +267,9 @@ def get_dataset(name: str, extra_dir: Path | None = None) -> Dataset:
         known = ", ".join(sorted(files)) or "none"
         raise ConfigError(f"unknown dataset {name!r} (known: {known})", code="unknown_dataset")
     return parse_dataset(files[name])
+
+
+def dataset_version(dataset: Dataset) -> str:
+    """The dataset's version as failed files record it: the declared ``version`` and the
+    spec file's fingerprint (so an edited file counts as changed even unbumped)."""
+    return f"{dataset.version}-{dataset.fingerprint}"

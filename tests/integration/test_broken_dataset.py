@@ -9,7 +9,7 @@ from pathlib import Path
 from azure.storage.blob import ContainerClient
 
 from sales_etl import __version__, pipeline, retry, storage
-from sales_etl.datasets import get_dataset
+from sales_etl.datasets import dataset_version, get_dataset
 from sales_etl.settings import Settings
 
 from .conftest import names
@@ -28,7 +28,7 @@ def test_the_sweep_keeps_a_broken_datasets_files_until_it_is_fixed(
     broken = extra / "customers.toml"
     broken.write_text('name = "customers"\nversion = 1\n[columns\n')
     with_broken = replace(settings, datasets_dir=extra)
-    sales_version = pipeline.dataset_version(get_dataset("sales"))
+    sales_version = dataset_version(get_dataset("sales"))
     park(cc, "failed/customers/c.csv", "")  # failed while its file was broken
     park(cc, "failed/sales/same.csv", sales_version)  # a data failure, nothing changed
     park(cc, "failed/sales/older.csv", "0-oldfingerprint")  # its dataset changed since

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import load, pipeline, retry, storage
+from sales_etl import blobs, load, pipeline, retry, storage
 from sales_etl.settings import Settings, project_root
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
@@ -76,17 +76,17 @@ def pause_after_first_range(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pause]:
     """The blob reader signals when its first (small) range is in, then waits for the test.
     Yields (fetched, resume, the original fetch) so a test can put the original back."""
     fetched, resume = threading.Event(), threading.Event()
-    original = storage.RangeReader._fetch
+    original = blobs.RangeReader._fetch
 
-    def hooked(self: storage.RangeReader, offset: int, length: int) -> bytes:
+    def hooked(self: blobs.RangeReader, offset: int, length: int) -> bytes:
         data = original(self, offset, length)
         if not fetched.is_set():
             fetched.set()
             resume.wait(60)
         return data
 
-    monkeypatch.setattr(storage, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(storage.RangeReader, "_fetch", hooked)
+    monkeypatch.setattr(blobs, "RANGE_BYTES", 256 << 10)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", hooked)
     yield fetched, resume, original
     resume.set()
 
@@ -152,14 +152,13 @@ def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Sett
     assert isinstance(error, Exception)
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
     assert where(cc, "azdown.csv") == [blob]
-    monkeypatch.setattr(storage.RangeReader, "_fetch", original)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", original)
     hostcall.invoke_blob_trigger(settings.container, blob)  # the host's retry
     assert_exact(settings, 30_000)
     assert where(cc, "azdown.csv")[0].startswith("processed/")
 
 
 WORKER = """
-import sys
 from sales_etl_dev import hostcall
 hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 """
@@ -241,7 +240,7 @@ def test_blob_overwritten_while_processing(settings: Settings, clean: None, cc: 
     assert rec.status == "failed" and rec.reason_code == "blob_changed"
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
     assert where(cc, "over.csv") == [blob]  # the new version, untouched
-    monkeypatch.setattr(storage.RangeReader, "_fetch", original)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", original)
     hostcall.invoke_blob_trigger(settings.container, blob)
     assert_exact(settings, 5_000)
 
@@ -261,9 +260,7 @@ def test_sweep_works_while_the_database_is_down(stack: devstack.StackState, sett
 
 
 LOAD_WORKER = """
-import sys
 from sales_etl import storage
-from sales_etl_dev import hostcall
 from sales_etl.triggers import settings
 cc = storage.container_client(settings())
 for name in sys.argv[2:]:

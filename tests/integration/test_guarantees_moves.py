@@ -25,7 +25,8 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import ledger, load, pipeline, retry, storage
+from sales_etl import blobs, ledger, load, moves, pipeline, retry, storage
+from sales_etl.datasets import get_dataset
 from sales_etl.db import connect
 from sales_etl.settings import Settings, project_root
 from sales_etl_dev import hostcall
@@ -154,7 +155,7 @@ def test_a_taken_destination_is_never_overwritten(
     for body in (b"first", b"second"):
         src = cc.upload_blob("incoming/Z.csv", body)
         etag = src.get_blob_properties().etag
-        assert storage.move(cc, "incoming/Z.csv", "failed/sales/Z.csv", etag=etag) is not None
+        assert moves.move(cc, "incoming/Z.csv", "failed/sales/Z.csv", etag=etag) is not None
     failed = names(cc, "failed/")
     assert len(failed) == 3 and names(cc, "incoming/") == []
     assert content(cc, "failed/sales/Z.csv") == b"planted"
@@ -169,10 +170,10 @@ def hold_first_reader(monkeypatch: pytest.MonkeyPatch
                       ) -> tuple[threading.Event, threading.Event]:
     """The first blob reader of the test stops after its first range until released."""
     fetched, resume = threading.Event(), threading.Event()
-    original = storage.RangeReader._fetch
-    owner: list[storage.RangeReader] = []
+    original = blobs.RangeReader._fetch
+    owner: list[blobs.RangeReader] = []
 
-    def hooked(self: storage.RangeReader, offset: int, length: int) -> bytes:
+    def hooked(self: blobs.RangeReader, offset: int, length: int) -> bytes:
         data = original(self, offset, length)
         if not owner:
             owner.append(self)
@@ -181,8 +182,8 @@ def hold_first_reader(monkeypatch: pytest.MonkeyPatch
             resume.wait(60)
         return data
 
-    monkeypatch.setattr(storage, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(storage.RangeReader, "_fetch", hooked)
+    monkeypatch.setattr(blobs, "RANGE_BYTES", 256 << 10)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", hooked)
     return fetched, resume
 
 
@@ -341,8 +342,6 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
 
 
 WORKER = """
-import sys
-from sales_etl_dev import hostcall
 hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 """
 
@@ -352,7 +351,6 @@ hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 CRASH_AFTER_COPY = """
 import os, signal, sys
 from azure.storage.blob import BlobClient
-from sales_etl_dev import hostcall
 original = BlobClient.delete_blob
 def die_before_delete(self, *args, **kwargs):
     if self.blob_name.startswith("incoming/"):  # the copy is made and verified: die now
@@ -388,11 +386,8 @@ def test_worker_killed_between_copy_and_delete(
 
 
 FAIL_THEN_CRASH_AFTER_COPY = """
-import os, signal, sys
 import psycopg2
-from azure.storage.blob import BlobClient
 from sales_etl import load
-from sales_etl_dev import hostcall
 def connection_lost(self, *args, **kwargs):  # a transient failure at the merge
     raise psycopg2.OperationalError("server closed the connection unexpectedly")
 load.Loader.finish = connection_lost
@@ -431,9 +426,6 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
 
 
 SWEEP_CRASH_AFTER_COPY = """
-import os, signal, sys
-from datetime import timedelta
-from azure.storage.blob import BlobClient
 from sales_etl import retry, storage
 from sales_etl.triggers import settings
 original = BlobClient.delete_blob
@@ -493,7 +485,7 @@ def test_each_run_keeps_its_own_rejects(settings: Settings, clean: None,
     for (run_uuid, _, path), bad in zip(ledger, runs, strict=True):
         assert run_uuid in path
         meta = cc.get_blob_client(path).get_blob_properties().metadata
-        assert meta["run_id"] == run_uuid
+        assert meta["run_uuid"] == run_uuid
         rows = list(csv.DictReader(io.StringIO(content(cc, path).decode())))
         assert {int(r["line"]): r["reason_code"] for r in rows} == bad
     assert len(names(cc, "processed/")) == 3 and names(cc, "incoming/") == []
@@ -504,7 +496,7 @@ def test_local_loads_keep_their_own_rejects(settings: Settings, clean: None,
     """``sales-etl load`` of one file twice: each run writes its own rejects file beside
     the file, and its ledger row names that one."""
     g = generate(tmp_path / "L.csv", 40, bad_rows=2, seed=940)
-    dataset = pipeline.get_dataset("sales", settings.datasets_dir)
+    dataset = get_dataset("sales", settings.datasets_dir)
     first = pipeline.load_file(g.path, dataset, settings)
     second = pipeline.load_file(g.path, dataset, settings)
     assert first.rejects_path != second.rejects_path
@@ -524,7 +516,7 @@ def test_blob_stored_with_content_encoding_gzip(settings: Settings, clean: None,
                                                 name: str) -> None:
     """Uploaded gzipped with ``Content-Encoding: gzip`` (as browsers and some tools do):
     the stored bytes are read as stored, over several ranges, and loaded."""
-    monkeypatch.setattr(storage, "RANGE_BYTES", 64 << 10)
+    monkeypatch.setattr(blobs, "RANGE_BYTES", 64 << 10)
     g = generate(tmp_path / "enc.csv", 8_000, seed=950)
     packed = gzip.compress(g.path.read_bytes())
     assert len(packed) > 3 * (64 << 10)

@@ -10,7 +10,7 @@ from pathlib import Path
 from azure.storage.blob import ContainerClient
 
 from sales_etl import __version__, pipeline, retry, storage
-from sales_etl.datasets import get_dataset
+from sales_etl.datasets import dataset_version, get_dataset
 from sales_etl.settings import Settings
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate
@@ -48,7 +48,7 @@ def test_exhausted_blobs_are_deadlettered(settings: Settings, clean: None,
 
 def test_data_failures_wait_for_a_change_or_force(settings: Settings, clean: None,
                                                   cc: ContainerClient) -> None:
-    current = pipeline.dataset_version(get_dataset("sales"))
+    current = dataset_version(get_dataset("sales"))
     failed_blob(cc, "same.csv", kind="data", dataset_version=current, app_version=__version__)
     failed_blob(cc, "old.csv", kind="data", dataset_version="0-old", app_version=__version__)
     report = retry.sweep(settings, now=T0 + timedelta(days=1))

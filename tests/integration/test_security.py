@@ -72,7 +72,7 @@ def test_no_secret_in_any_log_line(stack: devstack.StackState, settings: Setting
     retry.sweep(settings, now=storage.now_utc() + timedelta(days=1))
     text = "\n".join(f"{r.name} {r.getMessage()}" for r in caplog.records)
     ours = [r for r in caplog.records if r.name == "sales_etl" and "incoming/" in r.getMessage()]
-    assert ours and all(getattr(r, "run_id", None) and getattr(r, "dataset", None) == "sales"
+    assert ours and all(getattr(r, "run_uuid", None) and getattr(r, "dataset", None) == "sales"
                         and str(getattr(r, "blob", "")).startswith("incoming/") for r in ours)
     assert "failed" in text and len(caplog.records) > 10  # the run did log
     secrets = [stack.admin_password, stack.loader_password, stack.account_key,

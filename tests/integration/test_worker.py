@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient
 
-from sales_etl import load, pipeline, storage, triggers
+from sales_etl import blobs, load, moves, pipeline, storage, triggers
 from sales_etl.settings import Settings
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate
@@ -173,20 +173,20 @@ def test_an_invocation_that_raises_is_reported_failed_and_the_retry_loads(
     raises, the worker reports Failure, the host retries (up to poisonBlobThreshold) and
     the retry loads the file once."""
     blob = upload(cc, tmp_path, "w5.csv", 3_000, 95)
-    original_fetch, original_move = storage.RangeReader._fetch, storage.move
+    original_fetch, original_move = blobs.RangeReader._fetch, moves.move
 
     def unreachable(*args: Any, **kwargs: Any) -> Any:
         raise ConnectionResetError("storage went away")
 
-    monkeypatch.setattr(storage.RangeReader, "_fetch", unreachable)
-    monkeypatch.setattr(storage, "move", unreachable)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", unreachable)
+    monkeypatch.setattr(moves, "move", unreachable)
     [failed] = worker.deliver([worker.blob_request(settings.container, blob)])
     assert not failed.ok and "storage went away" in failed.message
     assert "Traceback" not in failed.message and failed.stack_trace
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
     assert names(cc) == [blob]  # untouched: the host's retry finds it where it was
-    monkeypatch.setattr(storage.RangeReader, "_fetch", original_fetch)
-    monkeypatch.setattr(storage, "move", original_move)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", original_fetch)
+    monkeypatch.setattr(moves, "move", original_move)
     [retried] = worker.deliver([worker.blob_request(settings.container, blob, retry_count=1)])
     assert retried.ok, retried.message
     assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [

@@ -5,6 +5,7 @@ its `dev`, `demo` and `generate` commands."""
 from __future__ import annotations
 
 import ast
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -60,9 +61,14 @@ def test_the_dockerfile_copies_no_dev_tooling() -> None:
 
 def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
+    # built from a clean copy: setuptools reuses a build/ folder, stale modules and all
+    src = tmp_path / "src"
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
+        ".git", ".venv", "node_modules", ".devstack", "build", "dist", "*.egg-info",
+        "__pycache__", ".mypy_cache", ".hypothesis", ".pytest_cache", ".ruff_cache", "data"))
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
                     "--no-build-isolation", "--disable-pip-version-check", "-w", str(tmp_path),
-                    str(ROOT)], check=True, capture_output=True)
+                    str(src)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("sales_etl-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()

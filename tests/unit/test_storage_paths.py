@@ -2,15 +2,8 @@ from datetime import datetime
 
 import pytest
 
-from sales_etl.storage import (
-    beside,
-    candidates,
-    quote_meta,
-    route,
-    safe_parts,
-    unquote_meta,
-    version_tag,
-)
+from sales_etl.moves import beside, candidates, version_tag
+from sales_etl.storage import quote_meta, route, safe_parts, unquote_meta
 
 
 @pytest.mark.parametrize(("name", "dataset", "rel"), [

@@ -56,7 +56,7 @@ def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter,
     finished = {s.name: s for s in spans.get_finished_spans()}
     assert set(finished) == {"sales_etl.file", *(f"sales_etl.{s}" for s in telemetry.STAGES)}
     file_span = finished["sales_etl.file"]
-    assert file_span.attributes["sales_etl.run_id"] == rec.run_uuid
+    assert file_span.attributes["sales_etl.run_uuid"] == rec.run_uuid
     assert file_span.attributes["sales_etl.rows_loaded"] == 7
     for stage in telemetry.STAGES:
         child = finished[f"sales_etl.{stage}"]

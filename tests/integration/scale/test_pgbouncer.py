@@ -25,7 +25,7 @@ from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from sales_etl import doctor, ledger, load, migrate, pipeline, rotate, storage
+from sales_etl import blobs, doctor, ledger, load, migrate, pipeline, rotate, storage
 from sales_etl.cli import main
 from sales_etl.datasets import get_dataset
 from sales_etl.db import pooler
@@ -142,7 +142,7 @@ def test_two_deliveries_of_one_blob_through_the_pooler_claim_once(
     props = blob.get_blob_properties()
     source = pipeline.Source(name=name, dataset=get_dataset("sales"), etag=props.etag,
                              trigger="blob",
-                             opener=lambda: storage.open_blob(blob, props.etag, props.size))
+                             opener=lambda: blobs.open_blob(blob, props.etag, props.size))
     results: list[Any] = []
     first = threading.Thread(target=lambda: results.append(
         pipeline.load_source(pooled_settings, source, lambda data: "")))
