@@ -28,6 +28,7 @@ from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, c
 from .extract import HashingReader, iter_chunks
 from .ledger import RunRecord
 from .protect import Protector
+from .reasons import file_code
 from .rejects import RejectsWriter
 from .settings import Settings, load_settings
 from .transform import transform
@@ -103,7 +104,7 @@ def load_source(settings: Settings, source: Source,
             gone = source.current() if source.current is not None else None
             if gone is not None:
                 raise Skipped(f"{source.name}: this version is no longer in place ({gone}):"
-                              " nothing to load", code=gone)
+                              " nothing to load", code=file_code(gone))
             ledger.insert(cur, rec)
             _stream_into_target(cur, settings, source, rec, protector, settings.chunk_rows,
                                 write_rejects, progress, timings)
