@@ -28,7 +28,8 @@ def readme_codes() -> dict[str, set[str]]:
     text = (ROOT / "README.md").read_text()
     return {
         "row": set(_CODE.findall(_between(text, "Reason codes:", "The `line` is"))),
-        "file": set(_CODE.findall(_between(text, "Whole-file failures (the file goes to", "Commands that refuse"))),
+        "file": set(_CODE.findall(_between(text, "Whole-file failures (the file goes to",
+                                           "Commands that refuse"))),
         "command": set(_CODE.findall(_between(text, "Commands that refuse", "Every code,"))),
     }
 
@@ -87,7 +88,8 @@ def _literal_codes(tree: ast.AST) -> list[tuple[int, str]]:
         if not isinstance(node, ast.Call):
             continue
         for kw in node.keywords:
-            if kw.arg in ("code", "reason_code") and isinstance(kw.value, ast.Constant):
+            if kw.arg in ("code", "reason_code") and isinstance(kw.value, ast.Constant) and (
+                    isinstance(kw.value.value, str)):
                 found.append((node.lineno, kw.value.value))
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
             node.func, "id", "")
