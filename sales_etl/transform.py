@@ -2,8 +2,12 @@
 
 Every row of a chunk ends in exactly one of two places: the valid columns (its SQL
 columns, normalised, ready to protect and COPY) or the rejects, with the first reason
-found. The checks run as Arrow compute kernels over whole columns; Python loops only over
-the rows rejected, to word their reasons. (No pandas here: the worker stays lean.)
+found. Per column: normalise, empty values (``required``, ``default``), the type's parse,
+then the value checks of the rule table (``rules.RULES``) in its order; then derived
+columns (their mismatch code is the dataset's ``mismatch``) and in-chunk duplicates. Nothing
+here knows a dataset or a column by name. The checks run as Arrow compute kernels over
+whole columns; Python loops only over the rows rejected, to word their reasons. (No pandas
+here: the worker stays lean.)
 """
 
 from __future__ import annotations

@@ -3,6 +3,10 @@
 A spec names the CSV columns with their types and rules, the SQL table and columns they
 land in, the business key and the sensitive columns. Every identifier is validated here,
 so nothing from configuration reaches SQL text unchecked (and it is quoted there too).
+The keys of a column's table are declared, and checked, by the rule table
+(``rules.RULES``); this module checks the file's own keys and what spans columns (the
+business key, SQL names mapped twice, derived expressions). Any problem is a
+``ConfigError`` naming the file, the column and the key.
 """
 
 from __future__ import annotations
