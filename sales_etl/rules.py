@@ -19,6 +19,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -214,6 +215,7 @@ RULES: tuple[Rule, ...] = (
 BY_KEY: dict[str, Rule] = {r.key: r for r in RULES}
 
 
+@cache
 def value_checks(column_type: str) -> tuple[Rule, ...]:
     """The table's value checks that apply to a column type, in the order they run."""
     return tuple(r for r in RULES if r.data is not None and (not r.types or column_type in r.types))

@@ -59,9 +59,6 @@ def round_half_up(values: np.ndarray, scale: int) -> np.ndarray:
     return np.sign(values) * np.floor(np.abs(values) * factor + 0.5 + 1e-7) / factor
 
 
-_np = as_mask
-
-
 class _Flags:
     """The first reject reason of each row."""
 
@@ -187,14 +184,14 @@ def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed,
     elif col.normalize == "upper":
         s = pc.utf8_upper(s)
     empty = pc.equal(s, "")
-    missing = _np(empty)
+    missing = as_mask(empty)
     if missing.any():
         if col.required:
             flags.set(missing, "missing_value", f"{col.name} is empty")
         elif col.default is not None:
             s = pc.if_else(empty, col.default, s)
             empty = pc.equal(s, "")
-            missing = _np(empty)
+            missing = as_mask(empty)
     present = ~missing
     parsed.text[col.name] = s
     values = Values(s, present, present)
@@ -217,7 +214,7 @@ def _numeric(col: Column, s: pa.Array, present: np.ndarray, flags: _Flags,
     (min, max, scale) and for derived columns."""
     name = col.name
     integer = col.type == "integer"
-    wellformed = _np(pc.match_substring_regex(s, _INT_RE if integer else _DEC_RE))
+    wellformed = as_mask(pc.match_substring_regex(s, _INT_RE if integer else _DEC_RE))
     malformed = present & ~wellformed
     what = "a whole number" if integer else (
         "a number with a dot for decimals and no thousands separator")
@@ -237,7 +234,7 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
     stamp = pc.strptime(s, format=fmt, unit="s", error_is_null=True)
     # strptime rolls 2025-02-30 over to March: a valid value prints back as it was read
     exact = pc.equal(pc.strftime(stamp, format=fmt), s)
-    valid = _np(exact)
+    valid = as_mask(exact)
     invalid = present & ~valid
     flags.set(invalid, "bad_timestamp" if col.type == "timestamp" else "bad_date",
               _quoted(s, invalid, name, f"is not a valid date/time in the form {fmt}"))
@@ -245,7 +242,7 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
     # (timestamps) or 5874897 (dates): refuse the row here, never the whole COPY
     last = _PG_LAST_YEAR[col.type]
     year = pc.year(stamp)
-    inside = _np(pc.and_(pc.greater_equal(year, 1), pc.less_equal(year, last)))
+    inside = as_mask(pc.and_(pc.greater_equal(year, 1), pc.less_equal(year, last)))
     outside = present & valid & ~inside
     flags.set(outside, "out_of_range",
               _quoted(s, outside, name, f"is outside PostgreSQL's range (years 1 to {last})"))
@@ -280,7 +277,7 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array
     computed = round_half_up(unrounded, scale)
     stated = parsed.number[col.name]
     text = parsed.text[col.name]
-    empty = _np(pc.equal(text, ""))
+    empty = as_mask(pc.equal(text, ""))
     computable = np.isfinite(computed)
     fill = empty & computable
     compare = ~empty & computable & ~np.isnan(stated)
