@@ -17,6 +17,7 @@ import socket
 from typing import Final
 
 from . import redact
+from .reasons import Code
 
 
 class EtlError(Exception):
@@ -24,12 +25,12 @@ class EtlError(Exception):
 
     kind: str = "error"
 
-    def __init__(self, message: str, *, code: str = "error") -> None:
+    def __init__(self, message: str, *, code: Code = "error") -> None:
         # The one place error text is made safe: whatever a module wrote into it (a
         # parser's message quoting a row, a URL with a SAS), the ledger, the blob metadata,
         # the logs and the command line get it scrubbed (see redact.py).
         super().__init__(redact.scrub(message))
-        self.code = code
+        self.code: Code = code  # registered in reasons.py (mypy checks each literal)
 
     @property
     def message(self) -> str:

@@ -25,6 +25,7 @@ from psycopg2.extras import Json, RealDictCursor
 
 from . import __version__
 from .errors import Skipped
+from .reasons import file_code
 
 
 @dataclass
@@ -137,7 +138,7 @@ def claim_file(cur: Any, dataset: str, blob_path: str, etag: str | None,
     gone = current() if current is not None else None
     if gone is not None:
         raise Skipped(f"{blob_path}: this version is no longer in place ({gone}):"
-                      " nothing to load", code=gone)
+                      " nothing to load", code=file_code(gone))
     return None
 
 

@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 from psycopg2 import sql
 
 from .datasets import Dataset
+from .reasons import row_code
 from .records import RAW, Reject, record_fields
 
 STAGE = "sales_etl_stage"
@@ -317,7 +318,8 @@ class Loader:
                     reason = f"{detail} must be unique and is already used on line {other}"
                 else:
                     reason = f"{detail} must be unique and is already stored for another {key}"
-                yield Reject(int(line), code, reason, record_fields((raw or "").encode()))
+                yield Reject(int(line), row_code(code), reason,
+                             record_fields((raw or "").encode()))
 
     def _merge_checked(self) -> tuple[int, int]:
         """Merge the staged rows; returns (rows rejected late, rows inserted).

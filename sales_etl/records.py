@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from .reasons import RowCode
+
 # Limits (stated in the README's "Limits" section). Beyond each, a reason code.
 MAX_COLUMNS = 1024  # header cells; more -> the file fails `too_many_columns`
 # One record (all its physical lines, its final line end not counted); more ->
@@ -47,7 +49,7 @@ def _standin(record: bytes) -> str:
 @dataclass(frozen=True)
 class Reject:
     line: int
-    code: str
+    code: RowCode
     reason: str
     fields: tuple[str, ...]
 
@@ -114,8 +116,11 @@ def record_fields(record: bytes) -> tuple[str, ...]:
         return (text,)
 
 
-def row_reject(line: int, record: bytes, fields: int, width: int, bare_cr: bool) -> Reject | None:
-    """The shape and byte rules of one record, in order; None if it passes them all."""
+def row_reject(line: int, record: bytes, fields: int, width: int, bare_cr: bool,
+               bad_quoting: bool = False) -> Reject | None:
+    """The shape and byte rules of one record (without its line end), in order; None if it
+    passes them all. ``bad_quoting``: the csv module refused the record for a quote inside a
+    field (only the exact path meets one: the fast scan hands such a block over to it)."""
     if bare_cr:
         # (the csv module refuses a CR in an unquoted field: parse around it, then restore
         # it; the stand-in is a character the record does not hold, so that nothing else
@@ -124,6 +129,10 @@ def row_reject(line: int, record: bytes, fields: int, width: int, bare_cr: bool)
         fields_ = record_fields(record.rstrip(b"\r\n").replace(b"\r", standin.encode()))
         return Reject(line, "bare_cr", "a carriage return (CR) inside an unquoted field",
                       tuple(f.replace(standin, "\r") for f in fields_))
+    if bad_quoting:
+        return Reject(line, "bad_quoting", "a quote inside a field that does not end it (a "
+                      "closing quote must be followed by a comma or the line end)",
+                      record_fields(record))
     if fields != width:
         return Reject(line, "field_count", f"{fields} fields where the header has {width}",
                       record_fields(record))

@@ -24,7 +24,6 @@ from .records import (
     Header,
     Reject,
     is_blank,
-    record_fields,
     row_reject,
 )
 
@@ -181,12 +180,8 @@ def slow_chunks(prefix: bytes, read: Callable[[int], bytes], first_line: int, he
             if is_blank(record):
                 continue
             bare = problem is not None and "new-line character" in problem
-            if row is None and not bare:
-                reject = Reject(line, "bad_quoting", "a quote inside a field that does not "
-                                "end it (a closing quote must be followed by a comma or the "
-                                "line end)", record_fields(record))
-            else:
-                reject = row_reject(line, record.rstrip(b"\r\n"), len(row or ()), width, bare)
+            reject = row_reject(line, record.rstrip(b"\r\n"), len(row or ()), width, bare,
+                                bad_quoting=row is None and not bare)
         if reject is not None:
             batch.rejects.append(reject)
         else:

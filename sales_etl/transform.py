@@ -2,8 +2,12 @@
 
 Every row of a chunk ends in exactly one of two places: the valid columns (its SQL
 columns, normalised, ready to protect and COPY) or the rejects, with the first reason
-found. The checks run as Arrow compute kernels over whole columns; Python loops only over
-the rows rejected, to word their reasons. (No pandas here: the worker stays lean.)
+found. Per column: normalise, empty values (``required``, ``default``), the type's parse,
+then the value checks of the rule table (``rules.RULES``) in its order; then derived
+columns (their mismatch code is the dataset's ``mismatch``) and in-chunk duplicates. Nothing
+here knows a dataset or a column by name. The checks run as Arrow compute kernels over
+whole columns; Python loops only over the rows rejected, to word their reasons. (No pandas
+here: the worker stays lean.)
 """
 
 from __future__ import annotations
@@ -19,7 +23,9 @@ import pyarrow.compute as pc
 
 from .datasets import Column, Dataset
 from .expr import evaluate
+from .reasons import RowCode
 from .records import RAW, Chunk, Header, Reject, record_fields
+from .rules import Finding, Values, as_mask, value_checks
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -27,7 +33,6 @@ if TYPE_CHECKING:
 _INT_RE = r"^[+-]?\d{1,18}$"
 _DEC_RE = r"^[+-]?(?:\d{1,30}(?:\.\d*)?|\.\d+)$"
 _NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_ID_PATTERN_PREFIX = "^[A-Za-z0-9]"
 _PG_LAST_YEAR = {"timestamp": 294276, "date": 5874897}
 
 
@@ -54,11 +59,6 @@ def round_half_up(values: np.ndarray, scale: int) -> np.ndarray:
     return np.sign(values) * np.floor(np.abs(values) * factor + 0.5 + 1e-7) / factor
 
 
-def _np(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
-    """A boolean Arrow array as numpy, nulls as False."""
-    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
-
-
 class _Flags:
     """The first reject reason of each row."""
 
@@ -67,7 +67,7 @@ class _Flags:
         self.reason = np.full(n, None, dtype=object)
         self.flagged = np.zeros(n, dtype=bool)
 
-    def set(self, mask: np.ndarray, code: str, reason: str | np.ndarray) -> None:
+    def set(self, mask: np.ndarray, code: RowCode, reason: str | np.ndarray) -> None:
         mask = np.asarray(mask, dtype=bool) & ~self.flagged
         if not mask.any():
             return
@@ -80,14 +80,24 @@ class _Flags:
         return self.flagged
 
 
-def _quoted(values: pa.Array, mask: np.ndarray, template: str) -> np.ndarray:
-    """Word a reason per flagged row (a loop over the rejected rows only)."""
+def _quoted(values: pa.Array, mask: np.ndarray, before: str, after: str) -> np.ndarray:
+    """Word a reason per flagged row, ``<before> <value> <after>`` (a loop over the rejected
+    rows only; the text around the value is never a format string: a name or a pattern may
+    hold braces)."""
     out = np.full(len(values), None, dtype=object)
     idx = np.flatnonzero(mask)
     if len(idx):
         for i, value in zip(idx, values.take(pa.array(idx)).to_pylist(), strict=True):
-            out[i] = template.format(value=_show(value))
+            out[i] = f"{before} {_show(value)} {after}"
     return out
+
+
+def _worded(col: Column, values: pa.Array, finding: Finding) -> str | np.ndarray:
+    """A finding's reason: the value quoted, unless the check or the column (sensitive:
+    never quoted) says not to."""
+    if not finding.show_value or col.sensitive:
+        return f"{col.name} {finding.what}"
+    return _quoted(values, finding.mask, col.name, finding.what)
 
 
 def _show(value: object) -> str:
@@ -174,67 +184,47 @@ def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed,
     elif col.normalize == "upper":
         s = pc.utf8_upper(s)
     empty = pc.equal(s, "")
-    missing = _np(empty)
+    missing = as_mask(empty)
     if missing.any():
         if col.required:
             flags.set(missing, "missing_value", f"{col.name} is empty")
         elif col.default is not None:
             s = pc.if_else(empty, col.default, s)
             empty = pc.equal(s, "")
-            missing = _np(empty)
+            missing = as_mask(empty)
     present = ~missing
-    name = col.name
-    parsed.text[name] = s
-    if col.type == "text":
-        if col.max_length is not None:
-            flags.set(_np(pc.greater(pc.utf8_length(s), col.max_length)), "too_long",
-                      f"{name} is longer than {col.max_length} characters")
-        if col.pattern is not None:
-            badfmt = present & ~_np(pc.match_substring_regex(s, col.pattern))
-            rule = ("must start with a letter or digit and hold only letters, digits, _ . : -"
-                    if col.pattern.startswith(_ID_PATTERN_PREFIX) else
-                    f"does not match {col.pattern}")
-            flags.set(badfmt, "bad_format", f"{name} {rule}" if col.sensitive  # never quoted
-                      else _quoted(s, badfmt, f"{name} {{value}} {rule}"))
-    elif col.type == "enum":
-        unknown = present & ~_np(pc.is_in(s, value_set=pa.array(col.values, pa.string())))
-        flags.set(unknown, "bad_value",
-                  _quoted(s, unknown, f"{name} {{value}} is not one of " + ", ".join(col.values)))
-    elif col.type in ("integer", "decimal"):
-        _numeric(col, s, present, flags, parsed)
-    else:
+    parsed.text[col.name] = s
+    values = Values(s, present, present)
+    if col.type in ("integer", "decimal"):
+        values = _numeric(col, s, present, flags, parsed)
+    elif col.type in ("timestamp", "date"):
         _temporal(col, s, empty, present, flags, out)
-        return
-    out[col.sql[0]] = pc.if_else(empty, pa.scalar(None, pa.string()), s)
+    for rule in value_checks(col.type):  # the table's value checks, in its order
+        setting = col.get(rule.key)
+        if setting is not None and rule.code is not None and rule.data is not None:
+            finding = rule.data(col, setting, values)
+            flags.set(finding.mask, rule.code, _worded(col, s, finding))
+    if col.type not in ("timestamp", "date"):
+        out[col.sql[0]] = pc.if_else(empty, pa.scalar(None, pa.string()), s)
 
 
 def _numeric(col: Column, s: pa.Array, present: np.ndarray, flags: _Flags,
-             parsed: _Parsed) -> None:
+             parsed: _Parsed) -> Values:
+    """Parse a number column: malformed values rejected; the others' value, for the checks
+    (min, max, scale) and for derived columns."""
     name = col.name
     integer = col.type == "integer"
-    wellformed = _np(pc.match_substring_regex(s, _INT_RE if integer else _DEC_RE))
+    wellformed = as_mask(pc.match_substring_regex(s, _INT_RE if integer else _DEC_RE))
     malformed = present & ~wellformed
     what = "a whole number" if integer else (
         "a number with a dot for decimals and no thousands separator")
     flags.set(malformed, "bad_integer" if integer else "bad_decimal",
-              _quoted(s, malformed, f"{name} {{value}} is not {what}"))
+              _quoted(s, malformed, name, f"is not {what}"))
     ok = present & wellformed
     safe = pc.if_else(pa.array(ok), s, "0")
     number = np.where(ok, pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False), np.nan)
-    if not integer and col.scale is not None:
-        over = ok & _np(pc.match_substring_regex(s, rf"\.\d{{{col.scale}}}\d*[1-9]"))
-        flags.set(over, "too_many_decimals",
-                  _quoted(s, over, f"{name} {{value}} has more than {col.scale} decimal places"))
-    with np.errstate(invalid="ignore"):
-        if col.minimum is not None:
-            low = ok & (number < col.minimum)
-            flags.set(low, "out_of_range",
-                      _quoted(s, low, f"{name} {{value}} is below {col.minimum:g}"))
-        if col.maximum is not None:
-            high = ok & (number > col.maximum)
-            flags.set(high, "out_of_range",
-                      _quoted(s, high, f"{name} {{value}} is above {col.maximum:g}"))
     parsed.number[name] = number
+    return Values(s, present, ok, number)
 
 
 def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, flags: _Flags,
@@ -244,19 +234,18 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
     stamp = pc.strptime(s, format=fmt, unit="s", error_is_null=True)
     # strptime rolls 2025-02-30 over to March: a valid value prints back as it was read
     exact = pc.equal(pc.strftime(stamp, format=fmt), s)
-    valid = _np(exact)
+    valid = as_mask(exact)
     invalid = present & ~valid
     flags.set(invalid, "bad_timestamp" if col.type == "timestamp" else "bad_date",
-              _quoted(s, invalid, f"{name} {{value}} is not a valid date/time in the form {fmt}"))
+              _quoted(s, invalid, name, f"is not a valid date/time in the form {fmt}"))
     # PostgreSQL has no year 0 (nor BC years in this form) and ends at year 294276
     # (timestamps) or 5874897 (dates): refuse the row here, never the whole COPY
     last = _PG_LAST_YEAR[col.type]
     year = pc.year(stamp)
-    inside = _np(pc.and_(pc.greater_equal(year, 1), pc.less_equal(year, last)))
+    inside = as_mask(pc.and_(pc.greater_equal(year, 1), pc.less_equal(year, last)))
     outside = present & valid & ~inside
     flags.set(outside, "out_of_range",
-              _quoted(s, outside, f"{name} {{value}} is outside PostgreSQL's range "
-                                  f"(years 1 to {last})"))
+              _quoted(s, outside, name, f"is outside PostgreSQL's range (years 1 to {last})"))
     valid = valid & ~outside
     null = pa.scalar(None, pa.string())
     keep = pa.array(valid)
@@ -288,7 +277,7 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array
     computed = round_half_up(unrounded, scale)
     stated = parsed.number[col.name]
     text = parsed.text[col.name]
-    empty = _np(pc.equal(text, ""))
+    empty = as_mask(pc.equal(text, ""))
     computable = np.isfinite(computed)
     fill = empty & computable
     compare = ~empty & computable & ~np.isnan(stated)
@@ -325,15 +314,15 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array
                             .to_pylist(), strict=True):
             shown = exact_text.get(int(i), f"{computed[i]:.{scale}f}")
             reasons[i] = f"{col.name} {value} differs from {col.derive} = {shown}"
-        flags.set(off, "total_mismatch" if col.name == "total_amount" else "derived_mismatch",
-                  reasons)
+        flags.set(off, col.mismatch, reasons)  # the code the dataset declares (mismatch)
+    low, high = col.get("min"), col.get("max")
     with np.errstate(invalid="ignore"):
-        if col.minimum is not None:
-            flags.set(fill & (computed < col.minimum), "out_of_range",
-                      f"computed {col.name} is below {col.minimum:g}")
-        if col.maximum is not None:
-            flags.set(fill & (computed > col.maximum), "out_of_range",
-                      f"computed {col.name} is above {col.maximum:g}")
+        if low is not None:
+            flags.set(fill & (computed < low), "out_of_range",
+                      f"computed {col.name} is below {low:g}")
+        if high is not None:
+            flags.set(fill & (computed > high), "out_of_range",
+                      f"computed {col.name} is above {high:g}")
 
 
 def _exact(col: Column, parsed: _Parsed, rows: np.ndarray, scale: int) -> list[Decimal]:

@@ -3,6 +3,10 @@
 A spec names the CSV columns with their types and rules, the SQL table and columns they
 land in, the business key and the sensitive columns. Every identifier is validated here,
 so nothing from configuration reaches SQL text unchecked (and it is quoted there too).
+The keys of a column's table are declared, and checked, by the rule table
+(``rules.RULES``); this module checks the file's own keys and what spans columns (the
+business key, SQL names mapped twice, derived expressions). Any problem is a
+``ConfigError`` naming the file, the column and the key.
 """
 
 from __future__ import annotations
@@ -16,33 +20,68 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..expr import check as check_expression
+from ..reasons import RowCode, row_code
+from ..rules import BY_KEY, IDENTIFIER, spec_problems
 
 SHIPPED_DIR = Path(__file__).resolve().parent
-IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
-TYPES = ("text", "integer", "decimal", "enum", "timestamp", "date")
-NORMALIZE = ("trim", "lower", "upper")
+DEFAULT_FORMATS = {"timestamp": "%Y-%m-%d %H:%M:%S", "date": "%Y-%m-%d"}
 WRITE_MODES = ("insert", "upsert")
 DEFAULT_DATASET = "sales"
 
 
 @dataclass(frozen=True)
 class Column:
+    """One CSV column: its name, type and SQL column(s), and the keys of its TOML table as
+    written (``options``, every one declared and checked in ``rules.RULES``)."""
+
     name: str  # CSV header name
     type: str
-    required: bool = False
     sql: tuple[str, ...] = ()  # SQL column(s): one, or two for a split timestamp
-    max_length: int | None = None
-    pattern: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    scale: int | None = None
-    default: str | None = None
-    derive: str | None = None
-    tolerance: float = 0.0
-    values: tuple[str, ...] = ()
-    normalize: str = "trim"
-    fmt: str | None = None
-    sensitive: bool = False
+    options: tuple[tuple[str, Any], ...] = ()  # (key, value), lists as tuples
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The value of a rule's key, or ``default`` when the column does not set it."""
+        if key not in BY_KEY:
+            raise KeyError(f"{key!r} is not a column rule (rules.RULES)")
+        return next((v for k, v in self.options if k == key), default)
+
+    @property
+    def required(self) -> bool:
+        return bool(self.get("required", False))
+
+    @property
+    def sensitive(self) -> bool:
+        return bool(self.get("sensitive", False))
+
+    @property
+    def normalize(self) -> str:
+        return str(self.get("normalize", "trim"))
+
+    @property
+    def default(self) -> str | None:
+        return self.get("default")
+
+    @property
+    def derive(self) -> str | None:
+        return self.get("derive")
+
+    @property
+    def tolerance(self) -> float:
+        return float(self.get("tolerance", 0.0))
+
+    @property
+    def mismatch(self) -> RowCode:
+        """The reason code of a stated derived value too far off (declared by the dataset)."""
+        return row_code(self.get("mismatch", "derived_mismatch"))
+
+    @property
+    def scale(self) -> int | None:
+        return self.get("scale")
+
+    @property
+    def fmt(self) -> str | None:
+        """The strptime format of a timestamp or date column."""
+        return self.get("format", DEFAULT_FORMATS.get(self.type))
 
     @property
     def hash_column(self) -> str:
@@ -109,57 +148,17 @@ def _ident(source: str, key: str, value: Any) -> str:
 
 
 def _column(source: str, name: str, raw: dict[str, Any]) -> Column:
+    """One ``[columns.<name>]`` table, checked rule by rule (``rules.spec_problems``)."""
     where = f"columns.{name}"
-    allowed = {"type", "required", "sql", "max_length", "pattern", "min", "max", "scale",
-               "default", "derive", "tolerance", "values", "normalize", "format", "split",
-               "sensitive"}
-    unknown = sorted(set(raw) - allowed)
-    if unknown:
-        raise _fail(source, where, f"unknown key(s) {', '.join(unknown)}")
-    ctype = raw.get("type")
-    if ctype not in TYPES:
-        raise _fail(source, f"{where}.type", f"{ctype!r} must be one of {', '.join(TYPES)}")
-    if "split" in raw:
-        split = raw["split"]
-        if ctype != "timestamp" or not isinstance(split, list) or len(split) != 2:
-            raise _fail(source, f"{where}.split", "only a timestamp splits, into [date, time]")
-        sql = tuple(_ident(source, f"{where}.split", s) for s in split)
-    else:
-        sql = (_ident(source, f"{where}.sql", raw.get("sql", name)),)
-    normalize = raw.get("normalize", "trim")
-    if normalize not in NORMALIZE:
-        raise _fail(source, f"{where}.normalize", f"{normalize!r} must be one of {NORMALIZE}")
-    for key, kind in (("max_length", int), ("scale", int), ("min", (int, float)),
-                      ("max", (int, float)), ("tolerance", (int, float)),
-                      ("required", bool), ("sensitive", bool), ("default", str),
-                      ("derive", str), ("format", str), ("pattern", str),
-                      ("values", list)):
-        if key in raw and not isinstance(raw[key], kind):
-            raise _fail(source, f"{where}.{key}", f"{raw[key]!r} has the wrong type")
-    pattern = raw.get("pattern")
-    if pattern is not None:
-        try:
-            re.compile(pattern)
-        except re.error as exc:
-            raise _fail(source, f"{where}.pattern", f"not a regular expression: {exc}") from exc
-    values = raw.get("values", [])
-    if ctype == "enum" and (not values or not all(isinstance(v, str) for v in values)):
-        raise _fail(source, f"{where}.values", "an enum needs a list of allowed strings")
-    if ctype == "decimal" and "scale" not in raw:
-        raise _fail(source, f"{where}.scale", "a decimal needs its number of decimal places")
-    if raw.get("sensitive") and ctype != "text":
-        raise _fail(source, f"{where}.sensitive", "only text columns can be encrypted")
-    return Column(
-        name=name, type=ctype, required=raw.get("required", False), sql=sql,
-        max_length=raw.get("max_length"), pattern=pattern,
-        minimum=raw.get("min"), maximum=raw.get("max"), scale=raw.get("scale"),
-        default=raw.get("default"), derive=raw.get("derive"),
-        tolerance=float(raw.get("tolerance", 0.0)), values=tuple(values),
-        normalize=normalize,
-        fmt=raw.get("format", "%Y-%m-%d %H:%M:%S" if ctype == "timestamp" else
-                    "%Y-%m-%d" if ctype == "date" else None),
-        sensitive=raw.get("sensitive", False),
-    )
+    problems = spec_problems(raw)
+    if problems:
+        key, what = problems[0]
+        raise _fail(source, f"{where}.{key}" if key else where, what)
+    sql = (tuple(raw["split"]) if "split" in raw
+           else (_ident(source, f"{where}.sql", raw.get("sql", name)),))
+    options = tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in raw.items()
+                    if key != "type")
+    return Column(name=name, type=raw["type"], sql=sql, options=options)
 
 
 def parse_dataset(path: Path) -> Dataset:

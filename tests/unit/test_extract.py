@@ -191,3 +191,29 @@ def test_fast_and_exact_paths_agree_row_for_row() -> None:
     exact = outcome(first.replace(b"PROD", b'PR"OD'))  # a stray quote: the exact path
     assert fast == exact
     assert set(fast[0].values()) == {"not_utf8", "nul_byte", "field_count", "bare_cr"}
+
+
+def test_both_paths_reject_rows_only_through_the_one_rule_set(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every reject either parse path makes comes out of ``records.row_reject``: no path
+    words a row reject of its own."""
+    from sales_etl import records, slowpath
+
+    made: list[object] = []
+
+    def spy(*args: object, **kwargs: object) -> records.Reject | None:
+        reject = records.row_reject(*args, **kwargs)  # type: ignore[arg-type]
+        made.append(reject)
+        return reject
+
+    monkeypatch.setattr(extract, "row_reject", spy)
+    monkeypatch.setattr(slowpath, "row_reject", spy)
+    bad = [GOOD.replace("TX-1", "TX-2") + ",extra", GOOD.replace("CUST", "C\x00"),
+           "TX-3,short"]
+    quoting = '"TX-4"x' + GOOD[4:]  # a quote inside a field: the exact path
+    for rows, expected in ((bad, 3), ([quoting, *bad], 4)):  # the fast path, the exact path
+        made.clear()
+        _, chunks = parse(csv_of(GOOD, *rows))
+        rejects = [r for c in chunks for r in c.rejects]
+        assert len(rejects) == expected
+        assert all(any(r is m for m in made) for r in rejects)

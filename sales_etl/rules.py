@@ -1,0 +1,249 @@
+"""The column rules of a dataset file, each declared once: ``RULES``.
+
+One entry per TOML key of a ``[columns.<name>]`` table: the key, the TOML type(s) it takes,
+the spec-time check (run when the dataset file is read: ``datasets.parse_dataset``), and, for
+a rule that checks values, the reason code and the vectorised data check the transform runs
+on every chunk. The spec parser knows nothing of any key but through this table (allowed
+keys, types, checks, defaults, what a column type needs); the transform runs every value
+check of the table in table order (the first reason found wins, so the order is the
+behaviour). Adding a value rule is one ``Rule`` here plus its check function (a pure
+function of the column and its parsed values); a key that changes how a value is parsed or
+stored (``type``, ``sql``, ``split``, ``normalize``, ``format``, ``default``, ``derive``) is
+applied by the transform itself, and its entry here still declares and checks it.
+
+Pure: no I/O, no environment (numpy and Arrow compute only).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from .reasons import RowCode, codes
+
+if TYPE_CHECKING:
+    from .datasets import Column
+
+TYPES = ("text", "integer", "decimal", "enum", "timestamp", "date")
+NORMALIZE = ("trim", "lower", "upper")
+IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+NUMBER = (int, float)
+
+
+@dataclass
+class Values:
+    """One column of a chunk as the value checks see it."""
+
+    text: pa.Array  # normalised text ("" where empty)
+    present: np.ndarray  # not empty
+    ok: np.ndarray  # present and well-formed for the column's type
+    number: np.ndarray | None = None  # the numeric value (integer and decimal columns)
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The rows a check rejects, and what is wrong with them: worded as ``<column> <value>
+    <what>``, or ``<column> <what>`` when ``show_value`` is off or the column is sensitive
+    (a sensitive value never reaches a rejects file's reason)."""
+
+    mask: np.ndarray
+    what: str
+    show_value: bool = True
+
+
+SpecCheck = Callable[[Any, str], str | None]  # (value, column type) -> the problem, or None
+DataCheck = Callable[["Column", Any, Values], Finding]  # (column, the rule's value, values)
+
+
+@dataclass(frozen=True)
+class Rule:
+    key: str  # the TOML key in [columns.<name>]
+    kind: tuple[type, ...]  # the TOML type(s) it takes
+    meaning: str  # one line, for the reader of this table
+    spec: SpecCheck | None = None  # the spec-time check beyond its type
+    types: tuple[str, ...] = ()  # the column types it applies to (() = every type)
+    needed_by: tuple[str, ...] = ()  # column types that must have it
+    needs: str | None = None  # another key it only makes sense with
+    code: RowCode | None = None  # the reason code of the rows its data check rejects
+    data: DataCheck | None = None  # the value check (None: the transform applies the key)
+    need_problem: str = ""  # the message when a type in ``needed_by`` lacks it
+    wrong_kind: str = ""  # the message for a value of another TOML type (default: generic)
+
+
+# ------------------------------------------------------------------- spec-time checks
+
+
+def _one_of(choices: tuple[str, ...]) -> SpecCheck:
+    def check(value: Any, ctype: str) -> str | None:
+        return None if value in choices else f"{value!r} must be one of {', '.join(choices)}"
+    return check
+
+
+def _identifier(value: Any, ctype: str) -> str | None:
+    if isinstance(value, str) and IDENTIFIER.match(value):
+        return None
+    return (f"{value!r} is not a valid SQL identifier (lower-case letters, digits, "
+            "underscore; at most 63)")
+
+
+def _split(value: Any, ctype: str) -> str | None:
+    if ctype != "timestamp" or len(value) != 2:
+        return "only a timestamp splits, into [date, time]"
+    return next((p for p in (_identifier(v, ctype) for v in value) if p), None)
+
+
+def _regex(value: Any, ctype: str) -> str | None:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        return f"not a regular expression: {exc}"
+    return None
+
+
+def _enum_values(value: Any, ctype: str) -> str | None:
+    if ctype == "enum" and (not value or not all(isinstance(v, str) for v in value)):
+        return "an enum needs a list of allowed strings"
+    return None
+
+
+def _text_only(value: Any, ctype: str) -> str | None:
+    return "only text columns can be encrypted" if value and ctype != "text" else None
+
+
+def _row_code(value: Any, ctype: str) -> str | None:
+    if value in codes("row"):
+        return None
+    return f"{value!r} is not a row reason code (README: How a file flows)"
+
+
+def _not_negative(value: Any, ctype: str) -> str | None:
+    return None if value >= 0 else f"{value!r} must not be negative"
+
+
+# ------------------------------------------------------------------------ data checks
+
+
+def as_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
+    """A boolean Arrow array as numpy, nulls as False."""
+    return np.asarray(pc.fill_null(array, False).to_numpy(zero_copy_only=False), dtype=bool)
+
+
+def _max_length(col: Column, limit: int, v: Values) -> Finding:
+    return Finding(as_mask(pc.greater(pc.utf8_length(v.text), limit)),
+                   f"is longer than {limit} characters", show_value=False)
+
+
+def _pattern(col: Column, pattern: str, v: Values) -> Finding:
+    hint = col.get("pattern_hint")
+    return Finding(v.present & ~as_mask(pc.match_substring_regex(v.text, pattern)),
+                   hint if hint is not None else f"does not match {pattern}")
+
+
+def _values(col: Column, allowed: tuple[str, ...], v: Values) -> Finding:
+    unknown = v.present & ~as_mask(pc.is_in(v.text, value_set=pa.array(list(allowed),
+                                                                    pa.string())))
+    return Finding(unknown, "is not one of " + ", ".join(allowed))
+
+
+def _scale(col: Column, scale: int, v: Values) -> Finding:
+    over = v.ok & as_mask(pc.match_substring_regex(v.text, rf"\.\d{{{scale}}}\d*[1-9]"))
+    return Finding(over, f"has more than {scale} decimal places")
+
+
+def _minimum(col: Column, bound: float, v: Values) -> Finding:
+    assert v.number is not None
+    with np.errstate(invalid="ignore"):
+        return Finding(v.ok & (v.number < bound), f"is below {bound:g}")
+
+
+def _maximum(col: Column, bound: float, v: Values) -> Finding:
+    assert v.number is not None
+    with np.errstate(invalid="ignore"):
+        return Finding(v.ok & (v.number > bound), f"is above {bound:g}")
+
+
+# ---------------------------------------------------------------------------- the table
+
+_NUMERIC = ("integer", "decimal")
+_TEMPORAL = ("timestamp", "date")
+
+RULES: tuple[Rule, ...] = (
+    # how a value is read and where it lands (applied by the transform and the loader)
+    Rule("type", (str,), "the column's type (checked first: the other keys depend on it)",
+         spec=_one_of(TYPES)),
+    Rule("sql", (str,), "the SQL column it lands in (default: its name)", spec=_identifier),
+    Rule("split", (list,), "a timestamp into [date column, time column]", spec=_split,
+         types=("timestamp",), wrong_kind="only a timestamp splits, into [date, time]"),
+    Rule("required", (bool,), "an empty value rejects the row", code="missing_value"),
+    Rule("normalize", (str,), "trim (the default), lower or upper, before every check",
+         spec=_one_of(NORMALIZE)),
+    Rule("default", (str,), "the value used when it is empty"),
+    Rule("format", (str,), "strptime format of a timestamp or date", types=_TEMPORAL),
+    Rule("sensitive", (bool,), "encrypted, with a blind index beside it", spec=_text_only,
+         types=("text",)),
+    Rule("derive", (str,), "arithmetic over columns: fills an empty value, checks a stated "
+                           "one (datasets.parse_dataset checks the expression)"),
+    Rule("tolerance", NUMBER, "how far a stated derived value may be off", spec=_not_negative),
+    Rule("mismatch", (str,), "the reason code of a stated derived value too far off "
+                             "(default derived_mismatch)", spec=_row_code, needs="derive"),
+    # value checks, in the order they run (the first reason found wins)
+    Rule("max_length", (int,), "at most this many characters", types=("text",),
+         code="too_long", data=_max_length),
+    Rule("pattern", (str,), "a regular expression the value matches", spec=_regex,
+         types=("text",), code="bad_format", data=_pattern),
+    Rule("pattern_hint", (str,), "how a reject for the pattern words what is expected",
+         needs="pattern"),
+    Rule("values", (list,), "the allowed values of an enum", spec=_enum_values,
+         types=("enum",), needed_by=("enum",), code="bad_value", data=_values,
+         need_problem="an enum needs a list of allowed strings"),
+    Rule("scale", (int,), "decimal places at most", types=("decimal",), needed_by=("decimal",),
+         code="too_many_decimals", data=_scale, spec=_not_negative,
+         need_problem="a decimal needs its number of decimal places"),
+    Rule("min", NUMBER, "the smallest value", types=_NUMERIC, code="out_of_range",
+         data=_minimum),
+    Rule("max", NUMBER, "the largest value", types=_NUMERIC, code="out_of_range",
+         data=_maximum),
+)
+
+BY_KEY: dict[str, Rule] = {r.key: r for r in RULES}
+
+
+@cache
+def value_checks(column_type: str) -> tuple[Rule, ...]:
+    """The table's value checks that apply to a column type, in the order they run."""
+    return tuple(r for r in RULES if r.data is not None and (not r.types or column_type in r.types))
+
+
+def spec_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
+    """Every problem of one ``[columns.<name>]`` table, as (key, what is wrong): unknown keys
+    first, then the type, then each key in table order (its TOML type, its own check, what
+    it needs) and the keys its column type needs. The spec parser reports the first."""
+    unknown = sorted(set(raw) - set(BY_KEY))
+    if unknown:
+        return [("", f"unknown key(s) {', '.join(unknown)}")]
+    ctype = raw.get("type")
+    if ctype not in TYPES:
+        return [("type", f"{ctype!r} must be one of {', '.join(TYPES)}")]
+    problems: list[tuple[str, str]] = []
+    for rule in RULES:
+        if rule.key not in raw:
+            if ctype in rule.needed_by:
+                problems.append((rule.key, rule.need_problem or f"a {ctype} needs {rule.key}"))
+            continue
+        value = raw[rule.key]
+        if not isinstance(value, rule.kind):
+            problems.append((rule.key, rule.wrong_kind or f"{value!r} has the wrong type"))
+            continue
+        problem = rule.spec(value, ctype) if rule.spec is not None else None
+        if problem is None and rule.needs is not None and rule.needs not in raw:
+            problem = f"only with {rule.needs}"
+        if problem is not None:
+            problems.append((rule.key, problem))
+    return problems
