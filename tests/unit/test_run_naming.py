@@ -46,7 +46,9 @@ def test_dataset_version_is_the_declared_version_and_the_spec_fingerprint() -> N
 
 def test_make_protector_needs_keys_only_for_sensitive_columns() -> None:
     sales = get_dataset("sales")
-    plain = replace(sales, columns=tuple(replace(c, sensitive=False) for c in sales.columns))
+    plain = replace(sales, columns=tuple(
+        replace(c, options=tuple((k, v) for k, v in c.options if k != "sensitive"))
+        for c in sales.columns))
     keyless = load_settings({})
     assert protect.make_protector(keyless, plain) is None
     with pytest.raises(ConfigError, match="FERNET_KEYS"):
