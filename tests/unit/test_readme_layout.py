@@ -1,0 +1,36 @@
+"""The README's Layout section names every module of the package and of the dev package."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _layout() -> str:
+    text = (ROOT / "README.md").read_text()
+    start = text.index("\n## Layout\n")
+    return text[start:text.index("\n## ", start + 1)]
+
+
+def _modules(package: Path) -> set[str]:
+    found = {p.stem for p in package.glob("*.py") if p.stem not in {"__init__", "__main__"}}
+    found |= {f"{p.name}/" for p in package.iterdir()
+              if p.is_dir() and (p / "__init__.py").exists()}
+    return found
+
+
+def test_layout_names_every_module() -> None:
+    named = set(re.findall(r"`([\w/]+)`", _layout()))
+    for package in (ROOT / "sales_etl", ROOT / "dev" / "sales_etl_dev"):
+        missing = _modules(package) - named
+        assert not missing, f"README Layout does not name {sorted(missing)} ({package.name})"
+
+
+def test_layout_names_no_module_that_is_gone() -> None:
+    table = [line for line in _layout().splitlines() if line.startswith("| ") and "---" not in line]
+    named = {m for line in table[1:] for m in re.findall(r"`([a-z_]+/?)`", line.split("|")[2])}
+    existing = _modules(ROOT / "sales_etl") | _modules(ROOT / "dev" / "sales_etl_dev")
+    existing |= {"sales_etl_dev"}
+    assert named - existing == set(), sorted(named - existing)
