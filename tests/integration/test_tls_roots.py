@@ -11,7 +11,8 @@ import psycopg2
 import pytest
 
 from sales_etl.devstack import StackState
-from sales_etl.settings import AZURE_PG_ROOTS, Settings, load_settings
+from sales_etl.settings import Settings, load_settings
+from sales_etl.settings_connections import AZURE_PG_ROOTS
 
 
 def _connect(settings: Settings, rootcert: str) -> list[tuple[object, ...]]:
