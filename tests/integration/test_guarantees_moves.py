@@ -17,7 +17,6 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,13 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import hostcall, ledger, load, pipeline, retry, storage
+from sales_etl import hostcall, ledger, pipeline, retry, storage
 from sales_etl.db import connect
 from sales_etl.generate import generate
 from sales_etl.settings import Settings, project_root
 
-from .conftest import names, query
+from .conftest import Pause, RangePause, names, query
+from .interleave import run_in_thread, run_threads
 
 FOLDERS = ("incoming/", "processed/", "failed/", "deadletter/", "rejected/")
 
@@ -56,23 +56,6 @@ def stored_ids(settings: Settings) -> list[str]:
 def in_dir(base: Path, sub: str) -> Path:
     (base / sub).mkdir()
     return base / sub
-
-
-def run_threads(*fns: Callable[[], Any]) -> list[Any]:
-    out: list[Any] = [None] * len(fns)
-
-    def target(i: int) -> None:
-        try:
-            out[i] = fns[i]()
-        except BaseException as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
-    return out
 
 
 @pytest.fixture
@@ -163,52 +146,33 @@ def test_a_taken_destination_is_never_overwritten(
 # ----------------------------------------------------------------------------- versions
 
 
-@pytest.fixture
-def hold_first_reader(monkeypatch: pytest.MonkeyPatch
-                      ) -> tuple[threading.Event, threading.Event]:
-    """The first blob reader of the test stops after its first range until released."""
-    fetched, resume = threading.Event(), threading.Event()
-    original = storage.RangeReader._fetch
-    owner: list[storage.RangeReader] = []
-
-    def hooked(self: storage.RangeReader, offset: int, length: int) -> bytes:
-        data = original(self, offset, length)
-        if not owner:
-            owner.append(self)
-        if owner[0] is self and not fetched.is_set():
-            fetched.set()
-            resume.wait(60)
-        return data
-
-    monkeypatch.setattr(storage, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(storage.RangeReader, "_fetch", hooked)
-    return fetched, resume
-
-
-def test_new_version_lands_while_the_old_one_is_read(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        hold_first_reader: tuple[threading.Event, threading.Event]) -> None:
-    """v1 is being read; v2 overwrites it and its invocation starts at once. v1's read
-    fails (blob_changed); v2 must end loaded, not skipped and stranded in incoming/."""
-    fetched, resume = hold_first_reader
-    v1 = generate(tmp_path / "v1.csv", 20_000, seed=911)
-    v2 = generate(tmp_path / "v2.csv", 3_000, seed=912)
-    blob = storage.upload(cc, v1.path, name="ver.csv")
-    out: list[Any] = []
-    first = threading.Thread(target=lambda: out.append(
-        pipeline.process_blob(cc.get_blob_client(blob), settings)))
-    first.start()
-    assert fetched.wait(60)
-    storage.upload(cc, v2.path, name="ver.csv")
-    second: list[Any] = []
-    t2 = threading.Thread(target=lambda: second.append(
-        pipeline.process_blob(cc.get_blob_client(blob), settings)))
-    t2.start()
+def second_version_meets_first(cc: ContainerClient, blob: str, v2: Path, settings: Settings,
+                               pause: Pause) -> tuple[list[Any], list[Any]]:
+    """The first invocation of ``blob`` runs until ``pause`` holds it; then ``v2`` overwrites
+    the blob and a second invocation starts; then the first goes on. What each returned."""
+    reached, resume = pause
+    first, out = run_in_thread(lambda: pipeline.process_blob(cc.get_blob_client(blob), settings))
+    assert reached.wait(60)
+    storage.upload(cc, v2, name=blob.rsplit("/", 1)[-1])
+    t2, second = run_in_thread(lambda: pipeline.process_blob(cc.get_blob_client(blob), settings))
     t2.join(2)  # the second invocation is waiting for the first (or already done: no matter)
     resume.set()
     first.join(120)
     t2.join(120)
-    [rec1], [rec2] = out, second
+    return out, second
+
+
+def test_new_version_lands_while_the_old_one_is_read(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
+        pause_after_first_range: RangePause) -> None:
+    """v1 is being read; v2 overwrites it and its invocation starts at once. v1's read
+    fails (blob_changed); v2 must end loaded, not skipped and stranded in incoming/."""
+    fetched, resume, _ = pause_after_first_range
+    v1 = generate(tmp_path / "v1.csv", 20_000, seed=911)
+    v2 = generate(tmp_path / "v2.csv", 3_000, seed=912)
+    blob = storage.upload(cc, v1.path, name="ver.csv")
+    [rec1], [rec2] = second_version_meets_first(
+        cc, blob, v2.path, settings, (fetched, resume))
     assert (rec1.status, rec1.reason_code) == ("failed", "blob_changed")
     assert rec2.status == "loaded"
     folders = listing(cc)
@@ -222,38 +186,14 @@ def test_new_version_lands_while_the_old_one_is_read(
 
 def test_new_version_lands_after_the_old_one_was_read_before_it_commits(
         settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        pause_after_first_chunk: Pause) -> None:
     """v1 is fully read and about to commit when v2 lands: v1's rows commit (they were
     read), v1 cannot be moved (it is gone); v2 must then be loaded and moved."""
-    loaded, resume = threading.Event(), threading.Event()
-    original = load.Loader._load
-
-    def hooked(self: load.Loader, payload: Any, rows: int) -> None:
-        original(self, payload, rows)
-        if not loaded.is_set():
-            loaded.set()
-            resume.wait(60)
-
-    monkeypatch.setattr(load.Loader, "_load", hooked)
     small = Settings(**{**settings.__dict__, "chunk_rows": 100})
     v1 = generate(tmp_path / "v1.csv", 1_000, seed=913)  # one range, ten chunks
     v2 = generate(tmp_path / "v2.csv", 700, seed=914)
     blob = storage.upload(cc, v1.path, name="late.csv")
-    out: list[Any] = []
-    first = threading.Thread(target=lambda: out.append(
-        pipeline.process_blob(cc.get_blob_client(blob), small)))
-    first.start()
-    assert loaded.wait(60)
-    storage.upload(cc, v2.path, name="late.csv")
-    second: list[Any] = []
-    t2 = threading.Thread(target=lambda: second.append(
-        pipeline.process_blob(cc.get_blob_client(blob), small)))
-    t2.start()
-    t2.join(2)
-    resume.set()
-    first.join(120)
-    t2.join(120)
-    [rec1], [rec2] = out, second
+    [rec1], [rec2] = second_version_meets_first(cc, blob, v2.path, small, pause_after_first_chunk)
     assert rec1.status == "loaded" and rec2.status == "loaded"
     folders = listing(cc)
     assert folders["incoming/"] == [] and folders["failed/"] == []
