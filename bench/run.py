@@ -35,7 +35,7 @@ from sales_etl.db import connect
 from sales_etl.generate import generate
 from sales_etl.settings import Settings, load_settings, project_root
 
-CARDINALITY = {"customers": 50_000, "products": 2_000, "stores": 200}
+CARDINALITY = parallel.Cardinality(customers=50_000, products=2_000, stores=200)
 
 
 @dataclass

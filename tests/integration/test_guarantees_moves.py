@@ -253,10 +253,7 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
                 break
             time.sleep(0.02)
         assert worker.poll() is None, "the worker finished before it could be killed"
-        second: list[Any] = []
-        t = threading.Thread(target=lambda: second.append(
-            hostcall.invoke_blob_trigger(settings.container, blob)))
-        t.start()
+        t, second = run_in_thread(lambda: hostcall.invoke_blob_trigger(settings.container, blob))
         while t.is_alive() and time.monotonic() < deadline and not query(
                 settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
                 " = 'sales-etl' AND ((query LIKE '%%pg_try_advisory_xact_lock%%'"
@@ -417,9 +414,9 @@ def test_each_run_keeps_its_own_rejects(settings: Settings, clean: None,
                                         cc: ContainerClient, tmp_path: Path) -> None:
     """The same file name re-sent twice, and once more under incoming/sales/: three runs,
     three rejects files, each holding exactly its own run's rejects, none overwritten."""
-    runs = []
-    for i, (bad, dataset) in enumerate([(1, None), (2, None), (3, "sales")]):
-        g = generate(in_dir(tmp_path, f"r{i}") / "R.csv", 50, bad_rows=bad, seed=930 + i)
+    runs: list[dict[int, str]] = []  # each file's bad rows: line -> reason code
+    for i, (count, dataset) in enumerate([(1, None), (2, None), (3, "sales")]):
+        g = generate(in_dir(tmp_path, f"r{i}") / "R.csv", 50, bad_rows=count, seed=930 + i)
         blob = storage.upload(cc, g.path, dataset=dataset)
         hostcall.invoke_blob_trigger(settings.container, blob)
         runs.append(g.bad)

@@ -67,7 +67,8 @@ def code_reads() -> set[str]:
     for path in (ROOT / "sales_etl").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
-                    and node.args and isinstance(node.args[0], ast.Constant)):
+                    and node.args and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)):
                 seen.add(node.args[0].value)
     return seen
 
