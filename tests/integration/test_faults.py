@@ -7,10 +7,8 @@ stop the database now"); every failure itself is real: a stopped server, a kille
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -21,10 +19,10 @@ from azure.storage.blob import ContainerClient
 
 from sales_etl import devstack, hostcall, pipeline, retry, storage
 from sales_etl.generate import generate
-from sales_etl.settings import Settings, project_root
+from sales_etl.settings import Settings
 
 from .conftest import Pause, RangePause, names, query
-from .interleave import run_in_thread
+from .interleave import WORKER, run_in_thread, start_python
 
 pytestmark = pytest.mark.slow
 
@@ -100,17 +98,8 @@ def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Sett
     assert where(cc, "azdown.csv")[0].startswith("processed/")
 
 
-WORKER = """
-import sys
-from sales_etl import hostcall
-hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
-"""
-
-
 def _worker(container: str, blob: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", WORKER, container, blob],
-                            cwd=project_root(), env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start_python(WORKER, container, blob)
 
 
 def test_worker_killed_mid_file(settings: Settings, clean: None, cc: ContainerClient,
@@ -236,8 +225,7 @@ def test_fifty_overlapping_files_by_four_workers(settings: Settings, clean: None
         pending = names(cc, "incoming/")
         if not pending:
             break
-        procs = [subprocess.Popen([sys.executable, "-c", LOAD_WORKER, settings.container,
-                                   *pending[k::4]], cwd=project_root(), env=dict(os.environ))
+        procs = [start_python(LOAD_WORKER, settings.container, *pending[k::4], quiet=False)
                  for k in range(4)]
         for p in procs:
             assert p.wait(600) == 0

@@ -11,10 +11,7 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 from datetime import timedelta
@@ -27,10 +24,10 @@ from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 from sales_etl import hostcall, ledger, pipeline, retry, storage
 from sales_etl.db import connect
 from sales_etl.generate import generate
-from sales_etl.settings import Settings, project_root
+from sales_etl.settings import Settings
 
 from .conftest import Pause, RangePause, names, query
-from .interleave import run_in_thread, run_threads
+from .interleave import WORKER, run_in_thread, run_python, run_threads, start_python
 
 FOLDERS = ("incoming/", "processed/", "failed/", "deadletter/", "rejected/")
 
@@ -242,9 +239,7 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
     again: the second delivery succeeded)."""
     g = generate(tmp_path / "taken.csv", 100_000, seed=916)
     blob = storage.upload(cc, g.path)
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, settings.container, blob],
-                              cwd=project_root(), env=dict(os.environ),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = start_python(WORKER, settings.container, blob)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and worker.poll() is None:
@@ -276,13 +271,6 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
     assert query(settings, "SELECT status FROM etl_runs") == [("loaded",)]
 
 
-WORKER = """
-import sys
-from sales_etl import hostcall
-hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
-"""
-
-
 # ----------------------------------------------------------------------------- crashes
 
 CRASH_AFTER_COPY = """
@@ -306,9 +294,7 @@ def test_worker_killed_between_copy_and_delete(
     nothing left in incoming/, the rows once."""
     g = generate(tmp_path / "crash.csv", 2_000, seed=921)
     blob = storage.upload(cc, g.path)
-    proc = subprocess.run([sys.executable, "-c", CRASH_AFTER_COPY, settings.container, blob],
-                          cwd=project_root(), env=dict(os.environ), timeout=120,
-                          capture_output=True, check=False)
+    proc = run_python(CRASH_AFTER_COPY, settings.container, blob)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     after_crash = listing(cc)
     assert after_crash["incoming/"] == [blob] and len(after_crash["processed/"]) == 1
@@ -348,9 +334,7 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
     also in failed/ (from where the sweep would send it round again)."""
     g = generate(tmp_path / "flaky.csv", 1_000, seed=922)
     blob = storage.upload(cc, g.path)
-    proc = subprocess.run([sys.executable, "-c", FAIL_THEN_CRASH_AFTER_COPY, settings.container,
-                           blob], cwd=project_root(), env=dict(os.environ), timeout=120,
-                          capture_output=True, check=False)
+    proc = run_python(FAIL_THEN_CRASH_AFTER_COPY, settings.container, blob)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     after_crash = listing(cc)
     assert after_crash["incoming/"] == [blob] and after_crash["failed/"] == [
@@ -390,8 +374,7 @@ def test_sweep_killed_between_copy_and_delete(
     cc.upload_blob("failed/sales/swept.csv", g.path.read_bytes(), metadata={
         "attempts": "1", "kind": "transient", "source_path": "incoming/sales/swept.csv",
         "next_attempt_at": "2000-01-01T00:00:00+00:00"})
-    proc = subprocess.run([sys.executable, "-c", SWEEP_CRASH_AFTER_COPY], cwd=project_root(),
-                          env=dict(os.environ), timeout=120, capture_output=True, check=False)
+    proc = run_python(SWEEP_CRASH_AFTER_COPY)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     after_crash = listing(cc)
     assert after_crash["incoming/"] == ["incoming/sales/swept.csv"]
