@@ -1,7 +1,12 @@
-"""settings_reader: one value at a time from a mapping, every problem collected, no raise."""
+"""settings_reader: one value at a time from a mapping, every problem collected, no raise;
+and no module but settings and its parts reads the environment."""
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
+import sales_etl
 from sales_etl.settings_reader import AppSettingsReader, Secret
 
 
@@ -49,3 +54,25 @@ def test_a_secret_never_shows_itself() -> None:
     assert secret.get() == "hunter2"
     assert secret == Secret("hunter2") and secret != Secret("other")
     assert len({secret, Secret("hunter2")}) == 1
+
+
+# The dev tooling that still reads its own variables (SALES_ETL_PG_BIN, SALES_ETL_PGBOUNCER)
+# or hands the app settings to a child process; it is leaving the package for a dev package.
+_DEV_TOOLS = {"devstack.py", "pgbouncer.py", "hostcall.py"}
+
+
+def test_only_the_settings_modules_read_the_environment() -> None:
+    package = Path(sales_etl.__file__).parent
+    readers = set()
+    for path in package.rglob("*.py"):
+        rel = path.relative_to(package).as_posix()
+        if rel.startswith("settings") or rel in _DEV_TOOLS:
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            reads = (isinstance(node, ast.Attribute)
+                     and ast.unparse(node) in ("os.environ", "os.getenv")) or (
+                isinstance(node, ast.ImportFrom) and node.module == "os"
+                and any(a.name in ("environ", "getenv") for a in node.names))
+            if reads:
+                readers.add(f"{rel}:{getattr(node, 'lineno', 0)}")
+    assert not readers, f"read the environment outside settings: {sorted(readers)}"
