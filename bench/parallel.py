@@ -17,7 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 import click
 
@@ -77,7 +77,15 @@ def _wal_lsn(settings: Settings) -> int:
         conn.close()
 
 
-def inputs(work: Path, rows: int, count: int, cardinality: dict[str, int],
+class Cardinality(TypedDict):
+    """How many distinct customers, products and stores the generated files hold."""
+
+    customers: int
+    products: int
+    stores: int
+
+
+def inputs(work: Path, rows: int, count: int, cardinality: Cardinality,
            settings: Settings) -> tuple[list[Path], list[Path]]:
     """``count`` files of ``rows`` distinct rows each, and their floor payloads."""
     csvs, payloads = [], []
@@ -133,7 +141,7 @@ def run_case(state: devstack.StackState, settings: Settings, mode: str,
 
 
 def run_all(state: devstack.StackState, work: Path, rows: int, counts: list[int],
-            cardinality: dict[str, int], fresh: Any, echo: Any) -> list[Parallel]:
+            cardinality: Cardinality, fresh: Any, echo: Any) -> list[Parallel]:
     settings = load_settings(state.env())
     modes = [m for m in MODES if m != "pgbouncer" or state.pgbouncer_port is not None]
     if len(modes) < len(MODES):

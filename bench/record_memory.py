@@ -7,38 +7,21 @@ Needs a stack: `sales-etl dev up`, `eval "$(sales-etl dev env)"`, then
 
 from __future__ import annotations
 
-import csv
-import io
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 from sales_etl.records import MAX_RECORD_BYTES
+from tools.sales_csv import HEADER, body, row
 
 ROOT = Path(__file__).resolve().parents[1]
 MIB = 1 << 20
-HEADER = ("transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
-          "total_amount,payment_method,timestamp")
 CHILD = ("import resource, subprocess, sys\n"
          "r = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
          "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss // 1024)\n"
          "out = (r.stdout + r.stderr).strip().splitlines()\n"
          "print(next((o for o in out if 'failed' in o), out[-1] if out else ''))\n")
-
-
-def row(tx: str, **change: str) -> str:
-    fields = dict(transaction_id=tx, customer_id="CUST-001", product_id="PROD-001",
-                  store_id="STORE-001", quantity="2", unit_price="10.00", discount="0",
-                  total_amount="20.00", payment_method="cash", timestamp="2025-10-09 08:00:00")
-    fields.update(change)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(fields.values())
-    return out.getvalue()[:-2]
-
-
-def body(*lines: str, header: str = HEADER) -> bytes:
-    return ("\n".join((header, *lines)) + "\n").encode()
 
 
 def stray(tx: str) -> str:  # a stray quote: the file goes to the exact path

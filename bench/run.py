@@ -36,7 +36,7 @@ from sales_etl.settings import Settings, load_settings, project_root
 from sales_etl_dev import devstack
 from sales_etl_dev.generate import generate
 
-CARDINALITY = {"customers": 50_000, "products": 2_000, "stores": 200}
+CARDINALITY = parallel.Cardinality(customers=50_000, products=2_000, stores=200)
 
 
 @dataclass

@@ -138,7 +138,7 @@ class _Gunzip:
         self._gzip.close()
 
 
-class _Reader:
+class _RecordBlockReader:
     """Blocks of bytes that always start at a record boundary."""
 
     def __init__(self, stream: Any, name: str, block_bytes: int) -> None:
@@ -322,7 +322,7 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
                 block_bytes: int = BLOCK_BYTES) -> tuple[Header, Iterator[Chunk]]:
     """Parse the header now (so header errors fail before anything is loaded) and return a
     lazy iterator of chunks of at most ``chunk_rows`` rows."""
-    reader = _Reader(open_bytes(raw, name), name, block_bytes)
+    reader = _RecordBlockReader(open_bytes(raw, name), name, block_bytes)
     data = reader.fill(1 << 16)
     if data.startswith(BOM):
         data = data[len(BOM):]
@@ -370,7 +370,7 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
     return header, _chunks(reader, header, chunk_rows)
 
 
-def _chunks(reader: _Reader, header: Header, chunk_rows: int) -> Iterator[Chunk]:
+def _chunks(reader: _RecordBlockReader, header: Header, chunk_rows: int) -> Iterator[Chunk]:
     while True:
         data = reader.fill(reader.block_bytes)
         if not data:

@@ -3,14 +3,13 @@ to do about it. No traceback (``sales-etl -v`` logs it)."""
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EtlError, classify
-from .settings import STORAGE_CONNECTION
+from .settings import STORAGE_CONNECTION, app_settings
 
 EXIT_FAILED = 1  # the command ran and failed (a one-line reason on stderr)
 EXIT_USAGE = 2  # the command line itself is wrong (Click's usage errors: missing file, bad option)
@@ -77,11 +76,12 @@ def _stale_local(stack: Stack) -> bool:
     """True when the exported settings name the running local stack's host with a port it
     no longer listens on (exported before a restart)."""
     env = stack.env or {}
-    db_host, db_port = os.environ.get("POSTGRES_HOST"), os.environ.get("POSTGRES_PORT")
+    exported = app_settings()  # the environment, read through settings
+    db_host, db_port = exported.get("POSTGRES_HOST"), exported.get("POSTGRES_PORT")
     if db_host and db_host == env.get("POSTGRES_HOST") and db_port and (
             db_port != env.get("POSTGRES_PORT")):
         return True
-    mine, theirs = os.environ.get(STORAGE_CONNECTION), env.get(STORAGE_CONNECTION)
+    mine, theirs = exported.get(STORAGE_CONNECTION), env.get(STORAGE_CONNECTION)
     if not mine or not theirs:
         return False
     (host, port), (stack_host, stack_port) = _endpoint(mine), _endpoint(theirs)

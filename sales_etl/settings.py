@@ -1,19 +1,26 @@
-"""The only module that reads the environment (app settings in Azure, local.settings.json
-under ``func start``, exported variables for the CLI).
+"""The app's settings: the only code that reads the environment (app settings in Azure,
+local.settings.json under ``func start``, exported variables for the CLI).
 
-``load_settings()`` parses every setting once into a frozen ``Settings`` object and fails
-with one ``ConfigError`` that names every missing or malformed setting. Secrets are wrapped
-in ``Secret`` so that no repr, log line or traceback ever shows them.
+Contract:
+
+- ``load_settings()`` parses every setting once into a frozen ``Settings`` and fails with
+  one ``ConfigError`` that names every missing or malformed setting, never only the first.
+- ``read_bindings()`` reads alone what ``function_app.py`` needs at indexing: a value the
+  host would refuse leaves out only the function that uses it.
+- Secrets are wrapped in ``Secret`` so that no repr, log line or traceback ever shows them.
+- ``Settings`` and the types of its fields (``Secret``, ``StorageSettings``,
+  ``DatabaseSettings``, ``RetrySettings``) are imported from here. Its parts:
+  ``settings_reader`` (reading one value, the problem list, unresolved Key Vault references,
+  ``Secret``) and ``settings_connections`` (the storage and PostgreSQL connections, the TLS
+  roots); both read only the mapping this module hands them.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import ipaddress
 import os
-import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
@@ -21,14 +28,19 @@ from typing import Literal
 from . import hostsettings
 from .errors import ConfigError
 from .hostsettings import SettingError
-from .hostsettings import secret_shaped as _secret_shaped
 from .hostsettings import show as _show
+from .settings_connections import (
+    STORAGE_CONNECTION,
+    DatabaseSettings,
+    StorageSettings,
+    read_database,
+    read_storage,
+)
+from .settings_reader import AppSettingsReader, Secret
 
-STORAGE_CONNECTION = "SalesStorage"  # the app-setting *name* shared by trigger and clients
 DEFAULT_CONTAINER = "sales"
 DEFAULT_SWEEP_SCHEDULE = "0 */10 * * * *"
 DEFAULT_CHUNK_ROWS = 10_000
-LOCAL_HOSTS = {"localhost", "127.0.0.1", "::1"}
 
 TriggerSource = Literal["LogsAndContainerScan", "EventGrid"]
 _SOURCES: dict[str, TriggerSource] = {
@@ -39,99 +51,6 @@ _SOURCES: dict[str, TriggerSource] = {
 _PRIMARY = ("POSTGRES_HOST", STORAGE_CONNECTION, f"{STORAGE_CONNECTION}__blobServiceUri",
             f"{STORAGE_CONNECTION}__serviceUri", f"{STORAGE_CONNECTION}__queueServiceUri",
             f"AzureWebJobs{STORAGE_CONNECTION}", "AZ_CONNECTION_STRING")
-_SSLMODES = ("disable", "allow", "prefer", "require", "verify-ca", "verify-full")
-# The public roots Azure Database for PostgreSQL chains to, shipped inside the package
-# (sales_etl/certs/): the CA file when POSTGRES_SSLROOTCERT is unset for an Azure host, or "azure".
-AZURE_PG_ROOTS = Path(__file__).resolve().parent / "certs" / "azure-postgres-roots.pem"
-AZURE_PG_SUFFIX = ".postgres.database.azure.com"
-# Where Debian/Ubuntu (the Functions Linux images) and RHEL-likes keep the OS trust store. libpq's
-# own sslrootcert=system would ask the OpenSSL bundled in psycopg2-binary, whose store directory
-# is a path of its build machine: "system" is resolved to one of these files instead.
-SYSTEM_CA_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
-# An app setting whose value still is a reference: App Service could not resolve it.
-_UNRESOLVED_REFERENCES = {"@microsoft.keyvault(": "Key Vault",
-                          "@microsoft.appconfiguration(": "App Configuration"}
-
-
-class Secret:
-    """A string that never shows itself in repr, str or f-strings."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def get(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret('***')"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Secret) and other._value == self._value
-
-    def __hash__(self) -> int:
-        return hash(self._value)
-
-
-@dataclass(frozen=True)
-class StorageSettings:
-    connection_name: str
-    connection_string: Secret | None = None
-    service_uri: str | None = None
-    credential: str | None = None  # "managedidentity" or None (DefaultAzureCredential)
-    client_id: str | None = None
-
-    @property
-    def uses_identity(self) -> bool:
-        return self.connection_string is None and self.service_uri is not None
-
-
-@dataclass(frozen=True)
-class DatabaseSettings:
-    host: str
-    port: int
-    user: str
-    password: Secret | None
-    dbname: str
-    sslmode: str
-    sslrootcert: str | None
-    connect_timeout: int = 10
-    auth: str = "password"  # or "entra": a Microsoft Entra token is the password
-    entra_client_id: str | None = None
-
-    @property
-    def is_local(self) -> bool:
-        return self.host.startswith("/") or self.host in LOCAL_HOSTS
-
-    def connect_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for psycopg2.connect; the password only here, never logged."""
-        kwargs: dict[str, object] = {
-            "host": self.host,
-            "port": self.port,
-            "user": self.user,
-            "dbname": self.dbname,
-            "connect_timeout": self.connect_timeout,
-            "application_name": "sales-etl",
-        }
-        if not self.host.startswith("/"):
-            kwargs["sslmode"] = self.sslmode
-            if self.sslrootcert:
-                kwargs["sslrootcert"] = self.sslrootcert
-        if self.auth == "entra":
-            from .identity import database_token
-
-            kwargs["password"] = database_token(self.entra_client_id)
-        elif self.password is not None:
-            kwargs["password"] = self.password.get()
-        return kwargs
-
-    def describe(self) -> str:
-        """A safe one-line description for logs (no password)."""
-        tls = "unix socket" if self.host.startswith("/") else f"sslmode={self.sslmode}"
-        return f"{self.user}@{self.host}:{self.port}/{self.dbname} ({tls})"
 
 
 @dataclass(frozen=True)
@@ -196,67 +115,19 @@ class Settings:
         return fernet, base64.urlsafe_b64decode(self.blind_index_key.get())
 
 
-class _Reader:
-    """Collects every problem so that one error lists them all."""
-
-    def __init__(self, env: Mapping[str, str]) -> None:
-        self.env = env
-        self.problems: list[str] = []
-
-    def get(self, *names: str) -> str | None:
-        for name in names:
-            value = self.env.get(name)
-            if value is not None and value.strip() != "":
-                if _unresolved_reference(name, value.strip(), self.problems):
-                    return None
-                return value.strip()
-        return None
-
-    def integer(self, name: str, default: int, *, minimum: int, maximum: int | None = None) -> int:
-        raw = self.get(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            self.problems.append(f"{name}: {_show(raw)} is not a whole number")
-            return default
-        if value < minimum or (maximum is not None and value > maximum):
-            upper = f" and {maximum}" if maximum is not None else ""
-            self.problems.append(f"{name}: {value} must be between {minimum}{upper}")
-            return default
-        return value
-
-
-def _unresolved_reference(name: str, value: str, problems: list[str]) -> bool:
-    """An ``@Microsoft.KeyVault(...)`` value reaches the app only when App Service could not
-    resolve it; say exactly that (and not, e.g., "not a Fernet key"). The value is not echoed."""
-    lowered = value.lower()
-    for prefix, service in _UNRESOLVED_REFERENCES.items():
-        if lowered.startswith(prefix):
-            hint = (" Check that keyVaultReferenceIdentity names the app's user-assigned identity, "
-                    "that this identity has the 'Key Vault Secrets User' role on the vault, and "
-                    "that the vault is reachable from the app (docs/operations.md, Key Vault "
-                    "references)") if service == "Key Vault" else ""
-            problems.append(f"{name}: is an unresolved {service} reference: the platform could not "
-                            f"fetch the value, so the app received the reference text itself.{hint}")
-            return True
-    return False
-
-
 def load_settings(env: Mapping[str, str] | None = None,
                   fallback: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; raise ConfigError naming each bad one.
 
     ``fallback`` fills settings the environment does not set (the CLI passes the running
     local dev stack's settings, so that commands work right after ``make demo``)."""
-    r = _Reader(app_settings(env, fallback))
+    r = AppSettingsReader(app_settings(env, fallback))
     container = _container(r) or DEFAULT_CONTAINER
     settings = Settings(
         environment=r.get("ENVIRONMENT") or "local",
         container=container,
-        storage=_storage(r),
-        database=_database(r),
+        storage=read_storage(r),
+        database=read_database(r),
         fernet_keys=_fernet_keys(r),
         blind_index_key=_blind_key(r),
         chunk_rows=_chunk_rows(r),
@@ -267,8 +138,8 @@ def load_settings(env: Mapping[str, str] | None = None,
         ),
         # binding-only settings: a refused value leaves out its own function at indexing
         # (read_bindings, doctor's "function bindings"); it must not fail the other one
-        sweep_schedule=_schedule(_Reader(r.env)),
-        trigger_source=_trigger_source(_Reader(r.env)),
+        sweep_schedule=_schedule(AppSettingsReader(r.env)),
+        trigger_source=_trigger_source(AppSettingsReader(r.env)),
         datasets_dir=_directory(r, "DATASETS_DIR"),
         log_level=(r.get("LOG_LEVEL") or "INFO").upper(),
         admin_user=r.get("POSTGRES_ADMIN_USER"),
@@ -277,8 +148,7 @@ def load_settings(env: Mapping[str, str] | None = None,
         blind_index_key_new=_blind_key(r, "BLIND_INDEX_KEY_NEW"),
         appinsights_connection=Secret(ai) if (ai := r.get(
             "APPLICATIONINSIGHTS_CONNECTION_STRING")) else None,
-        worker_telemetry=(r.get("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY") or "").lower()
-        in {"1", "true"},
+        worker_telemetry=r.flag("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"),
     )
     if r.problems:
         raise ConfigError("invalid settings:\n  " + "\n  ".join(r.problems), code="settings")
@@ -330,7 +200,7 @@ class BindingSettings:
 
 def read_bindings(env: Mapping[str, str] | None = None) -> BindingSettings:
     source_env = os.environ if env is None else env
-    r = _Reader(source_env)
+    r = AppSettingsReader(source_env)
     blob_problems = len(r.problems)
     container = _container(r)  # a problem here (e.g. an unresolved reference) refuses the trigger
     source = _trigger_source(r)
@@ -344,19 +214,26 @@ def read_bindings(env: Mapping[str, str] | None = None) -> BindingSettings:
                            problems=tuple(r.problems))
 
 
-def _container(r: _Reader) -> str | None:
+def _binding_value(r: AppSettingsReader, setting: str, raw: str,
+                   check: Callable[[str], object]) -> str | None:
+    """``raw`` with %NAME% resolved as the host resolves it in a binding field, then checked
+    as the host checks it; None (and a problem naming ``setting``) when the host would refuse it."""
+    try:
+        value = hostsettings.resolve(raw, r.env)
+        check(value)
+    except SettingError as exc:
+        r.problems.append(f"{setting}: {exc}")
+        return None
+    return value
+
+
+def _container(r: AppSettingsReader) -> str | None:
     """SALES_CONTAINER with %NAME% resolved as the host resolves it in the binding path."""
     raw = r.get("SALES_CONTAINER", "AZ_CONTAINER_NAME") or DEFAULT_CONTAINER
-    try:
-        container = hostsettings.resolve(raw, r.env)
-        hostsettings.check_container(container)
-    except SettingError as exc:
-        r.problems.append(f"SALES_CONTAINER: {exc}")
-        return None
-    return container
+    return _binding_value(r, "SALES_CONTAINER", raw, hostsettings.check_container)
 
 
-def _trigger_source(r: _Reader) -> TriggerSource:
+def _trigger_source(r: AppSettingsReader) -> TriggerSource:
     raw = r.get("SALES_TRIGGER_SOURCE") or "polling"
     try:
         raw = hostsettings.resolve(raw, r.env)
@@ -370,140 +247,7 @@ def _trigger_source(r: _Reader) -> TriggerSource:
     return source
 
 
-def _storage(r: _Reader) -> StorageSettings | None:
-    """The trigger's connection, resolved as the host and the worker's blob extension
-    resolve it (hostsettings.trigger_connection): the package's clients use the same one."""
-    name = STORAGE_CONNECTION
-    if r.get("AZ_CONNECTION_STRING") is not None and r.get(name) is None:
-        r.problems.append(f"AZ_CONNECTION_STRING: no longer read (the blob trigger cannot use "
-                          f"it); set {name} to the same connection string")
-    present = [k for k in r.env if k == name or k.startswith(f"{name}__")
-               or k == f"AzureWebJobs{name}"]
-    before = len(r.problems)
-    values = [r.get(k) for k in present]  # names an unresolved Key Vault reference
-    if len(r.problems) > before or not any(values):
-        return None
-    incomplete = False
-    try:
-        kind, value = hostsettings.trigger_connection(name, r.env)
-    except SettingError as exc:
-        r.problems.append(f"{name}: {exc}")
-        # still check what is there, so that one error names every problem
-        kind, value = "identity", r.get(f"{name}__blobServiceUri", f"{name}__serviceUri")
-        if value is None:
-            return None
-        incomplete = True
-    conn = value if kind == "string" else None
-    uri = value if kind == "identity" else None
-    credential = r.get(f"{name}__credential")
-    client_id = r.get(f"{name}__clientId")
-    if conn is not None:
-        parts = dict(
-            p.split("=", 1) for p in conn.split(";") if "=" in p
-        )
-        if not ({"AccountName", "BlobEndpoint"} & parts.keys()) and "UseDevelopmentStorage" not in conn:
-            r.problems.append(f"{name}: not a storage connection string (no AccountName, BlobEndpoint)")
-        return StorageSettings(name, connection_string=Secret(conn))
-    if uri is not None:
-        uri_name = (f"{name}__blobServiceUri" if r.get(f"{name}__blobServiceUri")
-                    else f"{name}__serviceUri")
-        if not uri.startswith(("https://", "http://")):
-            hint = (f" (a connection string belongs in {name} itself)"
-                    if re.search(r"(?i)accountname=|accountkey=|blobendpoint=|"
-                                 r"sharedaccesssignature=", uri) else "")
-            r.problems.append(f"{uri_name}: {_show(uri)} must be an https:// URL{hint}")
-        elif _secret_shaped(uri):
-            r.problems.append(f"{uri_name}: {_show(uri)}; it must be the service URL alone "
-                              "(e.g. https://<account>.blob.core.windows.net), no key, "
-                              "SAS or password in it")
-        if credential is not None and credential.lower() != "managedidentity":
-            r.problems.append(f"{name}__credential: {_show(credential)} must be "
-                              "'managedidentity'")
-        if incomplete:
-            return None
-        return StorageSettings(name, service_uri=uri.rstrip("/"), credential=credential,
-                               client_id=client_id)
-    return None
-
-
-def _database(r: _Reader) -> DatabaseSettings | None:
-    host = r.get("POSTGRES_HOST")
-    if host is None:
-        return None
-    port = r.integer("POSTGRES_PORT", 5432, minimum=1, maximum=65535)
-    user = r.get("POSTGRES_USER")
-    dbname = r.get("POSTGRES_DB")
-    password = r.get("POSTGRES_PASSWORD")
-    for name, value in (("POSTGRES_USER", user), ("POSTGRES_DB", dbname)):
-        if value is None:
-            r.problems.append(f"{name}: not set (required with POSTGRES_HOST)")
-    is_local = host.startswith("/") or host in LOCAL_HOSTS or _is_loopback(host)
-    sslmode_raw = r.get("POSTGRES_SSLMODE") or ("prefer" if is_local else "verify-full")
-    sslmode = sslmode_raw.lower()
-    if sslmode not in _SSLMODES:  # (shown as given: lower-cased, a key no longer looks like one)
-        r.problems.append(
-            f"POSTGRES_SSLMODE: {_show(sslmode_raw)} must be one of {', '.join(_SSLMODES)}")
-    allow_insecure = (r.get("POSTGRES_ALLOW_INSECURE") or "false").lower() in {"1", "true", "yes"}
-    if not is_local and sslmode in {"disable", "allow", "prefer"} and not allow_insecure:
-        r.problems.append(
-            f"POSTGRES_SSLMODE: {_show(sslmode)} would allow an unencrypted connection to the "
-            f"non-local host {_show(host)}; use require/verify-full, or set POSTGRES_ALLOW_INSECURE=true"
-        )
-    auth = (r.get("POSTGRES_AUTH") or "password").lower()
-    if auth not in ("password", "entra"):
-        r.problems.append(f"POSTGRES_AUTH: {_show(auth)} must be 'password' or 'entra'")
-    if auth == "entra" and password is not None:
-        r.problems.append("POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is "
-                          "the password); remove it")
-    rootcert = _root_cert(r, host, sslmode, is_local)
-    return DatabaseSettings(
-        host=host,
-        port=port,
-        user=user or "",
-        password=Secret(password) if password is not None else None,
-        dbname=dbname or "",
-        sslmode=sslmode,
-        sslrootcert=rootcert,
-        connect_timeout=r.integer("POSTGRES_CONNECT_TIMEOUT", 10, minimum=1, maximum=600),
-        auth=auth,
-        entra_client_id=r.get("POSTGRES_ENTRA_CLIENT_ID"),
-    )
-
-
-def _root_cert(r: _Reader, host: str, sslmode: str, is_local: bool) -> str | None:
-    """POSTGRES_SSLROOTCERT: a CA file; "azure" (the roots shipped in the package); "system"
-    (the OS trust store's file). Unset for an Azure Database for PostgreSQL host: the shipped
-    roots, so that verify-full works in Azure with nothing else to deploy."""
-    raw = r.get("POSTGRES_SSLROOTCERT")
-    verifying = sslmode in {"verify-ca", "verify-full"}
-    if raw is None:
-        if verifying and is_local:
-            r.problems.append(f"POSTGRES_SSLROOTCERT: required with POSTGRES_SSLMODE={sslmode}")
-        if verifying and host.lower().rstrip(".").endswith(AZURE_PG_SUFFIX):
-            return str(AZURE_PG_ROOTS)
-        return None
-    if raw.lower() == "azure":
-        return str(AZURE_PG_ROOTS)
-    if raw.lower() == "system":
-        found = next((f for f in SYSTEM_CA_FILES if Path(f).is_file()), None)
-        if found is None:
-            r.problems.append("POSTGRES_SSLROOTCERT: 'system' asks for the OS trust store, but none "
-                              f"of {', '.join(SYSTEM_CA_FILES)} exists here; give a CA file, or "
-                              "'azure' for Azure Database for PostgreSQL")
-        return found
-    if not Path(raw).is_file():
-        r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {_show(raw)}")
-    return raw
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def _fernet_keys(r: _Reader) -> tuple[Secret, ...]:
+def _fernet_keys(r: AppSettingsReader) -> tuple[Secret, ...]:
     raw = r.get("FERNET_KEYS", "FERNET_KEY")
     if raw is None:
         return ()
@@ -517,7 +261,7 @@ def _fernet_keys(r: _Reader) -> tuple[Secret, ...]:
     return tuple(Secret(k) for k in keys)
 
 
-def _blind_key(r: _Reader, name: str = "BLIND_INDEX_KEY") -> Secret | None:
+def _blind_key(r: AppSettingsReader, name: str = "BLIND_INDEX_KEY") -> Secret | None:
     raw = r.get(name)
     if raw is None:
         return None
@@ -534,7 +278,7 @@ def _is_b64_key(value: str, *, exact: int | None = None, minimum: int = 0) -> bo
     return len(decoded) == exact if exact is not None else len(decoded) >= minimum
 
 
-def _chunk_rows(r: _Reader) -> int:
+def _chunk_rows(r: AppSettingsReader) -> int:
     if r.get("CHUNK_SIZE") is not None:
         return r.integer("CHUNK_SIZE", DEFAULT_CHUNK_ROWS, minimum=100, maximum=5_000_000)
     fraction_raw = r.get("DESIRED_CHUNK_FRACTION")
@@ -553,20 +297,14 @@ def _chunk_rows(r: _Reader) -> int:
     return max(1000, min(500_000, int(available * fraction / row_bytes)))
 
 
-def _schedule(r: _Reader) -> str:
+def _schedule(r: AppSettingsReader) -> str:
     """SWEEP_SCHEDULE as the host accepts it: NCRONTAB with 6 or 5 fields, or a TimeSpan
     (dedicated plans), after %NAME% resolution."""
     raw = r.get("SWEEP_SCHEDULE") or DEFAULT_SWEEP_SCHEDULE
-    try:
-        schedule = hostsettings.resolve(raw, r.env)
-        hostsettings.schedule_kind(schedule)
-    except SettingError as exc:
-        r.problems.append(f"SWEEP_SCHEDULE: {exc}")
-        return raw
-    return schedule
+    return _binding_value(r, "SWEEP_SCHEDULE", raw, hostsettings.schedule_kind) or raw
 
 
-def _directory(r: _Reader, name: str) -> Path | None:
+def _directory(r: AppSettingsReader, name: str) -> Path | None:
     raw = r.get(name)
     if raw is None:
         return None

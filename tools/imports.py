@@ -41,8 +41,8 @@ def _imports(tree: ast.AST, module: str, is_package: bool) -> list[str]:
 
     def visit(node: ast.AST) -> None:
         if isinstance(node, ast.If) and _is_type_checking(node):
-            for child in node.orelse:
-                visit(child)
+            for stmt in node.orelse:
+                visit(stmt)
             return
         if isinstance(node, ast.Import):
             found.extend(alias.name for alias in node.names)

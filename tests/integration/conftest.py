@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import storage
+from sales_etl import blobs, load, storage
 from sales_etl.db import connect
 from sales_etl.settings import Settings
 from sales_etl_dev.devstack import StackState
@@ -50,6 +51,56 @@ def clean(settings: Settings, cc: ContainerClient) -> Iterator[None]:
     for name in names(cc):
         cc.delete_blob(name)
     yield
+
+
+Pause = tuple[threading.Event, threading.Event]
+RangePause = tuple[threading.Event, threading.Event, Any]
+
+
+@pytest.fixture
+def pause_after_first_chunk(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pause]:
+    """The loader signals when its first chunk is COPied, then waits for the test.
+    Yields (loaded, resume)."""
+    loaded, resume = threading.Event(), threading.Event()
+    original = load.Loader._load
+
+    def hooked(self: load.Loader, *args: Any, **kwargs: Any) -> None:
+        original(self, *args, **kwargs)
+        if not loaded.is_set():
+            loaded.set()
+            resume.wait(60)
+
+    monkeypatch.setattr(load.Loader, "_load", hooked)
+    yield loaded, resume
+    resume.set()
+
+
+@pytest.fixture
+def pause_after_first_range(monkeypatch: pytest.MonkeyPatch) -> Iterator[RangePause]:
+    """The first blob reader of the test signals when its first (small) range is in, then
+    waits for the test; no other reader ever waits. Yields (fetched, resume, the original
+    fetch) so a test can put the original back."""
+    fetched, resume = threading.Event(), threading.Event()
+    original = blobs.RangeReader._fetch
+    owner: list[blobs.RangeReader] = []
+    lock = threading.Lock()
+
+    def hooked(self: blobs.RangeReader, offset: int, length: int) -> bytes:
+        data = original(self, offset, length)
+        with lock:
+            if not owner:
+                owner.append(self)
+            mine = owner[0] is self and not fetched.is_set()
+            if mine:
+                fetched.set()
+        if mine:
+            resume.wait(60)
+        return data
+
+    monkeypatch.setattr(blobs, "RANGE_BYTES", 256 << 10)
+    monkeypatch.setattr(blobs.RangeReader, "_fetch", hooked)
+    yield fetched, resume, original
+    resume.set()
 
 
 @pytest.fixture

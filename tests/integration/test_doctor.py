@@ -6,11 +6,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
 from sales_etl.cli import main
 from sales_etl.doctor import Check, run
+from sales_etl.settings import Settings
 from sales_etl.storage import upload
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
@@ -23,7 +25,8 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 
 @pytest.fixture
-def loaded(stack: devstack.StackState, settings, clean, cc, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def loaded(stack: devstack.StackState, settings: Settings, clean: None, cc: ContainerClient,
+           tmp_path: Path) -> None:
     g = generate(tmp_path / "doc.csv", 200, seed=81)
     hostcall.invoke_blob_trigger(settings.container, upload(cc, g.path))
 
@@ -81,8 +84,9 @@ def test_only_the_original_connection_name_is_not_a_green_doctor(
     assert not settings.ok and "SalesStorage__queueServiceUri" in settings.detail
 
 
-def test_pending_migration_and_dead_letters(stack: devstack.StackState, settings, clean,  # type: ignore[no-untyped-def]
-                                            cc, tmp_path: Path) -> None:
+def test_pending_migration_and_dead_letters(stack: devstack.StackState, settings: Settings,
+                                            clean: None, cc: ContainerClient,
+                                            tmp_path: Path) -> None:
     extra = tmp_path / "migrations"
     extra.mkdir()
     (extra / "V900__later.sql").write_text("SELECT 1")

@@ -7,26 +7,23 @@ stop the database now"); every failure itself is real: a stopped server, a kille
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import blobs, load, pipeline, retry, storage
-from sales_etl.settings import Settings, project_root
+from sales_etl import blobs, pipeline, retry, storage
+from sales_etl.settings import Settings
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
 
-from .conftest import names, query
+from .conftest import Pause, RangePause, names, query
+from .interleave import WORKER, run_in_thread, start_python
 
 pytestmark = pytest.mark.slow
 
@@ -50,65 +47,9 @@ def sweep_until_incoming(settings: Settings, cc: ContainerClient) -> None:
     assert report.retried, "the sweep should have sent the blob back to incoming/"
 
 
-@pytest.fixture
-def pause_after_first_chunk(
-        monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
-    """The loader signals when its first chunk is COPied, then waits for the test."""
-    loaded, resume = threading.Event(), threading.Event()
-    original = load.Loader._load
-
-    def hooked(self: load.Loader, payload: Any, rows: int) -> None:
-        original(self, payload, rows)
-        if not loaded.is_set():
-            loaded.set()
-            resume.wait(60)
-
-    monkeypatch.setattr(load.Loader, "_load", hooked)
-    yield loaded, resume
-    resume.set()
-
-
-Pause = tuple[threading.Event, threading.Event, Any]
-
-
-@pytest.fixture
-def pause_after_first_range(monkeypatch: pytest.MonkeyPatch) -> Iterator[Pause]:
-    """The blob reader signals when its first (small) range is in, then waits for the test.
-    Yields (fetched, resume, the original fetch) so a test can put the original back."""
-    fetched, resume = threading.Event(), threading.Event()
-    original = blobs.RangeReader._fetch
-
-    def hooked(self: blobs.RangeReader, offset: int, length: int) -> bytes:
-        data = original(self, offset, length)
-        if not fetched.is_set():
-            fetched.set()
-            resume.wait(60)
-        return data
-
-    monkeypatch.setattr(blobs, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(blobs.RangeReader, "_fetch", hooked)
-    yield fetched, resume, original
-    resume.set()
-
-
-def run_in_thread(fn: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
-    out: list[Any] = []
-
-    def target() -> None:
-        try:
-            out.append(fn())
-        except BaseException as exc:
-            out.append(exc)
-
-    thread = threading.Thread(target=target)
-    thread.start()
-    return thread, out
-
-
 def test_database_stopped_mid_load(stack: devstack.StackState, settings: Settings, clean: None,
                                    cc: ContainerClient, tmp_path: Path,
-                                   pause_after_first_chunk: tuple[threading.Event, threading.Event]
-                                   ) -> None:
+                                   pause_after_first_chunk: Pause) -> None:
     loaded, resume = pause_after_first_chunk
     small = Settings(**{**settings.__dict__, "chunk_rows": 2000})
     g = generate(tmp_path / "pgdown.csv", 20_000, seed=51)
@@ -134,7 +75,7 @@ def test_database_stopped_mid_load(stack: devstack.StackState, settings: Setting
 def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Settings,
                                       clean: None, cc: ContainerClient, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch,
-                                      pause_after_first_range: Pause) -> None:
+                                      pause_after_first_range: RangePause) -> None:
     fetched, resume, original = pause_after_first_range
     g = generate(tmp_path / "azdown.csv", 30_000, seed=52)
     blob = storage.upload(cc, g.path)
@@ -158,16 +99,8 @@ def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Sett
     assert where(cc, "azdown.csv")[0].startswith("processed/")
 
 
-WORKER = """
-from sales_etl_dev import hostcall
-hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
-"""
-
-
 def _worker(container: str, blob: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-c", WORKER, container, blob],
-                            cwd=project_root(), env=dict(os.environ),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return start_python(WORKER, container, blob)
 
 
 def test_worker_killed_mid_file(settings: Settings, clean: None, cc: ContainerClient,
@@ -223,7 +156,7 @@ def test_same_blob_delivered_eight_times_at_once(settings: Settings, clean: None
 
 def test_blob_overwritten_while_processing(settings: Settings, clean: None, cc: ContainerClient,
                                            tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           pause_after_first_range: Pause) -> None:
+                                           pause_after_first_range: RangePause) -> None:
     """Defined outcome: the version being read changes under the reader (If-Match fails),
     so that attempt loads nothing; the new version stays in incoming/ and is processed in
     its turn. Nothing is deleted that was not processed."""
@@ -292,8 +225,7 @@ def test_fifty_overlapping_files_by_four_workers(settings: Settings, clean: None
         pending = names(cc, "incoming/")
         if not pending:
             break
-        procs = [subprocess.Popen([sys.executable, "-c", LOAD_WORKER, settings.container,
-                                   *pending[k::4]], cwd=project_root(), env=dict(os.environ))
+        procs = [start_python(LOAD_WORKER, settings.container, *pending[k::4], quiet=False)
                  for k in range(4)]
         for p in procs:
             assert p.wait(600) == 0

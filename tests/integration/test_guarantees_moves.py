@@ -11,13 +11,9 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,14 +21,15 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import blobs, ledger, load, moves, pipeline, retry, storage
+from sales_etl import blobs, ledger, moves, pipeline, retry, storage
 from sales_etl.datasets import get_dataset
 from sales_etl.db import connect
-from sales_etl.settings import Settings, project_root
+from sales_etl.settings import Settings
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate
 
-from .conftest import names, query
+from .conftest import Pause, RangePause, names, query
+from .interleave import WORKER, run_in_thread, run_python, run_threads, start_python
 
 FOLDERS = ("incoming/", "processed/", "failed/", "deadletter/", "rejected/")
 
@@ -58,23 +55,6 @@ def stored_ids(settings: Settings) -> list[str]:
 def in_dir(base: Path, sub: str) -> Path:
     (base / sub).mkdir()
     return base / sub
-
-
-def run_threads(*fns: Callable[[], Any]) -> list[Any]:
-    out: list[Any] = [None] * len(fns)
-
-    def target(i: int) -> None:
-        try:
-            out[i] = fns[i]()
-        except BaseException as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(len(fns))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(180)
-    return out
 
 
 @pytest.fixture
@@ -165,52 +145,33 @@ def test_a_taken_destination_is_never_overwritten(
 # ----------------------------------------------------------------------------- versions
 
 
-@pytest.fixture
-def hold_first_reader(monkeypatch: pytest.MonkeyPatch
-                      ) -> tuple[threading.Event, threading.Event]:
-    """The first blob reader of the test stops after its first range until released."""
-    fetched, resume = threading.Event(), threading.Event()
-    original = blobs.RangeReader._fetch
-    owner: list[blobs.RangeReader] = []
-
-    def hooked(self: blobs.RangeReader, offset: int, length: int) -> bytes:
-        data = original(self, offset, length)
-        if not owner:
-            owner.append(self)
-        if owner[0] is self and not fetched.is_set():
-            fetched.set()
-            resume.wait(60)
-        return data
-
-    monkeypatch.setattr(blobs, "RANGE_BYTES", 256 << 10)
-    monkeypatch.setattr(blobs.RangeReader, "_fetch", hooked)
-    return fetched, resume
-
-
-def test_new_version_lands_while_the_old_one_is_read(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        hold_first_reader: tuple[threading.Event, threading.Event]) -> None:
-    """v1 is being read; v2 overwrites it and its invocation starts at once. v1's read
-    fails (blob_changed); v2 must end loaded, not skipped and stranded in incoming/."""
-    fetched, resume = hold_first_reader
-    v1 = generate(tmp_path / "v1.csv", 20_000, seed=911)
-    v2 = generate(tmp_path / "v2.csv", 3_000, seed=912)
-    blob = storage.upload(cc, v1.path, name="ver.csv")
-    out: list[Any] = []
-    first = threading.Thread(target=lambda: out.append(
-        pipeline.process_blob(cc.get_blob_client(blob), settings)))
-    first.start()
-    assert fetched.wait(60)
-    storage.upload(cc, v2.path, name="ver.csv")
-    second: list[Any] = []
-    t2 = threading.Thread(target=lambda: second.append(
-        pipeline.process_blob(cc.get_blob_client(blob), settings)))
-    t2.start()
+def second_version_meets_first(cc: ContainerClient, blob: str, v2: Path, settings: Settings,
+                               pause: Pause) -> tuple[list[Any], list[Any]]:
+    """The first invocation of ``blob`` runs until ``pause`` holds it; then ``v2`` overwrites
+    the blob and a second invocation starts; then the first goes on. What each returned."""
+    reached, resume = pause
+    first, out = run_in_thread(lambda: pipeline.process_blob(cc.get_blob_client(blob), settings))
+    assert reached.wait(60)
+    storage.upload(cc, v2, name=blob.rsplit("/", 1)[-1])
+    t2, second = run_in_thread(lambda: pipeline.process_blob(cc.get_blob_client(blob), settings))
     t2.join(2)  # the second invocation is waiting for the first (or already done: no matter)
     resume.set()
     first.join(120)
     t2.join(120)
-    [rec1], [rec2] = out, second
+    return out, second
+
+
+def test_new_version_lands_while_the_old_one_is_read(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
+        pause_after_first_range: RangePause) -> None:
+    """v1 is being read; v2 overwrites it and its invocation starts at once. v1's read
+    fails (blob_changed); v2 must end loaded, not skipped and stranded in incoming/."""
+    fetched, resume, _ = pause_after_first_range
+    v1 = generate(tmp_path / "v1.csv", 20_000, seed=911)
+    v2 = generate(tmp_path / "v2.csv", 3_000, seed=912)
+    blob = storage.upload(cc, v1.path, name="ver.csv")
+    [rec1], [rec2] = second_version_meets_first(
+        cc, blob, v2.path, settings, (fetched, resume))
     assert (rec1.status, rec1.reason_code) == ("failed", "blob_changed")
     assert rec2.status == "loaded"
     folders = listing(cc)
@@ -224,38 +185,14 @@ def test_new_version_lands_while_the_old_one_is_read(
 
 def test_new_version_lands_after_the_old_one_was_read_before_it_commits(
         settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        pause_after_first_chunk: Pause) -> None:
     """v1 is fully read and about to commit when v2 lands: v1's rows commit (they were
     read), v1 cannot be moved (it is gone); v2 must then be loaded and moved."""
-    loaded, resume = threading.Event(), threading.Event()
-    original = load.Loader._load
-
-    def hooked(self: load.Loader, payload: Any, rows: int) -> None:
-        original(self, payload, rows)
-        if not loaded.is_set():
-            loaded.set()
-            resume.wait(60)
-
-    monkeypatch.setattr(load.Loader, "_load", hooked)
     small = Settings(**{**settings.__dict__, "chunk_rows": 100})
     v1 = generate(tmp_path / "v1.csv", 1_000, seed=913)  # one range, ten chunks
     v2 = generate(tmp_path / "v2.csv", 700, seed=914)
     blob = storage.upload(cc, v1.path, name="late.csv")
-    out: list[Any] = []
-    first = threading.Thread(target=lambda: out.append(
-        pipeline.process_blob(cc.get_blob_client(blob), small)))
-    first.start()
-    assert loaded.wait(60)
-    storage.upload(cc, v2.path, name="late.csv")
-    second: list[Any] = []
-    t2 = threading.Thread(target=lambda: second.append(
-        pipeline.process_blob(cc.get_blob_client(blob), small)))
-    t2.start()
-    t2.join(2)
-    resume.set()
-    first.join(120)
-    t2.join(120)
-    [rec1], [rec2] = out, second
+    [rec1], [rec2] = second_version_meets_first(cc, blob, v2.path, small, pause_after_first_chunk)
     assert rec1.status == "loaded" and rec2.status == "loaded"
     folders = listing(cc)
     assert folders["incoming/"] == [] and folders["failed/"] == []
@@ -304,9 +241,7 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
     again: the second delivery succeeded)."""
     g = generate(tmp_path / "taken.csv", 100_000, seed=916)
     blob = storage.upload(cc, g.path)
-    worker = subprocess.Popen([sys.executable, "-c", WORKER, settings.container, blob],
-                              cwd=project_root(), env=dict(os.environ),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    worker = start_python(WORKER, settings.container, blob)
     try:
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and worker.poll() is None:
@@ -315,10 +250,7 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
                 break
             time.sleep(0.02)
         assert worker.poll() is None, "the worker finished before it could be killed"
-        second: list[Any] = []
-        t = threading.Thread(target=lambda: second.append(
-            hostcall.invoke_blob_trigger(settings.container, blob)))
-        t.start()
+        t, second = run_in_thread(lambda: hostcall.invoke_blob_trigger(settings.container, blob))
         while t.is_alive() and time.monotonic() < deadline and not query(
                 settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
                 " = 'sales-etl' AND ((query LIKE '%%pg_try_advisory_xact_lock%%'"
@@ -339,11 +271,6 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
     [done] = folders["processed/"]
     assert content(cc, done) == g.path.read_bytes()
     assert query(settings, "SELECT status FROM etl_runs") == [("loaded",)]
-
-
-WORKER = """
-hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
-"""
 
 
 # ----------------------------------------------------------------------------- crashes
@@ -368,9 +295,7 @@ def test_worker_killed_between_copy_and_delete(
     nothing left in incoming/, the rows once."""
     g = generate(tmp_path / "crash.csv", 2_000, seed=921)
     blob = storage.upload(cc, g.path)
-    proc = subprocess.run([sys.executable, "-c", CRASH_AFTER_COPY, settings.container, blob],
-                          cwd=project_root(), env=dict(os.environ), timeout=120,
-                          capture_output=True, check=False)
+    proc = run_python(CRASH_AFTER_COPY, settings.container, blob)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     after_crash = listing(cc)
     assert after_crash["incoming/"] == [blob] and len(after_crash["processed/"]) == 1
@@ -408,9 +333,7 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
     also in failed/ (from where the sweep would send it round again)."""
     g = generate(tmp_path / "flaky.csv", 1_000, seed=922)
     blob = storage.upload(cc, g.path)
-    proc = subprocess.run([sys.executable, "-c", FAIL_THEN_CRASH_AFTER_COPY, settings.container,
-                           blob], cwd=project_root(), env=dict(os.environ), timeout=120,
-                          capture_output=True, check=False)
+    proc = run_python(FAIL_THEN_CRASH_AFTER_COPY, settings.container, blob)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     after_crash = listing(cc)
     assert after_crash["incoming/"] == [blob] and after_crash["failed/"] == [
@@ -447,8 +370,7 @@ def test_sweep_killed_between_copy_and_delete(
     cc.upload_blob("failed/sales/swept.csv", g.path.read_bytes(), metadata={
         "attempts": "1", "kind": "transient", "source_path": "incoming/sales/swept.csv",
         "next_attempt_at": "2000-01-01T00:00:00+00:00"})
-    proc = subprocess.run([sys.executable, "-c", SWEEP_CRASH_AFTER_COPY], cwd=project_root(),
-                          env=dict(os.environ), timeout=120, capture_output=True, check=False)
+    proc = run_python(SWEEP_CRASH_AFTER_COPY)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     after_crash = listing(cc)
     assert after_crash["incoming/"] == ["incoming/sales/swept.csv"]
@@ -471,9 +393,9 @@ def test_each_run_keeps_its_own_rejects(settings: Settings, clean: None,
                                         cc: ContainerClient, tmp_path: Path) -> None:
     """The same file name re-sent twice, and once more under incoming/sales/: three runs,
     three rejects files, each holding exactly its own run's rejects, none overwritten."""
-    runs = []
-    for i, (bad, dataset) in enumerate([(1, None), (2, None), (3, "sales")]):
-        g = generate(in_dir(tmp_path, f"r{i}") / "R.csv", 50, bad_rows=bad, seed=930 + i)
+    runs: list[dict[int, str]] = []  # each file's bad rows: line -> reason code
+    for i, (count, dataset) in enumerate([(1, None), (2, None), (3, "sales")]):
+        g = generate(in_dir(tmp_path, f"r{i}") / "R.csv", 50, bad_rows=count, seed=930 + i)
         blob = storage.upload(cc, g.path, dataset=dataset)
         hostcall.invoke_blob_trigger(settings.container, blob)
         runs.append(g.bad)

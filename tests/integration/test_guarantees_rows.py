@@ -18,26 +18,11 @@ from sales_etl.db import connect
 from sales_etl.records import MAX_COLUMNS, MAX_RECORD_BYTES
 from sales_etl.settings import Settings
 from sales_etl_dev import hostcall
+from tools.sales_csv import HEADER, body, row
 
 from .conftest import names, query
 
-HEADER = ("transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
-          "total_amount,payment_method,timestamp")
 CUSTOMERS = "customer_id,first_name,last_name,email,phone,join_date,country,city"
-
-
-def row(tx: str, **change: str) -> str:
-    fields = dict(transaction_id=tx, customer_id="CUST-001", product_id="PROD-001",
-                  store_id="STORE-001", quantity="2", unit_price="10.00", discount="0",
-                  total_amount="20.00", payment_method="cash", timestamp="2025-10-09 08:00:00")
-    fields.update(change)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\r\n").writerow(fields.values())  # quotes CR and LF
-    return out.getvalue()[:-2]
-
-
-def body(*lines: str, header: str = HEADER, end: str = "\n") -> bytes:
-    return (end.join((header, *lines)) + end).encode()
 
 
 def run(cc: ContainerClient, settings: Settings, name: str, data: bytes,

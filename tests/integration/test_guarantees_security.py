@@ -148,9 +148,9 @@ def test_row_content_never_leaves_in_error_text_metadata_or_logs(
     for name in blobs:
         if name.startswith("rejected/"):
             text = cc.download_blob(name).readall().decode()
-            for row in list(csv.reader(io.StringIO(text)))[1:]:
-                reasons.append(row[2])
-                raw_rows.append(row[3])
+            for reject in list(csv.reader(io.StringIO(text)))[1:]:
+                reasons.append(reject[2])
+                raw_rows.append(reject[3])
     assert any(SECRET2 in r for r in raw_rows)  # the raw row is kept, for the operator
     assert reasons and not any(SECRET in r or SECRET2 in r for r in reasons)
     text = _all_text(caplog)

@@ -15,29 +15,13 @@ from sales_etl import storage
 from sales_etl.records import MAX_RECORD_BYTES
 from sales_etl.settings import Settings
 from sales_etl_dev import hostcall
+from tools.sales_csv import HEADER, body, row
 
 from .conftest import names, query
-
-HEADER = ("transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
-          "total_amount,payment_method,timestamp")
-
-
-def row(tx: str, **change: str) -> str:
-    fields = dict(transaction_id=tx, customer_id="CUST-001", product_id="PROD-001",
-                  store_id="STORE-001", quantity="2", unit_price="10.00", discount="0",
-                  total_amount="20.00", payment_method="cash", timestamp="2025-10-09 08:00:00")
-    fields.update(change)
-    out = io.StringIO()
-    csv.writer(out, lineterminator="").writerow(fields.values())
-    return out.getvalue()
 
 
 def good(n: int, prefix: str) -> list[str]:
     return [row(f"{prefix}-{i}") for i in range(n)]
-
-
-def body(*lines: str, header: str = HEADER) -> bytes:
-    return ("\n".join((header, *lines)) + "\n").encode()
 
 
 def process(cc: ContainerClient, settings: Settings, name: str, data: bytes) -> str:

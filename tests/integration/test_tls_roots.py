@@ -10,7 +10,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from sales_etl.settings import AZURE_PG_ROOTS, Settings, load_settings
+from sales_etl.settings import Settings, load_settings
+from sales_etl.settings_connections import AZURE_PG_ROOTS
 from sales_etl_dev.devstack import StackState
 
 
@@ -26,6 +27,7 @@ def _connect(settings: Settings, rootcert: str) -> list[tuple[object, ...]]:
 
 def test_verify_full_through_the_shipped_roots_plus_a_ca(tls: StackState, settings: Settings,
                                                          tmp_path: Path) -> None:
+    assert tls.ca_file is not None  # a TLS stack has its CA
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(AZURE_PG_ROOTS.read_bytes() + b"\n" + Path(tls.ca_file).read_bytes())
     assert _connect(settings, str(bundle)) == [(True,)]

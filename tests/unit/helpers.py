@@ -20,7 +20,7 @@ GOOD = "TX-1,CUST-001,PROD-001,STORE-001,2,10.00,0.10,18.00,Credit Card ,2025-10
 def parse(text: str | bytes, name: str = "test.csv", chunk_rows: int = 1000,
           block_bytes: int = 1 << 20) -> tuple[Header, list[Chunk]]:
     data = text.encode("utf-8") if isinstance(text, str) else text
-    header, chunks = iter_chunks(io.BytesIO(data), SALES, name, chunk_rows,  # type: ignore[arg-type]
+    header, chunks = iter_chunks(io.BytesIO(data), SALES, name, chunk_rows,
                                  block_bytes=block_bytes)
     return header, list(chunks)
 

@@ -218,7 +218,7 @@ def test_os_and_network_errors_are_io_transient(exc: OSError) -> None:
 
 @pytest.mark.parametrize("exc", [
     DataError("bad header", code="missing_columns"), TransientError("later", code="in_progress"),
-    ConfigError("no key", code="config"), Skipped("not mine", code="gone"),
+    ConfigError("no key", code="settings"), Skipped("not mine", code="gone"),
     UnsafeName("incoming/../x"),
 ])
 def test_our_own_errors_pass_through_unchanged(exc: EtlError) -> None:

@@ -25,9 +25,9 @@ VALUES = {
 
 
 @st.composite
-def rows(draw: st.DrawFn) -> list[str]:
+def rows(draw: st.DrawFn) -> list[list[str]]:
     n = draw(st.integers(1, 30))
-    out = []
+    out: list[list[str]] = []
     for i in range(n):
         fields = {k: draw(v) for k, v in VALUES.items()}
         out.append([f"TX-{i}", fields["customer_id"], "PROD-1", "STORE-1", fields["quantity"],

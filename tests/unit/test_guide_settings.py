@@ -50,7 +50,8 @@ class _Recorder(dict[str, str]):
 
 def code_reads() -> set[str]:
     """What the app reads: recorded while settings are loaded (several shapes of environment),
-    plus every setting-like constant of settings.py and every os.environ read of the package."""
+    plus every setting-like constant of settings.py and its settings_*.py parts, and every
+    os.environ read of the package."""
     seen: set[str] = set()
     for env in ({}, {"POSTGRES_HOST": "db.example.com", "POSTGRES_SSLMODE": "require"},
                 {"DESIRED_CHUNK_FRACTION": "0.1"},
@@ -59,13 +60,15 @@ def code_reads() -> set[str]:
         with contextlib.suppress(Exception):  # only the names read matter here
             load_settings(_Recorder(env, seen))
         read_bindings(_Recorder(env, seen))
-    tree = ast.parse(Path(settings_module.__file__).read_text())
-    seen |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)
-             and _NAME.fullmatch(n.value)} - _NOT_SETTINGS
+    for part in Path(settings_module.__file__).parent.glob("settings*.py"):  # settings and its parts
+        tree = ast.parse(part.read_text())
+        seen |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
+                 and isinstance(n.value, str) and _NAME.fullmatch(n.value)} - _NOT_SETTINGS
     for path in (ROOT / "sales_etl").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if (isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
-                    and node.args and isinstance(node.args[0], ast.Constant)):
+                    and node.args and isinstance(node.args[0], ast.Constant)
+                    and isinstance(node.args[0].value, str)):
                 seen.add(node.args[0].value)
     return seen
 

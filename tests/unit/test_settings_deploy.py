@@ -12,7 +12,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
 from sales_etl.errors import ConfigError
-from sales_etl.settings import AZURE_PG_ROOTS, SYSTEM_CA_FILES, load_settings, read_bindings
+from sales_etl.settings import load_settings, read_bindings
+from sales_etl.settings_connections import AZURE_PG_ROOTS, SYSTEM_CA_FILES
 
 KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 AZURE = {

@@ -9,7 +9,7 @@ import time
 import pytest
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
-from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader, NumberDataPoint
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
@@ -56,15 +56,21 @@ def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter,
     finished = {s.name: s for s in spans.get_finished_spans()}
     assert set(finished) == {"sales_etl.file", *(f"sales_etl.{s}" for s in telemetry.STAGES)}
     file_span = finished["sales_etl.file"]
-    assert file_span.attributes["sales_etl.run_uuid"] == rec.run_uuid
-    assert file_span.attributes["sales_etl.rows_loaded"] == 7
+    attributes, context = file_span.attributes, file_span.context
+    assert attributes is not None and context is not None
+    assert attributes["sales_etl.run_uuid"] == rec.run_uuid
+    assert attributes["sales_etl.rows_loaded"] == 7
     for stage in telemetry.STAGES:
         child = finished[f"sales_etl.{stage}"]
-        assert child.parent.span_id == file_span.context.span_id
+        assert child.parent is not None and child.parent.span_id == context.span_id
+        assert child.start_time is not None and child.end_time is not None
         assert child.end_time - child.start_time >= 1_000_000  # at least the 1 ms slept
-    points = {(m.name, tuple(sorted(p.attributes.items()))): p
-              for rm in reader.get_metrics_data().resource_metrics
-              for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points}
+    data = reader.get_metrics_data()
+    assert data is not None
+    points = {(m.name, tuple(sorted(dict(p.attributes or {}).items()))): p
+              for rm in data.resource_metrics
+              for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points
+              if isinstance(p, NumberDataPoint)}  # the counters' points
     assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "loaded")))].value == 7
     assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "rejected")))].value == 1
 

@@ -6,19 +6,17 @@ pooled tests fail in CI and skip on a user's machine, saying what to install."""
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from azure.storage.blob import ContainerClient
 
 from sales_etl import storage
-from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl.settings import Settings, load_settings
 from sales_etl_dev import devstack
 
+from ...conftest import temp_stack
 from ..conftest import names, query
 
 MAX_CONNECTIONS = 20
@@ -29,17 +27,9 @@ POOL_SIZE = 8
 @pytest.fixture(scope="session")
 def limited() -> Iterator[devstack.StackState]:
     """The stack with a connection-limited server (and PgBouncer when installed)."""
-    base = project_root() / ".devstack"
-    base.mkdir(parents=True, exist_ok=True)
-    home = Path(tempfile.mkdtemp(prefix="test-scale-", dir=base))
-    home.chmod(0o755)  # the server and PgBouncer run as another user and must reach it
-    state = devstack.up(home, max_connections=MAX_CONNECTIONS, pool_size=POOL_SIZE,
-                        query_wait_timeout=60)
-    try:
+    with temp_stack("test-scale-", max_connections=MAX_CONNECTIONS, pool_size=POOL_SIZE,
+                    query_wait_timeout=60) as state:
         yield state
-    finally:
-        devstack.down(home)
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

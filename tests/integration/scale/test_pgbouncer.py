@@ -57,15 +57,22 @@ def _pgbouncer_admin(stack: devstack.StackState, settings: Settings, command: st
         conn.close()
 
 
+@contextlib.contextmanager
+def pool_shrunk(stack: devstack.StackState, settings: Settings, size: int) -> Iterator[None]:
+    """PgBouncer's pool shrunk to ``size`` server connections, then put back."""
+    _pgbouncer_admin(stack, settings, f"SET default_pool_size = {size}")
+    try:
+        yield
+    finally:
+        _pgbouncer_admin(stack, settings, f"SET default_pool_size = {POOL_SIZE}")
+
+
 @pytest.fixture
 def pool_of_one(pooled_stack: devstack.StackState, direct_settings: Settings
                 ) -> Iterator[None]:
     """PgBouncer's pool shrunk to a single server connection for the test."""
-    _pgbouncer_admin(pooled_stack, direct_settings, "SET default_pool_size = 1")
-    try:
+    with pool_shrunk(pooled_stack, direct_settings, 1):
         yield
-    finally:
-        _pgbouncer_admin(pooled_stack, direct_settings, f"SET default_pool_size = {POOL_SIZE}")
 
 
 def test_a_file_with_rejects_collisions_and_in_file_duplicates_loads_through_a_pool_of_one(
@@ -304,11 +311,8 @@ def test_doctor_fails_when_the_server_is_nearly_full(
 def pool_of_two(pooled_stack: devstack.StackState, direct_settings: Settings
                 ) -> Iterator[None]:
     """PgBouncer's pool shrunk to two server connections for the test."""
-    _pgbouncer_admin(pooled_stack, direct_settings, "SET default_pool_size = 2")
-    try:
+    with pool_shrunk(pooled_stack, direct_settings, 2):
         yield
-    finally:
-        _pgbouncer_admin(pooled_stack, direct_settings, f"SET default_pool_size = {POOL_SIZE}")
 
 
 def test_a_delivery_waiting_for_the_claim_does_not_hold_a_pooled_server_connection(
