@@ -342,6 +342,8 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
 
 
 WORKER = """
+import sys
+from sales_etl_dev import hostcall
 hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 """
 
@@ -351,6 +353,7 @@ hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 CRASH_AFTER_COPY = """
 import os, signal, sys
 from azure.storage.blob import BlobClient
+from sales_etl_dev import hostcall
 original = BlobClient.delete_blob
 def die_before_delete(self, *args, **kwargs):
     if self.blob_name.startswith("incoming/"):  # the copy is made and verified: die now
@@ -386,8 +389,11 @@ def test_worker_killed_between_copy_and_delete(
 
 
 FAIL_THEN_CRASH_AFTER_COPY = """
+import os, signal, sys
 import psycopg2
+from azure.storage.blob import BlobClient
 from sales_etl import load
+from sales_etl_dev import hostcall
 def connection_lost(self, *args, **kwargs):  # a transient failure at the merge
     raise psycopg2.OperationalError("server closed the connection unexpectedly")
 load.Loader.finish = connection_lost
@@ -426,6 +432,8 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
 
 
 SWEEP_CRASH_AFTER_COPY = """
+import os, signal
+from azure.storage.blob import BlobClient
 from sales_etl import retry, storage
 from sales_etl.triggers import settings
 original = BlobClient.delete_blob
