@@ -67,7 +67,15 @@ _COLUMNS = ("run_uuid", "dataset", "blob_path", "etag", "attempt", "trigger", "s
 
 def _value(rec: RunRecord, column: str) -> Any:
     value = getattr(rec, column)
-    return Json(value) if column == "stage_seconds" and value is not None else value
+    if column == "stage_seconds" and value is not None:
+        return Json(value)
+    # PostgreSQL text cannot hold NUL: a message quoting untrusted text (a tampered
+    # ``reason`` in blob metadata, %00 once unquoted) must not fail the ledger row
+    if isinstance(value, str):
+        return value.replace("\x00", "\\x00")
+    if isinstance(value, list):
+        return [v.replace("\x00", "\\x00") if isinstance(v, str) else v for v in value]
+    return value
 
 
 def insert(cur: Any, rec: RunRecord) -> int:

@@ -68,7 +68,8 @@ def candidates(target: str, etag: str, last_resort: str | None = None) -> list[s
             beside(target, f"{tag}-{last_resort or uuid.uuid4().hex[:8]}")]
 
 
-def _url_path(url: str) -> str:
+def url_path(url: str) -> str:
+    """The blob path of a URL (a copy source as the service recorded it, or a client's)."""
     return urllib.parse.unquote(urllib.parse.urlsplit(url).path)
 
 
@@ -81,7 +82,7 @@ def _is_copy_of(props: Any, src: BlobClient, source: str, etag: str, size: int) 
     return (meta.get(MOVED_FROM) == quote_meta(source)
             and meta.get(MOVED_FROM_ETAG) == version_tag(etag)
             and copy is not None and copy.source is not None
-            and _url_path(copy.source) == _url_path(src.url)
+            and url_path(copy.source) == url_path(src.url)
             and copy.status in ("success", "pending")
             and (copy.status == "pending" or props.size == size))
 
@@ -217,7 +218,7 @@ def _drop_stale_origin(container: ContainerClient, source: str, props: Any) -> N
     if not origin.startswith(f"{FAILED}/") or copy is None or copy.source is None:
         return
     blob = container.get_blob_client(origin)
-    if _url_path(copy.source) != _url_path(blob.url):
+    if url_path(copy.source) != url_path(blob.url):
         return
     try:
         stale = blob.get_blob_properties()

@@ -212,7 +212,19 @@ def process_blob(blob: BlobRef, settings: Settings | None = None,
                  trigger: str = "blob") -> RunRecord:
     """Process one blob under incoming/: the blob trigger's whole job. Its name is checked,
     its current version pinned, its dataset found; then ``load_source`` (claim .. commit)
-    and the blob is filed: processed/ when loaded, failed/ with its retry state when not."""
+    and the blob is filed:
+
+    * loaded, or skipped as ``already_loaded`` (an earlier invocation committed and died
+      before moving it): to processed/;
+    * failed (a ``DataError`` or ``TransientError``, an unknown dataset included): to
+      failed/ with its retry state;
+    * skipped as ``gone`` or ``superseded``: left alone (moved by another invocation, or
+      a newer version whose own invocation loads it);
+    * ``in_progress`` (the file's lock still held after the wait): raises
+      ``TransientError``, so the invocation fails and the host retries it;
+    * a name outside incoming/ is ignored, an unsafe one recorded and left in place.
+
+    A storage failure while filing raises too (the blob is still in incoming/)."""
     settings = settings or load_settings()
     name = blob.blob_name
     rec = RunRecord(dataset=storage.route(name).dataset, blob_path=name, trigger=trigger)

@@ -10,6 +10,9 @@ where the blob first landed in incoming/ (``source_path``, unless tampered with)
 deadletter/ with an error log line, or nowhere (``kept``, ``waiting``).
 
 Each move holds a short lease on the failed blob, so two sweeps never move one blob twice.
+A failed/ blob whose very source version is still in incoming/ (its mover died between
+copy and delete) is left for that source's next invocation (``busy``): sent back, the
+file would go round twice.
 A name that escapes failed/ is refused and left alone; one blob's failure never stops the
 sweep (``errors``).
 """
@@ -22,6 +25,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import ContainerClient
 
 from . import __version__, moves, names, storage
@@ -65,7 +69,8 @@ def sweep(settings: Settings, *, now: datetime | None = None, force: bool = Fals
     cc = container or storage.container_client(settings)
     versions = _current_versions(settings)
     report = SweepReport()
-    for item in cc.list_blobs(name_starts_with=f"{storage.FAILED}/", include=["metadata"]):
+    for item in cc.list_blobs(name_starts_with=f"{storage.FAILED}/",
+                              include=["metadata", "copy"]):
         name = item.name
         reason = names.problem(name, storage.FAILED)
         if reason is not None:
@@ -88,6 +93,16 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
                versions: dict[str, str], report: SweepReport) -> None:
     meta = dict(item.metadata or {})
     name = item.name
+    if _origin_in_place(cc, item, meta):
+        # A mover died between its copy to failed/ and deleting the source: the source is
+        # still in incoming/, and its own next invocation settles this copy (adopts it if
+        # it fails again, deletes it if it loads). Sent back now, the file would go round
+        # twice (a second blob beside the first in incoming/, then in processed/).
+        report.busy.append(name)
+        log.info("%s: its source is still in incoming/ (a mover died before deleting it);"
+                 " left for that blob's next invocation", name,
+                 extra={"run_uuid": storage.run_uuid_of(meta), "dataset": "", "blob": name})
+        return
     route = storage.route(name, prefix=storage.FAILED)
     decision = decide(meta, last_modified=getattr(item, "last_modified", None), now=now,
                       app_version=__version__, dataset_version=versions.get(route.dataset),
@@ -118,6 +133,27 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
         report.retried.append(target)
         log.info("%s back to %s (attempt %d next)", name, target, decision.attempts + 1,
                  extra=fields)
+
+
+def _origin_in_place(cc: ContainerClient, item: Any, meta: dict[str, str]) -> bool:
+    """True if the very version this failed/ blob was copied from is still in incoming/:
+    its metadata names it (``moved_from``, ``moved_from_etag``) and the copy source the
+    service recorded agrees, so tampered metadata alone cannot hold a blob back."""
+    origin = storage.unquote_meta(meta.get(moves.MOVED_FROM) or "")
+    tag = meta.get(moves.MOVED_FROM_ETAG) or ""
+    if not tag or not origin.startswith(f"{storage.INCOMING}/") or \
+            names.problem(origin, storage.INCOMING) is not None:
+        return False
+    copy = getattr(item, "copy", None)
+    source = copy.source if copy is not None else None
+    blob = cc.get_blob_client(origin)
+    if not source or moves.url_path(source) != moves.url_path(blob.url):
+        return False
+    try:
+        props = blob.get_blob_properties()
+    except ResourceNotFoundError:
+        return False
+    return moves.version_tag(props.etag) == tag
 
 
 def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,

@@ -19,6 +19,7 @@ processed is ``blobs``; moving a blob version (ETag-safe, never overwriting) is 
 from __future__ import annotations
 
 import urllib.parse
+import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -137,9 +138,19 @@ def unquote_meta(value: str) -> str:
 
 def run_uuid_of(metadata: Mapping[str, str] | None) -> str:
     """The run UUID a blob's metadata names ("" when none): ``run_uuid``, or ``run_id`` as
-    blobs moved by earlier versions of the app carry it."""
+    blobs moved by earlier versions of the app carry it. Metadata is untrusted (anyone who
+    can upload can set it): only a UUID is a run's name, returned in its canonical form;
+    anything else (a huge value, control characters, percent-encoding) names no run, so it
+    never reaches a log line's ``run_uuid`` field."""
     meta = metadata or {}
-    return meta.get(RUN_UUID) or meta.get(LEGACY_RUN_UUID) or ""
+    for key in (RUN_UUID, LEGACY_RUN_UUID):
+        value = meta.get(key) or ""
+        if len(value) == 36:  # the canonical 8-4-4-4-12 form, as the app writes it
+            try:
+                return str(uuid.UUID(value))
+            except ValueError:
+                pass
+    return ""
 
 
 def now_utc() -> datetime:

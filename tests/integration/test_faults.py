@@ -193,7 +193,9 @@ def test_sweep_works_while_the_database_is_down(stack: devstack.StackState, sett
 
 
 LOAD_WORKER = """
+import sys
 from sales_etl import storage
+from sales_etl_dev import hostcall
 from sales_etl.triggers import settings
 cc = storage.container_client(settings())
 for name in sys.argv[2:]:

@@ -278,6 +278,7 @@ def test_a_waiting_delivery_takes_over_from_a_killed_worker(
 CRASH_AFTER_COPY = """
 import os, signal, sys
 from azure.storage.blob import BlobClient
+from sales_etl_dev import hostcall
 original = BlobClient.delete_blob
 def die_before_delete(self, *args, **kwargs):
     if self.blob_name.startswith("incoming/"):  # the copy is made and verified: die now
@@ -311,8 +312,11 @@ def test_worker_killed_between_copy_and_delete(
 
 
 FAIL_THEN_CRASH_AFTER_COPY = """
+import os, signal, sys
 import psycopg2
+from azure.storage.blob import BlobClient
 from sales_etl import load
+from sales_etl_dev import hostcall
 def connection_lost(self, *args, **kwargs):  # a transient failure at the merge
     raise psycopg2.OperationalError("server closed the connection unexpectedly")
 load.Loader.finish = connection_lost
@@ -348,7 +352,52 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
         ("failed", "db_unreachable"), ("loaded", None)]
 
 
+def test_sweep_before_the_retry_of_a_worker_killed_between_copy_to_failed_and_delete(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """As above, but the sweep runs before the host's retry (its copy in failed/ is due):
+    it must leave that copy alone, or the file goes round twice (a second blob beside the
+    first in incoming/, then two in processed/ and two loads in the ledger)."""
+    g = generate(tmp_path / "flaky.csv", 500, seed=924)
+    blob = storage.upload(cc, g.path)
+    proc = subprocess.run([sys.executable, "-c", FAIL_THEN_CRASH_AFTER_COPY, settings.container,
+                           blob], cwd=project_root(), env=dict(os.environ), timeout=120,
+                          capture_output=True, check=False)
+    assert proc.returncode == -9, proc.stderr.decode()[-2000:]
+    later = storage.now_utc() + timedelta(days=1)
+    report = retry.sweep(settings, now=later)  # the timer fires before the host retries
+    assert report.busy == ["failed/sales/flaky.csv"] and report.retried == []
+    assert listing(cc)["incoming/"] == [blob]
+    hostcall.invoke_blob_trigger(settings.container, blob)  # the host's retry
+    assert retry.sweep(settings, now=later) == retry.SweepReport()
+    folders = listing(cc)
+    assert folders["incoming/"] == [] and folders["failed/"] == []
+    [done] = folders["processed/"]
+    assert content(cc, done) == g.path.read_bytes()
+    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
+    assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
+        ("failed", "db_unreachable"), ("loaded", None)]
+
+
+def test_sweep_sends_back_a_failed_blob_whose_source_is_gone_or_replaced(
+        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    """The check above holds back only a copy whose very source version is still in
+    incoming/: once a new version is uploaded under the name, the failed/ blob is due as
+    usual (and lands beside the new one)."""
+    cc.upload_blob("incoming/sales/x.csv", b"first")
+    src = cc.get_blob_client("incoming/sales/x.csv")
+    assert moves.move(cc, src.blob_name, "failed/sales/x.csv",
+                      etag=src.get_blob_properties().etag, metadata={
+                          "attempts": "1", "kind": "transient",
+                          "next_attempt_at": "2000-01-01T00:00:00+00:00"}) is not None
+    cc.upload_blob("incoming/sales/x.csv", b"second")  # a new version under the name
+    report = retry.sweep(settings, now=storage.now_utc() + timedelta(days=1))
+    assert report.busy == [] and len(report.retried) == 1
+    assert names(cc, "failed/") == [] and len(names(cc, "incoming/")) == 2
+
+
 SWEEP_CRASH_AFTER_COPY = """
+import os, signal
+from azure.storage.blob import BlobClient
 from sales_etl import retry, storage
 from sales_etl.triggers import settings
 original = BlobClient.delete_blob

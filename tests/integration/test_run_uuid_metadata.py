@@ -66,3 +66,41 @@ def test_moved_blobs_name_their_run_as_run_uuid_and_drop_the_old_key(
     assert rejects.endswith(f".{loaded.run_uuid}.rejects.csv")
     meta = cc.get_blob_client(rejects).get_blob_properties().metadata
     assert meta["run_uuid"] == loaded.run_uuid and "run_id" not in meta
+
+
+def test_tampered_run_uuid_metadata_names_no_run_in_the_sweeps_log(
+        settings: Settings, clean: None, cc: ContainerClient,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Metadata is untrusted: a ``run_uuid`` that is no UUID (huge, percent-encoded, a tab,
+    a path) is not what the sweep's log line names as its run; a sound ``run_id`` beside it
+    still is."""
+    caplog.set_level(logging.INFO, logger="sales_etl")
+    tampered = {"huge.csv": "a" * 7000, "pct.csv": "%0A%0Dfake%20line%00",
+                "tab.csv": "x\ty", "path.csv": "../../etc"}
+    for name, value in tampered.items():
+        failed_blob(cc, name, b"x\n", run_uuid=value)
+    failed_blob(cc, "both.csv", b"x\n", run_uuid="nonsense", run_id=OLD)
+    report = retry.sweep(settings, now=LATER)
+    assert len(report.retried) == 5
+    logged = {getattr(r, "blob", None): getattr(r, "run_uuid", None) for r in caplog.records
+              if "back to" in r.getMessage()}
+    assert logged == {**{f"incoming/sales/{n}": "" for n in tampered},
+                      "incoming/sales/both.csv": OLD}
+
+
+def test_requeue_records_its_moves_whatever_the_reason_metadata_holds(
+        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    """A ``reason`` that unquotes to a NUL (``%00``) is still written to the ledger (NUL
+    spelled out): it failed the ledger rows of every blob of the requeue."""
+    from sales_etl import requeue
+
+    cc.get_blob_client("deadletter/sales/nul.csv").upload_blob(b"x\n", metadata={
+        "attempts": "5", "reason": "bad%00byte", "run_uuid": "x\ty"})
+    cc.get_blob_client("deadletter/sales/plain.csv").upload_blob(b"x\n", metadata={
+        "attempts": "5", "reason": "plain"})
+    report = requeue.requeue(settings, everything=True)
+    assert report.unrecorded == "" and len(report.moved) == 2
+    rows = query(settings, "SELECT blob_path, reason_code, error FROM etl_runs ORDER BY blob_path")
+    assert [r[:2] for r in rows] == [("incoming/sales/nul.csv", "requeued"),
+                                     ("incoming/sales/plain.csv", "requeued")]
+    assert rows[0][2].endswith("last error: bad\\x00byte")

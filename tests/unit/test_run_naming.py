@@ -26,6 +26,18 @@ def test_metadata_names_the_run_by_run_uuid_and_still_reads_run_id() -> None:
     assert storage.run_uuid_of(None) == ""
 
 
+@pytest.mark.parametrize("tampered", [
+    "a" * 7000, "%0A%0Dfake%20line%00", "x\ty", "../../etc", f"{UUID}\n", f"{UUID}x",
+    "{" + UUID + "}", "not-a-uuid-at-all-but-36-characters!"])
+def test_tampered_run_uuid_metadata_names_no_run(tampered: str) -> None:
+    """Metadata is untrusted: only a UUID names a run (what the sweep logs as the record's
+    ``run_uuid`` field); a tampered ``run_uuid`` falls back to a sound ``run_id``."""
+    assert storage.run_uuid_of({"run_uuid": tampered}) == ""
+    assert storage.run_uuid_of({"run_id": tampered}) == ""
+    assert storage.run_uuid_of({"run_uuid": tampered, "run_id": UUID}) == UUID
+    assert storage.run_uuid_of({"run_uuid": UUID.upper()}) == UUID  # canonical form
+
+
 def test_a_record_has_a_uuid_before_the_ledger_gives_it_a_run_id() -> None:
     rec = RunRecord(dataset="sales", blob_path="incoming/x.csv", trigger="blob")
     assert rec.run_id is None and len(rec.run_uuid) == 36

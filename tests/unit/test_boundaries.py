@@ -1,0 +1,75 @@
+"""Static guards: ``pipeline`` orchestrates only (no storage SDK, no SQL), and the scripts the
+crash tests run in a child process (``python -c``) are self-contained (every name they use
+is imported or defined in them: a child that dies of a NameError is not a crash test)."""
+
+from __future__ import annotations
+
+import ast
+import builtins
+import re
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|ALTER|TRUNCATE)\b\s+\S")
+
+
+def test_pipeline_imports_no_storage_sdk_and_holds_no_sql() -> None:
+    tree = ast.parse((ROOT / "sales_etl" / "pipeline.py").read_text())
+    imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
+    imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
+    assert not [m for m in imported if m.split(".")[0] in ("azure", "psycopg2")]
+    texts = [n.value for n in ast.walk(tree)
+             if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    docstrings = {ast.get_docstring(n, clean=False) for n in ast.walk(tree)
+                  if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)}
+    assert not [t for t in texts if t not in docstrings and SQL.search(t)]
+
+
+def _scripts(path: Path) -> list[tuple[str, str]]:
+    """Module-level ``NAME = \"\"\"...\"\"\"`` strings that a test runs with ``python -c``."""
+    tree = ast.parse(path.read_text())
+    return [(node.targets[0].id, node.value.value) for node in tree.body
+            if isinstance(node, ast.Assign) and len(node.targets) == 1
+            and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()
+            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            and "\n" in node.value.value]
+
+
+def _undefined(code: str) -> set[str]:
+    tree = ast.parse(code)
+    defined = set(dir(builtins))
+    for n in ast.walk(tree):
+        if isinstance(n, ast.Import | ast.ImportFrom):
+            defined |= {(a.asname or a.name).split(".")[0] for a in n.names}
+        elif isinstance(n, ast.FunctionDef):
+            defined.add(n.name)
+            args = n.args
+            defined |= {a.arg for a in [*args.posonlyargs, *args.args, *args.kwonlyargs]}
+            defined |= {a.arg for a in (args.vararg, args.kwarg) if a is not None}
+        elif isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store):
+            defined.add(n.id)
+        elif isinstance(n, ast.ExceptHandler) and n.name:
+            defined.add(n.name)
+    used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    return used - defined
+
+
+SCRIPTS = [(f"{path.name}:{name}", code)
+           for path in sorted((ROOT / "tests" / "integration").glob("test_*.py"))
+           for name, code in _scripts(path)]
+
+
+def test_the_crash_tests_have_their_scripts() -> None:
+    found = {label for label, _ in SCRIPTS}
+    assert {"test_guarantees_moves.py:CRASH_AFTER_COPY", "test_faults.py:WORKER"} <= found
+
+
+@pytest.mark.parametrize(("label", "code"), SCRIPTS, ids=[label for label, _ in SCRIPTS])
+def test_child_process_scripts_are_self_contained(label: str, code: str) -> None:
+    try:
+        undefined = _undefined(code)
+    except SyntaxError:
+        pytest.skip(f"{label}: not Python")
+    assert not undefined, f"{label} uses {sorted(undefined)} without importing them"
