@@ -359,9 +359,7 @@ def test_sweep_before_the_retry_of_a_worker_killed_between_copy_to_failed_and_de
     first in incoming/, then two in processed/ and two loads in the ledger)."""
     g = generate(tmp_path / "flaky.csv", 500, seed=924)
     blob = storage.upload(cc, g.path)
-    proc = subprocess.run([sys.executable, "-c", FAIL_THEN_CRASH_AFTER_COPY, settings.container,
-                           blob], cwd=project_root(), env=dict(os.environ), timeout=120,
-                          capture_output=True, check=False)
+    proc = run_python(FAIL_THEN_CRASH_AFTER_COPY, settings.container, blob)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     later = storage.now_utc() + timedelta(days=1)
     report = retry.sweep(settings, now=later)  # the timer fires before the host retries
