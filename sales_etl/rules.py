@@ -128,21 +128,27 @@ def _hint(value: Any, ctype: str) -> str | None:
 
 
 def _format(value: Any, ctype: str) -> str | None:
-    """A strptime format that reads back what it writes: a date (and a time, for a
-    timestamp) goes through it unchanged."""
-    if ctype not in TEMPORAL:
-        return None  # refused as a key of another column type
-    # 2001-01-03 00:00:00, built from a buffer (converting a Python value would import
-    # pandas, and the worker reads every dataset file at start without it)
-    sample = pa.Array.from_buffers(pa.timestamp("s"), 1, [
-        None, pa.py_buffer(np.array([978_480_000], dtype=np.int64))])
+    """A strptime format the transform can accept a value in: a value it writes reads back
+    and prints as it was (the transform's own test of every value). A format no value can
+    pass (``%Q``, ``%f`` in whole seconds) would reject every row of every file."""
+    if ctype not in TEMPORAL or not value:
+        return None  # another column type refuses the key; an empty one is the default
+    if len(value) > MAX_FORMAT:
+        return f"longer than {MAX_FORMAT} characters"
+    # 2001-01-01 00:00:00, built from a buffer (converting a Python value would import
+    # pandas, and the worker reads every dataset file at start without it); in UTC for a
+    # format with a zone
+    zone = "UTC" if "%z" in value or "%Z" in value else None
+    sample = pa.Array.from_buffers(pa.timestamp("s", tz=zone), 1, [
+        None, pa.py_buffer(np.array([978_307_200], dtype=np.int64))])
     try:
         text = pc.strftime(sample, format=value)
         back = pc.strptime(text, format=value, unit="s", error_is_null=True)
+        again = pc.strftime(back, format=value)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
         return f"{value!r} is not a date/time format: {one_line(str(exc))}"
-    if len(value) > MAX_FORMAT or not pc.all(pc.equal(back, sample)).as_py():
-        return f"{value!r} does not read back the date it writes (it needs %Y, %m and %d)"
+    if again.null_count or not pc.all(pc.equal(again, text)).as_py():
+        return f"{value!r} does not read back what it writes: no value could pass it"
     return None
 
 

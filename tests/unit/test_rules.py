@@ -95,9 +95,9 @@ def test_value_checks_run_in_table_order_per_type() -> None:
     ({"type": "text", "pattern": "a" * 1001}, "pattern", "longer than 1000 characters"),
     ({"type": "text", "pattern": "a", "pattern_hint": "two\nlines"}, "pattern_hint",
      "one line"),
-    ({"type": "date", "format": "%Q"}, "format", "does not read back the date"),
-    ({"type": "date", "format": "%H"}, "format", "does not read back the date"),
-    ({"type": "timestamp", "format": "%H:%M:%S"}, "format", "does not read back the date"),
+    ({"type": "date", "format": "%Q"}, "format", "no value could pass it"),
+    ({"type": "timestamp", "format": "%Y-%m-%d %H:%M:%S.%f"}, "format", "no value could pass"),
+    ({"type": "date", "format": "%Y" * 51}, "format", "longer than 100 characters"),
 ])
 def test_spec_problems_name_the_key(raw: dict[str, object], key: str, words: str) -> None:
     problems = spec_problems(raw)
@@ -113,6 +113,32 @@ def test_a_sound_column_has_no_problem() -> None:
     assert spec_problems({"type": "timestamp", "format": "%Y-%m-%d"}) == []
     assert spec_problems({"type": "date", "format": "%d.%m.%Y"}) == []
     assert spec_problems({"type": "text", "pattern": "^a{2}[0-9]*$", "max_length": 0}) == []
+
+
+FORMATS_OK = ["", "%Y-%m-%d", "%d/%m/%Y %H:%M", "%m/%d/%Y %I:%M:%S %p", "%Y-%m-%dT%H:%M:%S%z",
+              "%Y-%m", "%d %b %Y", "%Y%m%d"]
+FORMATS_REFUSED = ["%Q", "%", "%Y-%m-%d %H:%M:%S.%f"]
+
+
+@pytest.mark.parametrize("fmt", FORMATS_OK + FORMATS_REFUSED)
+def test_a_format_is_refused_exactly_when_no_value_could_pass_it(tmp_path: Path,
+                                                                 fmt: str) -> None:
+    """The format check refuses only what the transform would reject in every row: the same
+    column, its check bypassed, loads values written in an accepted format and none in a
+    refused one (so no dataset that loaded rows before is refused now)."""
+    from dataclasses import replace
+    from datetime import UTC, datetime
+
+    assert bool(spec_problems({"type": "timestamp", "format": fmt})) == (fmt in FORMATS_REFUSED)
+    ds = parse_dataset(dataset(tmp_path, '[columns.t]\ntype = "timestamp"\n'))
+    col = replace(ds.column("t"), options=(("format", fmt),))
+    ds = replace(ds, columns=(ds.column("id"), col))
+    stamps = [datetime(2025, 10, 9, 8, 30, 15, tzinfo=UTC), datetime(2001, 1, 1, tzinfo=UTC)]
+    written = fmt or "%Y-%m-%d %H:%M:%S"  # (an empty format is the default)
+    text = "id,t\n" + "".join(f'k{i},"{d.strftime(written)}"\n' for i, d in enumerate(stamps))
+    header, chunks = iter_chunks(io.BytesIO(text.encode()), ds, "t.csv", 100)
+    loaded = sum(len(transform(c, header, ds)) for c in chunks)
+    assert (loaded > 0) == (fmt in FORMATS_OK), loaded
 
 
 def test_every_shipped_dataset_passes_the_rule_table() -> None:
