@@ -189,7 +189,7 @@ def _parse_dataset(path: Path) -> Dataset:
     if name != path.stem:
         raise _fail(source, "name", f"{name!r} must match the file name {path.stem!r}")
     version = raw.get("version", 1)
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _fail(source, "version", f"{version!r} must be a positive whole number")
     table = _ident(source, "table", raw.get("table", name))
     cols_raw = raw.get("columns")
