@@ -68,6 +68,8 @@ def test_value_checks_run_in_table_order_per_type() -> None:
     ({"type": "decimal", "scale": 2, "derive": "a", "mismatch": "totl_mismatch"}, "mismatch",
      "not a row reason code"),
     ({"type": "text", "normalize": "title"}, "normalize", "must be one of"),
+    ({"type": "decimal", "scale": 2, "derive": "a", "mismatch": "nul_byte"}, "mismatch",
+     "'nul_byte' is not a mismatch code (derived_mismatch, total_mismatch)"),
     # a TOML boolean is not a number (Python's bool is an int): refused, not a crash later
     ({"type": "text", "max_length": True}, "max_length", "wrong type"),
     ({"type": "decimal", "scale": True}, "scale", "wrong type"),
