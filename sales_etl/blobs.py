@@ -33,6 +33,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from . import moves
+from .reasons import Moved
 from .settings import Settings
 from .storage import (
     LEGACY_RUN_UUID,
@@ -139,7 +140,7 @@ class IncomingBlob:
     def route(self) -> Route:
         return route(self.name)
 
-    def current(self) -> str | None:
+    def current(self) -> Moved | None:
         """None if this version is still the one in place, else why not: "gone" (moved by
         another invocation) or "superseded" (a newer version landed under its name)."""
         try:

@@ -26,7 +26,7 @@ from typing import Any
 import click
 
 from . import __version__, ledger, migrate, preflight, retry, storage
-from .datasets import get_dataset, load_datasets
+from .datasets import get_dataset, load_datasets, scan_datasets
 from .db import connect
 from .hints import Stack, local_stack, one_line
 from .settings import Settings, load_settings
@@ -425,11 +425,16 @@ def datasets_cmd(ctx: click.Context) -> None:
     """
     if ctx.invoked_subcommand is not None:
         return
-    for name, ds in sorted(load_datasets(_settings().datasets_dir).items()):
+    good, broken = scan_datasets(_settings().datasets_dir)  # a broken file hides no other
+    for name, ds in sorted(good.items()):
         sensitive = ", ".join(c.name for c in ds.sensitive) or "none"
         click.echo(f"{name}: table {ds.table}, key {', '.join(ds.business_key)}, "
                    f"{ds.write_mode}, {len(ds.columns)} columns, sensitive: {sensitive} "
                    f"({ds.source})")
+    for name, error in sorted(broken.items()):
+        click.echo(f"{name}: BROKEN: {error}")
+    if broken:
+        raise click.ClickException(f"{len(broken)} dataset file(s) broken")
 
 
 @datasets_cmd.command("check")
@@ -443,8 +448,9 @@ def datasets_check_cmd() -> None:
     from .dbcheck import check
 
     settings = _settings()
-    results = check(settings.require_database(),
-                    list(load_datasets(settings.datasets_dir).values()))
+    good, broken = scan_datasets(settings.datasets_dir)  # each file on its own
+    results = check(settings.require_database(), list(good.values())) if good else {}
+    results.update({name: [error] for name, error in broken.items()})
     bad = 0
     for name, problems in sorted(results.items()):
         click.echo(f"{name}: {'ok' if not problems else 'FAILED'}")

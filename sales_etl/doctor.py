@@ -209,15 +209,15 @@ def _migrations(settings: Settings) -> list[Check]:
 def _keys(settings: Settings) -> list[Check]:
     from psycopg2 import sql
 
-    from .datasets import load_datasets
+    from .datasets import scan_datasets
     from .protect import Protector
 
     fernet, blind = settings.require_keys()
     protector = Protector(fernet, blind)
     stale, wrong_hash, undecryptable, sampled = [], [], [], 0
     undecryptable_all: list[str] = []  # one entry per value (the other lists are per column)
-    for ds in load_datasets(settings.datasets_dir).values():
-        for col in ds.sensitive:
+    for ds in scan_datasets(settings.datasets_dir)[0].values():  # the datasets check names
+        for col in ds.sensitive:                                   # a broken file
             query = sql.SQL("SELECT {c}, {h} FROM {t} ORDER BY {id} DESC LIMIT 20").format(
                 c=sql.Identifier(col.sql[0]), h=sql.Identifier(col.hash_column),
                 t=sql.Identifier(ds.table), id=sql.Identifier(ds.row_id))
@@ -271,12 +271,13 @@ def _keys(settings: Settings) -> list[Check]:
 
 
 def _datasets(settings: Settings) -> list[Check]:
-    from .datasets import load_datasets
+    from .datasets import scan_datasets
     from .dbcheck import check
 
-    results = check(settings.require_database(),
-                    list(load_datasets(settings.datasets_dir).values()))
-    problems = [f"{name}: {p}" for name, ps in results.items() for p in ps]
+    good, broken = scan_datasets(settings.datasets_dir)  # a broken file hides no other
+    results = check(settings.require_database(), list(good.values())) if good else {}
+    results.update({name: [error] for name, error in broken.items()})
+    problems = [f"{name}: {p}" for name, ps in sorted(results.items()) for p in ps]
     return [Check("datasets", not problems,
                   f"{len(results)} dataset(s) match their tables" if not problems
                   else "; ".join(problems), "sales-etl migrate, or correct the dataset file"

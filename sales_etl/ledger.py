@@ -25,7 +25,7 @@ from psycopg2.extras import Json, RealDictCursor
 
 from . import __version__
 from .errors import Skipped
-from .reasons import file_code
+from .reasons import Code, Moved
 
 
 @dataclass
@@ -39,7 +39,7 @@ class RunRecord:
     run_uuid: str = field(default_factory=lambda: str(uuid.uuid4()))
     app_version: str = __version__
     status: str = "running"
-    reason_code: str | None = None
+    reason_code: Code | None = None  # registered (reasons.py): never built at run time
     error: str | None = None
     content_sha256: str | None = None
     rows_read: int = 0
@@ -127,7 +127,7 @@ def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> 
 
 
 def claim_file(cur: Any, dataset: str, blob_path: str, etag: str | None,
-               current: Callable[[], str | None] | None = None) -> int | None:
+               current: Callable[[], Moved | None] | None = None) -> int | None:
     """Claim one version of a file for the caller's transaction (``claim``: its first
     statement), then re-check what an invocation that held the lock before may have done.
     Returns the run that already loaded this very version (``etag``), if one did: the
@@ -146,7 +146,7 @@ def claim_file(cur: Any, dataset: str, blob_path: str, etag: str | None,
     gone = current() if current is not None else None
     if gone is not None:
         raise Skipped(f"{blob_path}: this version is no longer in place ({gone}):"
-                      " nothing to load", code=file_code(gone))
+                      " nothing to load", code=gone)
     return None
 
 

@@ -37,6 +37,7 @@ from .errors import ConfigError, DataError, EtlError, Skipped, TransientError, c
 from .extract import HashingReader, iter_chunks
 from .ledger import RunRecord
 from .protect import Protector, make_protector
+from .reasons import Moved
 from .rejects import RejectsWriter
 from .settings import Settings, load_settings
 from .transform import transform
@@ -57,7 +58,7 @@ class Source:
     run_uuid: str | None = None  # chosen by the caller, so its log lines and ledger row agree
     # Once the file's lock is held: None if this version is still the one to load, else
     # why not ("gone": moved by another invocation; "superseded": a newer version landed).
-    current: Callable[[], str | None] | None = None
+    current: Callable[[], Moved | None] | None = None
 
 
 def _logger(rec: RunRecord) -> logging.LoggerAdapter[logging.Logger]:

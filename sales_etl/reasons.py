@@ -45,6 +45,7 @@ CommandCode = Literal[
     "settings", "dataset", "bad_blob_name", "not_found", "wrong_key", "storage_unreachable"]
 
 Code = RowCode | FileCode | CommandCode
+Moved = Literal["gone", "superseded"]  # why a blob version is no longer in place (file codes)
 
 
 @dataclass(frozen=True)

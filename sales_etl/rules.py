@@ -16,6 +16,7 @@ Pure: no I/O, no environment (numpy and Arrow compute only).
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -35,6 +36,13 @@ TYPES = ("text", "integer", "decimal", "enum", "timestamp", "date")
 NORMALIZE = ("trim", "lower", "upper")
 IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 NUMBER = (int, float)
+BARE_KEY = re.compile(r"^[A-Za-z0-9_-]+$")
+MAX_SCALE = 30  # decimal places: the decimal parse reads 30 integer digits, floats far fewer
+MAX_PATTERN = 1000  # characters of a pattern (a reject without a hint quotes it)
+MAX_HINT = 200
+MAX_FORMAT = 100
+NUMERIC = ("integer", "decimal")
+TEMPORAL = ("timestamp", "date")
 
 
 @dataclass
@@ -100,10 +108,47 @@ def _split(value: Any, ctype: str) -> str | None:
 
 
 def _regex(value: Any, ctype: str) -> str | None:
+    if len(value) > MAX_PATTERN:
+        return f"longer than {MAX_PATTERN} characters"
     try:
         re.compile(value)
     except re.error as exc:
         return f"not a regular expression: {exc}"
+    try:  # the data check runs it with Arrow's engine (RE2): no look-around, no back-reference
+        pc.match_substring_regex(pa.nulls(1, pa.string()), value)  # compiles it (no pandas)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        return f"not a regular expression the data check can run (RE2): {one_line(str(exc))}"
+    return None
+
+
+def _hint(value: Any, ctype: str) -> str | None:
+    if len(value) > MAX_HINT or not value.isprintable():
+        return f"must be one line of at most {MAX_HINT} printable characters"
+    return None
+
+
+def _format(value: Any, ctype: str) -> str | None:
+    """A strptime format the transform can accept a value in: a value it writes reads back
+    and prints as it was (the transform's own test of every value). A format no value can
+    pass (``%Q``, ``%f`` in whole seconds) would reject every row of every file."""
+    if ctype not in TEMPORAL or not value:
+        return None  # another column type refuses the key; an empty one is the default
+    if len(value) > MAX_FORMAT:
+        return f"longer than {MAX_FORMAT} characters"
+    # 2001-01-01 00:00:00, built from a buffer (converting a Python value would import
+    # pandas, and the worker reads every dataset file at start without it); in UTC for a
+    # format with a zone
+    zone = "UTC" if "%z" in value or "%Z" in value else None
+    sample = pa.Array.from_buffers(pa.timestamp("s", tz=zone), 1, [
+        None, pa.py_buffer(np.array([978_307_200], dtype=np.int64))])
+    try:
+        text = pc.strftime(sample, format=value)
+        back = pc.strptime(text, format=value, unit="s", error_is_null=True)
+        again = pc.strftime(back, format=value)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError) as exc:
+        return f"{value!r} is not a date/time format: {one_line(str(exc))}"
+    if again.null_count or not pc.all(pc.equal(again, text)).as_py():
+        return f"{value!r} does not read back what it writes: no value could pass it"
     return None
 
 
@@ -118,13 +163,39 @@ def _text_only(value: Any, ctype: str) -> str | None:
 
 
 def _row_code(value: Any, ctype: str) -> str | None:
-    if value in codes("row"):
-        return None
-    return f"{value!r} is not a row reason code (README: How a file flows)"
+    if value not in codes("row"):
+        return f"{value!r} is not a row reason code (README: How a file flows)"
+    if not value.endswith("_mismatch"):  # e.g. nul_byte would tell the operator a falsehood
+        mismatches = ", ".join(sorted(c for c in codes("row") if c.endswith("_mismatch")))
+        return f"{value!r} is not a mismatch code ({mismatches})"
+    return None
 
 
 def _not_negative(value: Any, ctype: str) -> str | None:
+    if value != value:  # NaN
+        return "nan is not a number"
     return None if value >= 0 else f"{value!r} must not be negative"
+
+
+def _scale_range(value: Any, ctype: str) -> str | None:
+    if 0 <= value <= MAX_SCALE:
+        return None
+    return f"{value!r} must be 0 to {MAX_SCALE} decimal places"
+
+
+def _a_number(value: Any, ctype: str) -> str | None:
+    return "nan is not a number" if value != value else None
+
+
+def one_line(text: str) -> str:
+    """``text`` as one line (a problem quoted from a library may hold line breaks)."""
+    return " ".join(text.split())
+
+
+def key_text(name: str) -> str:
+    """A TOML key as a message shows it: bare when TOML writes it bare, else quoted with
+    every control or non-ASCII character escaped (an error stays one line)."""
+    return name if BARE_KEY.match(name) else json.dumps(name)
 
 
 # ------------------------------------------------------------------------ data checks
@@ -171,8 +242,6 @@ def _maximum(col: Column, bound: float, v: Values) -> Finding:
 
 # ---------------------------------------------------------------------------- the table
 
-_NUMERIC = ("integer", "decimal")
-_TEMPORAL = ("timestamp", "date")
 
 RULES: tuple[Rule, ...] = (
     # how a value is read and where it lands (applied by the transform and the loader)
@@ -185,31 +254,34 @@ RULES: tuple[Rule, ...] = (
     Rule("normalize", (str,), "trim (the default), lower or upper, before every check",
          spec=_one_of(NORMALIZE)),
     Rule("default", (str,), "the value used when it is empty"),
-    Rule("format", (str,), "strptime format of a timestamp or date", types=_TEMPORAL),
+    Rule("format", (str,), "strptime format of a timestamp or date", spec=_format,
+         types=TEMPORAL),
     Rule("sensitive", (bool,), "encrypted, with a blind index beside it", spec=_text_only,
          types=("text",)),
-    Rule("derive", (str,), "arithmetic over columns: fills an empty value, checks a stated "
-                           "one (datasets.parse_dataset checks the expression)"),
-    Rule("tolerance", NUMBER, "how far a stated derived value may be off", spec=_not_negative),
+    Rule("derive", (str,), "arithmetic over number columns: fills an empty value, checks a "
+                           "stated one (datasets.parse_dataset checks the expression)",
+         types=NUMERIC),
+    Rule("tolerance", NUMBER, "how far a stated derived value may be off", spec=_not_negative,
+         needs="derive"),
     Rule("mismatch", (str,), "the reason code of a stated derived value too far off "
                              "(default derived_mismatch)", spec=_row_code, needs="derive"),
     # value checks, in the order they run (the first reason found wins)
     Rule("max_length", (int,), "at most this many characters", types=("text",),
-         code="too_long", data=_max_length),
+         code="too_long", data=_max_length, spec=_not_negative),
     Rule("pattern", (str,), "a regular expression the value matches", spec=_regex,
          types=("text",), code="bad_format", data=_pattern),
     Rule("pattern_hint", (str,), "how a reject for the pattern words what is expected",
-         needs="pattern"),
+         spec=_hint, types=("text",), needs="pattern"),
     Rule("values", (list,), "the allowed values of an enum", spec=_enum_values,
          types=("enum",), needed_by=("enum",), code="bad_value", data=_values,
          need_problem="an enum needs a list of allowed strings"),
     Rule("scale", (int,), "decimal places at most", types=("decimal",), needed_by=("decimal",),
-         code="too_many_decimals", data=_scale, spec=_not_negative,
+         code="too_many_decimals", data=_scale, spec=_scale_range,
          need_problem="a decimal needs its number of decimal places"),
-    Rule("min", NUMBER, "the smallest value", types=_NUMERIC, code="out_of_range",
-         data=_minimum),
-    Rule("max", NUMBER, "the largest value", types=_NUMERIC, code="out_of_range",
-         data=_maximum),
+    Rule("min", NUMBER, "the smallest value", types=NUMERIC, code="out_of_range",
+         data=_minimum, spec=_a_number),
+    Rule("max", NUMBER, "the largest value", types=NUMERIC, code="out_of_range",
+         data=_maximum, spec=_a_number),
 )
 
 BY_KEY: dict[str, Rule] = {r.key: r for r in RULES}
@@ -223,11 +295,16 @@ def value_checks(column_type: str) -> tuple[Rule, ...]:
 
 def spec_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     """Every problem of one ``[columns.<name>]`` table, as (key, what is wrong): unknown keys
-    first, then the type, then each key in table order (its TOML type, its own check, what
-    it needs) and the keys its column type needs. The spec parser reports the first."""
+    first, then the type, then each key in table order (its TOML type, its own check, the
+    column types it applies to, what it needs) and the keys its column type needs. The spec
+    parser reports the first. (A TOML boolean is never a number here, though Python's
+    ``bool`` is an ``int``; a key set to false turns nothing on, so it fits any column.)"""
+    if not isinstance(raw, dict):
+        return [("", f"must be a table of keys ([columns.<name>] with a type), not {raw!r}"
+                     [:200])]
     unknown = sorted(set(raw) - set(BY_KEY))
     if unknown:
-        return [("", f"unknown key(s) {', '.join(unknown)}")]
+        return [("", f"unknown key(s) {', '.join(key_text(k) for k in unknown)}")]
     ctype = raw.get("type")
     if ctype not in TYPES:
         return [("type", f"{ctype!r} must be one of {', '.join(TYPES)}")]
@@ -238,10 +315,13 @@ def spec_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append((rule.key, rule.need_problem or f"a {ctype} needs {rule.key}"))
             continue
         value = raw[rule.key]
-        if not isinstance(value, rule.kind):
+        if not isinstance(value, rule.kind) or (isinstance(value, bool)
+                                                and bool not in rule.kind):
             problems.append((rule.key, rule.wrong_kind or f"{value!r} has the wrong type"))
             continue
         problem = rule.spec(value, ctype) if rule.spec is not None else None
+        if problem is None and rule.types and ctype not in rule.types and value is not False:
+            problem = f"only {' or '.join(rule.types)} columns take it, not {ctype}"
         if problem is None and rule.needs is not None and rule.needs not in raw:
             problem = f"only with {rule.needs}"
         if problem is not None:

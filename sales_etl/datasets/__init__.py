@@ -21,7 +21,7 @@ from typing import Any
 from ..errors import ConfigError
 from ..expr import check as check_expression
 from ..reasons import RowCode, row_code
-from ..rules import BY_KEY, IDENTIFIER, spec_problems
+from ..rules import BY_KEY, IDENTIFIER, NUMERIC, key_text, spec_problems
 
 SHIPPED_DIR = Path(__file__).resolve().parent
 DEFAULT_FORMATS = {"timestamp": "%Y-%m-%d %H:%M:%S", "date": "%Y-%m-%d"}
@@ -137,7 +137,8 @@ class Dataset:
 
 
 def _fail(source: str, key: str, what: str) -> ConfigError:
-    return ConfigError(f"dataset file {source}: {key}: {what}", code="dataset")
+    shown = source if source.isprintable() else repr(source)
+    return ConfigError(f"dataset file {shown}: {key}: {what}", code="dataset")
 
 
 def _ident(source: str, key: str, value: Any) -> str:
@@ -149,7 +150,7 @@ def _ident(source: str, key: str, value: Any) -> str:
 
 def _column(source: str, name: str, raw: dict[str, Any]) -> Column:
     """One ``[columns.<name>]`` table, checked rule by rule (``rules.spec_problems``)."""
-    where = f"columns.{name}"
+    where = f"columns.{key_text(name)}"  # one line, whatever the name holds
     problems = spec_problems(raw)
     if problems:
         key, what = problems[0]
@@ -183,12 +184,12 @@ def _parse_dataset(path: Path) -> Dataset:
     unknown = sorted(set(raw) - {"name", "version", "table", "business_key", "write_mode",
                                  "row_id", "columns"})
     if unknown:
-        raise _fail(source, ", ".join(unknown), "unknown key(s)")
+        raise _fail(source, ", ".join(key_text(k) for k in unknown), "unknown key(s)")
     name = _ident(source, "name", raw.get("name"))
     if name != path.stem:
         raise _fail(source, "name", f"{name!r} must match the file name {path.stem!r}")
     version = raw.get("version", 1)
-    if not isinstance(version, int) or version < 1:
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise _fail(source, "version", f"{version!r} must be a positive whole number")
     table = _ident(source, "table", raw.get("table", name))
     cols_raw = raw.get("columns")
@@ -213,16 +214,22 @@ def _parse_dataset(path: Path) -> Dataset:
     for c in columns:
         if c.derive:
             refs = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", c.derive))
+            where = f"columns.{key_text(c.name)}.derive"
             if not refs <= names:
-                raise _fail(source, f"columns.{c.name}.derive",
+                raise _fail(source, where,
                             f"unknown column(s) {', '.join(sorted(refs - names))}")
+            not_numbers = sorted(r for r in refs if next(
+                x for x in columns if x.name == r).type not in NUMERIC)
+            if not_numbers:
+                raise _fail(source, where, f"{', '.join(not_numbers)}: only integer and "
+                            "decimal columns can be computed with")
             try:
                 check_expression(c.derive, names)
             except (ValueError, SyntaxError) as exc:
-                raise _fail(source, f"columns.{c.name}.derive",
+                raise _fail(source, where,
                             "only + - * / ( ), numbers and column names") from exc
             except RecursionError as exc:  # a very long or deeply nested expression
-                raise _fail(source, f"columns.{c.name}.derive",
+                raise _fail(source, where,
                             "too long or too deeply nested to evaluate") from exc
     row_id = _ident(source, "row_id", raw.get("row_id", "id"))
     return Dataset(name=name, version=version, table=table, business_key=tuple(key),

@@ -11,7 +11,9 @@ from azure.storage.blob import ContainerClient
 from sales_etl import __version__, pipeline, retry, storage
 from sales_etl.datasets import dataset_version, get_dataset
 from sales_etl.settings import Settings
+from sales_etl_dev import devstack
 
+from .clirun import assert_clean, environment, project, run
 from .conftest import names
 
 
@@ -65,3 +67,32 @@ def test_a_derive_too_deep_to_evaluate_is_a_broken_dataset_not_a_crash(
     park(cc, "failed/sales/older.csv", "0-oldfingerprint")  # its dataset changed since
     report = retry.sweep(with_broken)
     assert report.retried == ["incoming/sales/older.csv"], report
+
+
+def test_datasets_and_doctor_name_a_broken_file_and_check_every_other(
+        stack: devstack.StackState, tmp_path: Path) -> None:
+    """One broken file in DATASETS_DIR: `sales-etl datasets`, `datasets check` and `doctor`
+    name it in one line and still list and check the shipped datasets (formerly the first
+    broken file stopped each command before any other dataset was looked at, and doctor's
+    key check failed on it too)."""
+    home = project(tmp_path / "checkout", stack)
+    extra = tmp_path / "datasets"
+    extra.mkdir()
+    (extra / "returns.toml").write_text(
+        'name = "returns"\nbusiness_key = ["id"]\n[columns.id]\ntype = "text"\n'
+        'required = true\n[columns."qty\\nx"]\ntype = "integer"\nsql = "qty"\ncolour = 3\n')
+    env = environment(home, {"DATASETS_DIR": str(extra)})
+    broken = f'dataset file {extra / "returns.toml"}: columns."qty\\nx": unknown key(s) colour'
+    checked = run("sales-etl datasets check", env, tmp_path)
+    assert_clean(checked, "datasets check")
+    assert checked.code == 1, checked.text
+    for name in ("customers", "products", "sales", "stores", "suppliers"):
+        assert f"{name}: ok" in checked.out, checked.text
+    assert f"returns: FAILED\n  - {broken}\n" in checked.out, checked.text
+    listed = run("sales-etl datasets", env, tmp_path)
+    assert listed.code == 1 and "sales: table sales" in listed.out, listed.text
+    assert f"returns: BROKEN: {broken}\n" in listed.out, listed.text
+    doctor = run("sales-etl doctor", env, tmp_path)
+    lines = doctor.out.splitlines()
+    assert any(line.startswith("PASS  encryption keys") for line in lines), doctor.text
+    assert any(line.startswith("FAIL  datasets") and broken in line for line in lines), doctor.text

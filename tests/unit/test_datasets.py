@@ -34,7 +34,9 @@ def test_unknown_dataset() -> None:
      "columns.a.pattern"),
     ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\nvalues=5',
      "columns.a.values"),
-    ('name = "x"\nbusiness_key=["a"]\n[columns]\na=5', "cannot be read"),
+    ('name = "x"\nbusiness_key=["a"]\n[columns]\na=5', "columns.a: must be a table of keys"),
+    ('name = "x"\nversion = true\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true',
+     "version: True must be a positive whole number"),
 ])
 def test_malformed_spec_names_file_and_key(tmp_path: Path, body: str, words: str) -> None:
     path = tmp_path / "x.toml"

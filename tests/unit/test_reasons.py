@@ -71,32 +71,62 @@ def test_every_column_rule_raises_a_registered_row_code() -> None:
             assert rule.code in codes("row"), rule.key
 
 
-def _literal_codes(tree: ast.AST) -> list[tuple[int, str]]:
-    """Code strings written where codes are raised: ``code="..."`` and ``reason_code="..."``
-    keywords, ``x.reason_code = "..."`` (also in a tuple assignment), the reason of
-    ``Reject(line, "...", ...)`` and of ``flags.set(mask, "...", ...)``."""
-    found: list[tuple[int, str]] = []
+def _code_values(tree: ast.AST) -> list[tuple[int, ast.expr]]:
+    """The expressions written where codes are raised: ``code=...`` and ``reason_code=...``
+    keywords, ``x.reason_code = ...`` (also in a tuple assignment), the reason of
+    ``Reject(line, ..., ...)`` and of ``flags.set(mask, ..., ...)``."""
+    found: list[tuple[int, ast.expr]] = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
                 pairs = (list(zip(target.elts, node.value.elts, strict=False))
                          if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
                          else [(target, node.value)])
-                found.extend((node.lineno, v.value) for t, v in pairs
-                             if isinstance(t, ast.Attribute) and t.attr == "reason_code"
-                             and isinstance(v, ast.Constant) and isinstance(v.value, str))
+                found.extend((node.lineno, v) for t, v in pairs
+                             if isinstance(t, ast.Attribute) and t.attr == "reason_code")
         if not isinstance(node, ast.Call):
             continue
-        for kw in node.keywords:
-            if kw.arg in ("code", "reason_code") and isinstance(kw.value, ast.Constant) and (
-                    isinstance(kw.value.value, str)):
-                found.append((node.lineno, kw.value.value))
+        found.extend((node.lineno, kw.value) for kw in node.keywords
+                     if kw.arg in ("code", "reason_code"))
         name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
             node.func, "id", "")
-        if name in ("Reject", "set") and len(node.args) >= 2 and isinstance(
-                node.args[1], ast.Constant) and isinstance(node.args[1].value, str):
-            found.append((node.lineno, node.args[1].value))
+        if name in ("Reject", "set") and len(node.args) >= 2:
+            found.append((node.lineno, node.args[1]))
     return found
+
+
+def _strings(value: ast.expr) -> list[str]:
+    """The literal codes an expression can be: a string, or either branch of ``a if c else
+    b``."""
+    if isinstance(value, ast.Constant) and isinstance(value.value, str):
+        return [value.value]
+    if isinstance(value, ast.IfExp):
+        return _strings(value.body) + _strings(value.orelse)
+    return []
+
+
+def _built(value: ast.expr) -> bool:
+    """A code made at run time: an f-string, ``+`` or ``%`` of strings, ``.format()``,
+    ``.join()``, ``str()`` (mypy cannot tell such a value from a registered code where it is
+    typed ``str``; a Literal-typed place refuses it)."""
+    if isinstance(value, ast.IfExp):
+        return _built(value.body) or _built(value.orelse)
+    if isinstance(value, ast.JoinedStr | ast.BinOp):
+        return True
+    if isinstance(value, ast.Call):
+        func = value.func
+        return (isinstance(func, ast.Attribute) and func.attr in ("format", "join")) or (
+            isinstance(func, ast.Name) and func.id == "str")
+    return False
+
+
+def _literal_codes(tree: ast.AST) -> list[tuple[int, str]]:
+    return [(line, code) for line, value in _code_values(tree) for code in _strings(value)]
+
+
+def _package_trees() -> list[tuple[Path, ast.AST]]:
+    return [(path, ast.parse(path.read_text()))
+            for path in sorted((ROOT / "sales_etl").rglob("*.py"))]
 
 
 def test_every_code_written_in_the_package_is_registered() -> None:
@@ -104,8 +134,8 @@ def test_every_code_written_in_the_package_is_registered() -> None:
     builds an error without the type (a typo there would be a silent new code)."""
     every = codes("row") | codes("file") | codes("command")
     unknown = []
-    for path in sorted((ROOT / "sales_etl").rglob("*.py")):
-        for line, code in _literal_codes(ast.parse(path.read_text())):
+    for path, tree in _package_trees():
+        for line, code in _literal_codes(tree):
             if code not in every:
                 unknown.append(f"{path.relative_to(ROOT)}:{line}: {code}")
     assert unknown == []
@@ -115,6 +145,82 @@ def test_the_literal_scan_finds_codes() -> None:
     """(The scan above cannot pass by finding nothing.)"""
     tree = ast.parse('raise DataError("x", code="nope")\nflags.set(m, "typo", "r")\n'
                      'Reject(1, "also", "r", ())\nrec.status, rec.reason_code = "x", "tuple"\n'
-                     'rec.reason_code = "plain"\nRunRecord(reason_code="kw")\n')
+                     'rec.reason_code = "plain"\nRunRecord(reason_code="kw")\n'
+                     'flags.set(m, "a_int" if i else "a_dec", "r")\n')
     assert sorted(c for _, c in _literal_codes(tree)) == sorted(
-        ["nope", "typo", "also", "tuple", "plain", "kw"])
+        ["nope", "typo", "also", "tuple", "plain", "kw", "a_int", "a_dec"])
+
+
+def test_no_code_is_built_at_run_time() -> None:
+    """A code assembled at run time (``f"db_{kind}"``) is a code the README cannot list and
+    the literal scan cannot see: none is written where codes are raised."""
+    built = [f"{path.relative_to(ROOT)}:{line}" for path, tree in _package_trees()
+             for line, value in _code_values(tree) if _built(value)]
+    assert built == []
+    planted = ast.parse('rec.reason_code = f"skip_{why}"\nraise Skipped("m", code="db_" + k)\n'
+                        'flags.set(m, "{}_x".format(k), "r")\nReject(1, str(k), "r", ())\n'
+                        'rec.status, rec.reason_code = "s", "%s" % k\n'
+                        'DataError("m", code="a" if k else f"b{k}")\n')
+    assert sorted(line for line, value in _code_values(planted) if _built(value)) == [
+        1, 2, 3, 4, 5, 6]
+
+
+def test_codes_are_typed_where_they_are_held() -> None:
+    """mypy refuses an unregistered (or computed) code only where the value is typed by the
+    registry: the ledger's record, a reject, an error, the transform's flags, a move."""
+    from typing import get_args, get_type_hints
+
+    from sales_etl.blobs import IncomingBlob
+    from sales_etl.errors import EtlError
+    from sales_etl.ledger import RunRecord
+    from sales_etl.reasons import Code, Moved, RowCode
+    from sales_etl.records import Reject
+    from sales_etl.transform import _Flags
+
+    assert get_type_hints(RunRecord)["reason_code"] == Code | None
+    assert get_type_hints(Reject)["code"] == RowCode
+    assert get_type_hints(EtlError.__init__)["code"] == Code
+    assert get_type_hints(_Flags.set)["code"] == RowCode
+    assert get_type_hints(IncomingBlob.current)["return"] == Moved | None
+    assert set(typed_codes("file")) >= set(get_args(Moved))
+
+
+def test_every_registered_code_is_raised_somewhere() -> None:
+    """The other way round: a code the README and the registry list must be written where
+    the package raises codes (a literal at a raising place, either branch of a conditional,
+    a typed default or return value, a SQL literal that the loader reads back), or declared
+    by a shipped dataset (``mismatch``). A listed code nothing raises is a stale promise."""
+    import tomllib
+
+    from sales_etl.datasets import SHIPPED_DIR
+
+    raised: set[str] = set()
+    sql = re.compile(r"'([a-z][a-z0-9_]*)'")
+    for path, tree in _package_trees():
+        if path.name == "reasons.py":
+            continue
+        raised.update(code for _, code in _literal_codes(tree))
+        for node in ast.walk(tree):
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                args = node.args.args + node.args.kwonlyargs
+                defaults = node.args.defaults + [d for d in node.args.kw_defaults if d]
+                if any(a.arg == "code" for a in args):  # a code parameter's default
+                    raised.update(c for d in defaults for c in _strings(d))
+                returns = ast.unparse(node.returns) if node.returns else ""
+                if any(t in returns for t in ("Code", "Moved")):  # a code-typed return
+                    raised.update(c for r in ast.walk(node) if isinstance(r, ast.Return)
+                                  and r.value is not None for c in _strings(r.value))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
+                    "row_code", "file_code"):
+                raised.update(c for a in node.args for c in _strings(a))
+            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "get" and len(
+                    node.args) == 2 and _strings(node.args[0]) == ["mismatch"]:
+                raised.update(_strings(node.args[1]))  # the dataset's default mismatch code
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
+                    "SELECT" in node.value):
+                raised.update(sql.findall(node.value))
+    for spec in SHIPPED_DIR.glob("*.toml"):
+        for column in tomllib.loads(spec.read_text())["columns"].values():
+            raised.update([column["mismatch"]] if "mismatch" in column else [])
+    every = codes("row") | codes("file") | codes("command")
+    assert sorted(every - raised) == []
