@@ -57,13 +57,14 @@ def _undefined(code: str) -> set[str]:
 
 
 SCRIPTS = [(f"{path.name}:{name}", code)
-           for path in sorted((ROOT / "tests" / "integration").glob("test_*.py"))
+           for path in sorted((ROOT / "tests" / "integration").rglob("*.py"))
            for name, code in _scripts(path)]
 
 
 def test_the_crash_tests_have_their_scripts() -> None:
     found = {label for label, _ in SCRIPTS}
-    assert {"test_guarantees_moves.py:CRASH_AFTER_COPY", "test_faults.py:WORKER"} <= found
+    assert {"test_guarantees_moves.py:CRASH_AFTER_COPY", "interleave.py:WORKER",
+            "test_faults.py:LOAD_WORKER"} <= found
 
 
 @pytest.mark.parametrize(("label", "code"), SCRIPTS, ids=[label for label, _ in SCRIPTS])

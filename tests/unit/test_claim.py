@@ -10,6 +10,7 @@ import pytest
 
 from sales_etl import ledger
 from sales_etl.errors import Skipped
+from sales_etl.reasons import Moved
 
 
 class FakeCursor:
@@ -39,8 +40,8 @@ class FakeCursor:
         self.rollbacks += 1
 
 
-def never(calls: list[str]) -> Callable[[], str | None]:
-    def current() -> str | None:
+def never(calls: list[str]) -> Callable[[], Moved | None]:
+    def current() -> Moved | None:
         calls.append("current")
         return None
     return current
@@ -66,7 +67,7 @@ def test_a_local_file_has_no_version_to_recheck() -> None:
 
 
 @pytest.mark.parametrize("why", ["gone", "superseded"])
-def test_a_version_moved_or_replaced_meanwhile_is_skipped(why: str) -> None:
+def test_a_version_moved_or_replaced_meanwhile_is_skipped(why: Moved) -> None:
     cur = FakeCursor([True])
     with pytest.raises(Skipped) as caught:
         ledger.claim_file(cur, "sales", "incoming/a.csv", '"0x1"', lambda: why)
