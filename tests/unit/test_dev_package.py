@@ -96,5 +96,55 @@ def test_without_the_dev_package_its_commands_say_how_to_get_them() -> None:
         out = _cli(name, hide_dev=True)
         assert out.returncode == 2
         assert "development package is not installed" in out.stderr and "make setup" in out.stderr
+        # dev/ alone over an installed wheel finds no checkout (node_modules, .devstack/)
+        assert "pip install -e . -e ./dev" in out.stderr and "-e dev/`" not in out.stderr
         assert "Traceback" not in out.stderr
     assert "No such command" in _cli("nosuch", hide_dev=True).stderr
+
+
+def _bare_env(**extra: str) -> dict[str, str]:
+    import os
+    import re
+
+    settings = re.compile(r"^(POSTGRES_|SalesStorage|AzureWebJobs|AZ_|FERNET_|BLIND_INDEX_)")
+    return {**{k: v for k, v in os.environ.items() if not settings.match(k)}, **extra}
+
+
+def test_without_the_dev_package_no_hint_names_a_dev_command(tmp_path: Path) -> None:
+    # An installed wheel: nothing to start a local stack with, so no hint may send the user
+    # to `sales-etl dev up` (which would only answer that it is not installed).
+    code = ("import sys; sys.modules['sales_etl_dev'] = None; "
+            "sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()")
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path,
+                              env=_bare_env(**env), capture_output=True, text=True)
+
+    missing = run("runs")
+    assert missing.returncode == 1 and "POSTGRES_HOST: not set" in missing.stderr
+    assert "export the settings of your deployment" in missing.stderr
+    assert "dev up" not in missing.stderr and "Traceback" not in missing.stderr
+    doctor = run("doctor")
+    assert "export the settings of your deployment" in doctor.stdout
+    assert "dev up" not in doctor.stdout + doctor.stderr
+    down = run("runs", POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="9", POSTGRES_USER="u",
+               POSTGRES_PASSWORD="p", POSTGRES_DB="d", POSTGRES_CONNECT_TIMEOUT="2")
+    assert down.returncode == 1 and "database unreachable" in down.stderr, down.stderr
+    assert "dev up" not in down.stderr and "dev env" not in down.stderr
+
+
+def test_the_readme_places_each_module_in_its_package() -> None:
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    layout = readme[readme.index("Layout: `function_app.py`"):]
+    layout = layout[:layout.index("Tests mirror it")]
+    runtime_part, _, dev_part = layout.partition("the development package")
+    named = set(re.findall(r"`([a-z_]+)/?`", runtime_part)) - {"function_app", "sales_etl"}
+    runtime = {p.stem for p in (ROOT / "sales_etl").glob("*.py")} | {
+        p.name for p in (ROOT / "sales_etl").iterdir() if p.is_dir()}
+    assert named and named <= runtime, named - runtime
+    dev_named = set(re.findall(r"`([a-z_]+)/?`", dev_part))
+    dev = {p.stem for p in (ROOT / "dev" / "sales_etl_dev").glob("*.py")} | {"rpc"}
+    assert dev_named >= DEV_MODULES and dev_named - {"bench"} <= dev, dev_named - dev
+    assert "still ship inside `sales_etl/`" not in readme
