@@ -58,3 +58,12 @@ def test_the_command_says_so_in_one_line(tmp_path: Path) -> None:
     assert "up to date" not in out.stdout
     assert out.stderr.startswith("Error: migrations folder not found"), out.stderr
     assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_doctor_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from sales_etl.doctor import _fix_for
+
+    monkeypatch.setenv("SALES_ETL_HOME", str(tmp_path))
+    with pytest.raises(ConfigError) as info:
+        migrate.discover(migrate.default_dir())
+    assert "pip install -e ." in _fix_for(info.value)
