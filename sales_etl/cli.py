@@ -101,8 +101,9 @@ class _Cli(click.Group):
         if args and args[0] in DEV_COMMANDS and self.get_command(ctx, args[0]) is None:
             raise click.UsageError(
                 f"`sales-etl {args[0]}` is a development command and the development "
-                "package is not installed here: from a checkout, `make setup` installs it "
-                "(or `pip install -e dev/`)", ctx)
+                "package is not installed here: in a checkout, `make setup` installs it "
+                "(requirements-dev.txt, then `pip install -e . -e ./dev`: the local stack "
+                "runs from the checkout)", ctx)
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:

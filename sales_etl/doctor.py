@@ -63,6 +63,9 @@ def _fix_for(error: EtlError) -> str:
                 "sales-etl dev up, then export its settings again)")
     if error.code in ("storage_transient", "storage_unreachable", "io_transient"):
         return "check SalesStorage and that the storage account (locally: Azurite) is reachable"
+    if error.code == "no_migrations":
+        return ("run doctor (and migrate) from the checkout's command line (`pip install -e .`), "
+                "or set SALES_ETL_HOME to the checkout")
     if error.code == "settings" or isinstance(error, ConfigError):
         return "set the setting named (README: Settings)"
     return "fix the failure named; the other checks' fixes may come first"

@@ -15,6 +15,9 @@ EXIT_FAILED = 1  # the command ran and failed (a one-line reason on stderr)
 EXIT_USAGE = 2  # the command line itself is wrong (Click's usage errors: missing file, bad option)
 
 DEV_UP = "sales-etl dev up"
+NO_DEV_TOOLS = ("export the settings of your deployment (README: Settings); the local stack's "
+                "commands (`sales-etl dev ...`) come with the development package, which is "
+                "not installed here (`make setup` in a checkout installs it)")
 
 
 @dataclass(frozen=True)
@@ -24,10 +27,15 @@ class Stack:
     status: str  # "running", "stopped" (state left behind, processes gone) or "none"
     home: Path
     env: Mapping[str, str] | None  # its settings, when running
+    # False where the development package (dev/, which runs the local stack) is not
+    # installed (an installed wheel, an operator's machine): `sales-etl dev up` is not there
+    dev_tools: bool = True
 
     def hint(self) -> str:
         if self.status == "running":
             return ""
+        if not self.dev_tools:
+            return NO_DEV_TOOLS
         if self.status == "stopped":
             return (f"the local stack in {self.home} is not running (stopped, or the machine "
                     f"restarted): start it with `{DEV_UP}`")
@@ -41,7 +49,7 @@ def local_stack(home: Path | None = None) -> Stack:
     try:
         from sales_etl_dev import devstack
     except ImportError:
-        return Stack("none", home or Path(".devstack"), None)
+        return Stack("none", home or Path(".devstack"), None, dev_tools=False)
     home = home or devstack.default_home()
     state = devstack.read_state(home)
     if state is None:
@@ -104,7 +112,7 @@ def one_line(exc: BaseException, stack: Stack) -> str:
     if _missing_settings(text) and stack.status != "running":
         hints.append(stack.hint())
     if error.code in ("db_unreachable", "storage_unreachable", "io_transient") and (
-            stack.status != "running"):
+            stack.status != "running" and stack.dev_tools):
         where = ("the local stack is not running" if stack.status == "stopped" else
                  "nothing answers there")
         hints.append(f"{where}: if these are the local stack's settings, start it with "

@@ -27,10 +27,25 @@ class Migration:
 
 
 def default_dir() -> Path:
+    """The shipped migrations: ``migrations/`` of the checkout (or of the deployment zip)
+    the package runs from, or of ``SALES_ETL_HOME``."""
     return project_root() / "migrations"
 
 
+# A `sales-etl` built as a wheel (`pip install .`) carries the package, not the migrations
+# beside it: without this, `migrate` applied nothing and said "up to date".
+_NOT_SHIPPED = ("; a sales-etl installed from a wheel (`pip install .`) carries no "
+                "migrations: install it from the checkout with `pip install -e .`, or set "
+                "SALES_ETL_HOME to the checkout")
+
+
 def discover(directory: Path) -> list[Migration]:
+    """The migrations in ``directory``. A folder that is not there is an error, never
+    "nothing to apply"; so is a shipped folder without any migration."""
+    shipped = directory == default_dir()
+    if not directory.is_dir():
+        raise ConfigError(f"migrations folder not found: {directory}"
+                          + (_NOT_SHIPPED if shipped else ""), code="no_migrations")
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         m = MIGRATION_RE.match(path.name)
@@ -41,6 +56,8 @@ def discover(directory: Path) -> list[Migration]:
             raise ConfigError(f"migration {path.name}: version {version} is used twice")
         checksum = hashlib.sha256(path.read_bytes()).hexdigest()
         found[version] = Migration(version, m.group(2).replace("_", " "), path, checksum)
+    if shipped and not found:
+        raise ConfigError(f"no migration in {directory}" + _NOT_SHIPPED, code="no_migrations")
     return [found[v] for v in sorted(found)]
 
 

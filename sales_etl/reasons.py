@@ -42,7 +42,8 @@ FileCode = Literal[
     "already_loaded", "gone", "superseded", "not_incoming", "requeued", "same_content"]
 
 CommandCode = Literal[
-    "settings", "dataset", "bad_blob_name", "not_found", "wrong_key", "storage_unreachable"]
+    "settings", "dataset", "bad_blob_name", "not_found", "wrong_key", "storage_unreachable",
+    "no_migrations"]
 
 Code = RowCode | FileCode | CommandCode
 Moved = Literal["gone", "superseded"]  # why a blob version is no longer in place (file codes)
@@ -123,6 +124,7 @@ REASONS: tuple[Reason, ...] = (
     Reason("not_found", "command", "no such blob"),
     Reason("wrong_key", "command", "a value that no configured key decrypts"),
     Reason("storage_unreachable", "command", "nothing answers at the storage endpoint"),
+    Reason("no_migrations", "command", "no migrations folder, or an empty one, to apply"),
 )
 
 _LEVEL_TYPES: dict[Level, object] = {"row": RowCode, "file": FileCode, "command": CommandCode}

@@ -54,7 +54,24 @@ def backoff(attempt: int, policy: RetrySettings) -> timedelta:
     """How long after attempt ``attempt`` (1-based; 0 or less counts as 1) the file waits:
     ``base * 2**(attempt-1)`` seconds, never more than ``policy.max_seconds``."""
     exponent = min(max(0, attempt - 1), _MAX_EXPONENT)
-    return timedelta(seconds=min(policy.max_seconds, policy.base_seconds * 2 ** exponent))
+    return _seconds(min(policy.max_seconds, policy.base_seconds * 2 ** exponent))
+
+
+# RETRY_MAX_SECONDS has no upper bound in the settings: a cap of millennia must not make
+# every failure raise OverflowError (the file would then never reach failed/) nor every
+# sweep of a blob fail. Times saturate at the latest one a datetime holds.
+_LATEST = datetime.max.replace(tzinfo=UTC)
+
+
+def _seconds(seconds: int) -> timedelta:
+    return timedelta(seconds=min(seconds, timedelta.max.days * 86400 + timedelta.max.seconds))
+
+
+def _after(when: datetime, delay: timedelta) -> datetime:
+    try:
+        return when + delay
+    except OverflowError:
+        return _LATEST
 
 
 def failure_metadata(*, attempt: int, error: EtlError, now: datetime, dataset_version: str,
@@ -69,7 +86,7 @@ def failure_metadata(*, attempt: int, error: EtlError, now: datetime, dataset_ve
         "reason_code": error.code,
         "reason": quote_meta(error.message, REASON_LIMIT),
         "failed_at": now.isoformat(timespec="seconds"),
-        "next_attempt_at": (now + backoff(attempt, policy)).isoformat(timespec="seconds"),
+        "next_attempt_at": _after(now, backoff(attempt, policy)).isoformat(timespec="seconds"),
         "dataset_version": dataset_version,
         "app_version": app_version,
     }
@@ -118,7 +135,7 @@ def next_attempt(meta: Mapping[str, str], moved_at: datetime | None,
     due = parse_time(meta.get("next_attempt_at"))
     if due is None or moved_at is None:
         return due
-    latest = as_utc(moved_at) + timedelta(seconds=policy.max_seconds)
+    latest = _after(as_utc(moved_at), _seconds(policy.max_seconds))
     return min(due, latest)
 
 

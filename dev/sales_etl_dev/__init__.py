@@ -3,7 +3,7 @@
 drives the genuine worker in tests and the demo (``hostcall``, ``rpc/``), and
 ``local.settings.json`` for ``func start`` (``funcsettings``).
 
-Installed from a checkout by ``make setup`` (``pip install -e dev/``); it adds the ``dev``,
+Installed from a checkout by ``make setup`` (``pip install -e . -e ./dev``); it adds the ``dev``,
 ``demo`` and ``generate`` commands to ``sales-etl`` through the ``sales_etl.commands`` entry
 points. The function app, its deployment zip, its container image and the ``sales-etl``
 wheel leave this package out.

@@ -102,5 +102,78 @@ def test_without_the_dev_package_its_commands_say_how_to_get_them() -> None:
         out = _cli(name, hide_dev=True)
         assert out.returncode == 2
         assert "development package is not installed" in out.stderr and "make setup" in out.stderr
+        # dev/ alone over an installed wheel finds no checkout (node_modules, .devstack/)
+        assert "pip install -e . -e ./dev" in out.stderr and "-e dev/`" not in out.stderr
         assert "Traceback" not in out.stderr
     assert "No such command" in _cli("nosuch", hide_dev=True).stderr
+
+
+def _bare_env(**extra: str) -> dict[str, str]:
+    import os
+    import re
+
+    settings = re.compile(r"^(POSTGRES_|SalesStorage|AzureWebJobs|AZ_|FERNET_|BLIND_INDEX_)")
+    return {**{k: v for k, v in os.environ.items() if not settings.match(k)}, **extra}
+
+
+def test_without_the_dev_package_no_hint_names_a_dev_command(tmp_path: Path) -> None:
+    # An installed wheel: nothing to start a local stack with, so no hint may send the user
+    # to `sales-etl dev up` (which would only answer that it is not installed).
+    code = ("import sys; sys.modules['sales_etl_dev'] = None; "
+            "sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()")
+
+    def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path,
+                              env=_bare_env(**env), capture_output=True, text=True)
+
+    missing = run("runs")
+    assert missing.returncode == 1 and "POSTGRES_HOST: not set" in missing.stderr
+    assert "export the settings of your deployment" in missing.stderr
+    assert "dev up" not in missing.stderr and "Traceback" not in missing.stderr
+    doctor = run("doctor")
+    assert "export the settings of your deployment" in doctor.stdout
+    assert "dev up" not in doctor.stdout + doctor.stderr
+    down = run("runs", POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="9", POSTGRES_USER="u",
+               POSTGRES_PASSWORD="p", POSTGRES_DB="d", POSTGRES_CONNECT_TIMEOUT="2")
+    assert down.returncode == 1 and "database unreachable" in down.stderr, down.stderr
+    assert "dev up" not in down.stderr and "dev env" not in down.stderr
+
+
+def test_a_checkout_from_before_the_split_builds_a_clean_wheel(tmp_path: Path) -> None:
+    # `make setup` before the dev tools moved compiled sales_etl/rpc/_generated/ (git-ignored,
+    # so a pull leaves it behind), and an earlier build left an egg-info listing it.
+    pytest.importorskip("setuptools")
+    import shutil
+
+    src = tmp_path / "src"
+    shutil.copytree(ROOT / "sales_etl", src / "sales_etl",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-cli.txt"):
+        shutil.copy(ROOT / name, src / name)
+    stale = src / "sales_etl" / "rpc" / "_generated"
+    stale.mkdir(parents=True)
+    (stale / "__init__.py").write_text("")
+    (stale / "function_rpc_pb2.py").write_text("# generated\n")
+    (src / "sales_etl" / "devstack.py.orig").write_text("stale\n")
+    egg = src / "sales_etl.egg-info"
+    egg.mkdir()
+    (egg / "SOURCES.txt").write_text("sales_etl/rpc/_generated/__init__.py\n"
+                                     "sales_etl/rpc/_generated/function_rpc_pb2.py\n")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
+                    "--no-build-isolation", "--disable-pip-version-check", "-w",
+                    str(tmp_path / "out"), str(src)], check=True, capture_output=True)
+    (wheel,) = (tmp_path / "out").glob("sales_etl-*.whl")
+    with zipfile.ZipFile(wheel) as zf:
+        names = zf.namelist()
+    assert not [n for n in names if "/rpc/" in n or n.endswith(".orig")], names
+    for needed in ("sales_etl/py.typed", "sales_etl/certs/azure-postgres-roots.pem",
+                   "sales_etl/datasets/sales.toml", "sales_etl/datasets/__init__.py",
+                   "sales_etl/triggers.py"):
+        assert needed in names, needed
+
+
+def test_the_image_leaves_out_what_older_checkouts_left_behind() -> None:
+    # `COPY sales_etl` copies the folder as it is on disk, untracked leftovers included
+    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
+               if line.strip() and not line.startswith("#")}
+    assert "sales_etl/rpc" in ignored and "**/__pycache__" in ignored

@@ -34,3 +34,18 @@ def test_layout_names_no_module_that_is_gone() -> None:
     existing = _modules(ROOT / "sales_etl") | _modules(ROOT / "dev" / "sales_etl_dev")
     existing |= {"sales_etl_dev"}
     assert named - existing == set(), sorted(named - existing)
+
+
+def test_layout_places_each_module_in_its_package() -> None:
+    """The dev/ row names only the development package's modules, the other rows only the
+    deployed package's (the dev tools once were listed as if they shipped)."""
+    rows = [line.split("|")[1:3] for line in _layout().splitlines()
+            if line.startswith("| ") and "---" not in line][1:]
+    runtime, dev = _modules(ROOT / "sales_etl"), _modules(ROOT / "dev" / "sales_etl_dev")
+    for group, cell in rows:
+        named = set(re.findall(r"`([a-z_]+/?)`", cell))
+        if group.strip().startswith("dev/"):
+            assert named - {"sales_etl_dev"} <= dev, named - dev
+            assert dev <= named, dev - named
+        else:
+            assert named <= runtime, (group, named - runtime)

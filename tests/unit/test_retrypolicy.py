@@ -227,3 +227,23 @@ def test_naive_now_and_last_modified_are_utc() -> None:
     assert judge(transient(), now=naive_now).action is Action.RETRY
     assert judge(transient(next_attempt_at="9999-12-31T00:00:00"),
                  last_modified=datetime(2025, 12, 31, 17), now=naive_now).action is Action.RETRY
+
+
+@pytest.mark.parametrize("cap", [10**12, 10**15, 10**30])
+def test_a_cap_of_millennia_saturates_instead_of_raising(cap: int) -> None:
+    # RETRY_MAX_SECONDS has no upper bound: with a huge one, datetime arithmetic overflowed,
+    # so a failure could never be written to failed/ (the move raised) and every sweep of a
+    # transient blob failed on it.
+    policy = RetrySettings(max_attempts=5, base_seconds=60, max_seconds=cap)
+    longest = timedelta(days=timedelta.max.days, seconds=timedelta.max.seconds)
+    wanted = min(cap, 60 * 2**64)  # past what a timedelta holds from 10**15 on
+    assert backoff(80, policy) == (longest if wanted > longest.total_seconds()
+                                   else timedelta(seconds=wanted))
+    meta = failure_metadata(attempt=70, error=TransientError("x", code="db_transient"), now=T0,
+                            dataset_version=SALES, app_version=APP, policy=policy)
+    assert datetime.fromisoformat(meta["next_attempt_at"]) > T0 + timedelta(days=365 * 1000)
+    waiting = judge({**meta, "attempts": "1"}, policy=policy)
+    assert waiting.action is Action.WAIT
+    assert judge(transient(next_attempt_at="9999-12-31T00:00:00"), policy=policy,
+                 now=T0 + timedelta(days=1)).action is Action.WAIT
+    assert judge(transient(), policy=policy, now=T0 + timedelta(minutes=2)).action is Action.RETRY
