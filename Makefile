@@ -64,11 +64,13 @@ pgbouncer-tool:
 
 test: $(STAMP) $(RPC) $(NODE_STAMP) compose-tool pgbouncer-tool  ## Lint, type-check and run every test (starts its own stack)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/pytest
 
-lint: $(STAMP)  ## ruff and mypy only (what make test runs first)
+lint: $(STAMP)  ## ruff (lint and format check) and mypy only (what make test runs first)
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 unit: $(STAMP) $(RPC)  ## The unit tests only (no services)

@@ -14,15 +14,18 @@ bindings = triggers.bindings()
 
 if bindings.blob_path is not None and bindings.source is not None:
 
-    @app.blob_trigger(arg_name="client", path=bindings.blob_path,
-                      connection=bindings.connection, source=func.BlobSource(bindings.source))
+    @app.blob_trigger(
+        arg_name="client",
+        path=bindings.blob_path,
+        connection=bindings.connection,
+        source=func.BlobSource(bindings.source),
+    )
     def load_blob(client: blob.BlobClient) -> None:
         triggers.on_blob(client)
 
 
 if bindings.schedule is not None:
 
-    @app.timer_trigger(arg_name="timer", schedule=bindings.schedule, run_on_startup=False,
-                       use_monitor=True)
+    @app.timer_trigger(arg_name="timer", schedule=bindings.schedule, run_on_startup=False, use_monitor=True)
     def retry_sweep(timer: func.TimerRequest) -> None:
         triggers.on_timer(timer)

@@ -47,8 +47,11 @@ def main(case: str, arg: str) -> None:
         hostcall.invoke_blob_trigger(settings.container, arg)
         conn = connect(settings.require_database())
         with conn.cursor() as cur:
-            cur.execute("SELECT status, rows_loaded, rows_duplicate FROM etl_runs"
-                        " WHERE blob_path = %s ORDER BY run_id DESC LIMIT 1", (arg,))
+            cur.execute(
+                "SELECT status, rows_loaded, rows_duplicate FROM etl_runs"
+                " WHERE blob_path = %s ORDER BY run_id DESC LIMIT 1",
+                (arg,),
+            )
             status, loaded, dupes = cur.fetchone()
         conn.close()
         result.update(status=status, rows=loaded, duplicates=dupes)
@@ -60,9 +63,14 @@ def main(case: str, arg: str) -> None:
 
         db = settings.require_database()
         url = sqlalchemy.URL.create(
-            "postgresql+psycopg2", username=db.user,
-            password=db.password.get() if db.password else None, host=db.host, port=db.port,
-            database=db.dbname, query={"sslmode": db.sslmode, "sslrootcert": db.sslrootcert or ""})
+            "postgresql+psycopg2",
+            username=db.user,
+            password=db.password.get() if db.password else None,
+            host=db.host,
+            port=db.port,
+            database=db.dbname,
+            query={"sslmode": db.sslmode, "sslrootcert": db.sslrootcert or ""},
+        )
         fernet_keys, blind_key = settings.require_keys()
         started = time.perf_counter()
         result["rows"] = load(arg, url, fernet_keys[0], lambda v: blind_index(blind_key, v))
@@ -73,8 +81,9 @@ def main(case: str, arg: str) -> None:
     # This process's own high-water mark (VmHWM belongs to the image after exec; the
     # rusage of a forked child would include the parent's memory at fork time).
     status = Path("/proc/self/status").read_text()
-    result["rss_mb"] = next(int(line.split()[1]) for line in status.splitlines()
-                            if line.startswith("VmHWM:")) / 1024
+    result["rss_mb"] = (
+        next(int(line.split()[1]) for line in status.splitlines() if line.startswith("VmHWM:")) / 1024
+    )
     usage = resource.getrusage(resource.RUSAGE_SELF)
     result["cpu"] = usage.ru_utime + usage.ru_stime
     print(json.dumps(result))

@@ -37,10 +37,16 @@ def copy_payload(settings: Settings, payload: Path) -> int:
     conn = connect(settings.require_database())
     try:
         with conn.cursor() as cur, payload.open("rb") as data:
-            cur.copy_expert(sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(dataset.table),
-                sql.SQL(", ").join(map(sql.Identifier, load_columns(dataset)))).as_string(cur),
-                data, size=1 << 20)
+            cur.copy_expert(
+                sql.SQL("COPY {} ({}) FROM STDIN")
+                .format(
+                    sql.Identifier(dataset.table),
+                    sql.SQL(", ").join(map(sql.Identifier, load_columns(dataset))),
+                )
+                .as_string(cur),
+                data,
+                size=1 << 20,
+            )
             rows = int(cur.rowcount)
         conn.commit()
         return rows

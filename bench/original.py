@@ -49,8 +49,9 @@ def load(path: str, url: sqlalchemy.URL, fernet_key: bytes, blind: Any) -> int:
     def insert(part: pd.DataFrame) -> int:
         engine = sqlalchemy.create_engine(url)  # a new engine per batch, as the original did
         try:
-            part.to_sql("sales", engine, if_exists="append", index=False, method="multi",
-                        chunksize=BATCH_SIZE)
+            part.to_sql(
+                "sales", engine, if_exists="append", index=False, method="multi", chunksize=BATCH_SIZE
+            )
         finally:
             engine.dispose()
         return len(part)
@@ -58,6 +59,6 @@ def load(path: str, url: sqlalchemy.URL, fernet_key: bytes, blind: Any) -> int:
     with ThreadPoolExecutor(max_workers=4) as pool:
         for chunk in pd.read_csv(path, chunksize=CHUNK_ROWS, dtype=str, keep_default_na=False):
             df = _transform(chunk, fernet, blind)
-            parts = [df.iloc[i:i + BATCH_SIZE] for i in range(0, len(df), BATCH_SIZE)]
+            parts = [df.iloc[i : i + BATCH_SIZE] for i in range(0, len(df), BATCH_SIZE)]
             loaded += sum(pool.map(insert, parts))
     return loaded

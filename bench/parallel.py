@@ -85,8 +85,9 @@ class Cardinality(TypedDict):
     stores: int
 
 
-def inputs(work: Path, rows: int, count: int, cardinality: Cardinality,
-           settings: Settings) -> tuple[list[Path], list[Path]]:
+def inputs(
+    work: Path, rows: int, count: int, cardinality: Cardinality, settings: Settings
+) -> tuple[list[Path], list[Path]]:
     """``count`` files of ``rows`` distinct rows each, and their floor payloads."""
     csvs, payloads = [], []
     for i in range(count):
@@ -101,16 +102,23 @@ def inputs(work: Path, rows: int, count: int, cardinality: Cardinality,
     return csvs, payloads
 
 
-def run_case(state: devstack.StackState, settings: Settings, mode: str,
-             args: list[str], work: Path) -> Parallel:
+def run_case(
+    state: devstack.StackState, settings: Settings, mode: str, args: list[str], work: Path
+) -> Parallel:
     """Start one process per argument, release them together, wait for all."""
     env = {**os.environ, **state.env(pooled=mode == "pgbouncer")}
     go = work / f"go-{os.getpid()}-{time.monotonic_ns()}"
     env["BENCH_GO"] = str(go)
     case = "floor" if mode == "floor" else "blob"
-    procs = [subprocess.Popen([sys.executable, "-m", "bench.cases", case, arg], env=env,
-                              cwd=project_root(), stdout=subprocess.PIPE)
-             for arg in args]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "bench.cases", case, arg],
+            env=env,
+            cwd=project_root(),
+            stdout=subprocess.PIPE,
+        )
+        for arg in args
+    ]
     try:
         deadline = time.monotonic() + 300
         while len(list(work.glob(f"{go.name}.ready.*"))) < len(procs):
@@ -136,12 +144,26 @@ def run_case(state: devstack.StackState, settings: Settings, mode: str,
     if mode != "floor" and any(r.get("status") != "loaded" for r in results):
         raise click.ClickException(f"parallel {mode}: not every file loaded: {results}")
     seconds = max(r["end"] for r in results) - min(r["start"] for r in results)
-    return Parallel(mode, len(args), sum(int(r["rows"]) for r in results), seconds,
-                    [float(r["rss_mb"]) for r in results], cpu, wal / 2**20)
+    return Parallel(
+        mode,
+        len(args),
+        sum(int(r["rows"]) for r in results),
+        seconds,
+        [float(r["rss_mb"]) for r in results],
+        cpu,
+        wal / 2**20,
+    )
 
 
-def run_all(state: devstack.StackState, work: Path, rows: int, counts: list[int],
-            cardinality: Cardinality, fresh: Any, echo: Any) -> list[Parallel]:
+def run_all(
+    state: devstack.StackState,
+    work: Path,
+    rows: int,
+    counts: list[int],
+    cardinality: Cardinality,
+    fresh: Any,
+    echo: Any,
+) -> list[Parallel]:
     settings = load_settings(state.env())
     modes = [m for m in MODES if m != "pgbouncer" or state.pgbouncer_port is not None]
     if len(modes) < len(MODES):
@@ -153,12 +175,14 @@ def run_all(state: devstack.StackState, work: Path, rows: int, counts: list[int]
     for mode in modes:
         for n in counts:
             fresh(settings)
-            args = ([str(p) for p in payloads[:n]] if mode == "floor"
-                    else [storage.upload(cc, c, dataset="sales") for c in csvs[:n]])
+            args = (
+                [str(p) for p in payloads[:n]]
+                if mode == "floor"
+                else [storage.upload(cc, c, dataset="sales") for c in csvs[:n]]
+            )
             found.append(run_case(state, settings, mode, args, work))
             m = found[-1]
-            echo(f"  {mode} x{n}: {m.rate:,.0f} rows/s, server CPU {m.server_cpu:.1f} s "
-                 f"in {m.seconds:.1f} s")
+            echo(f"  {mode} x{n}: {m.rate:,.0f} rows/s, server CPU {m.server_cpu:.1f} s in {m.seconds:.1f} s")
     return found
 
 
@@ -182,7 +206,9 @@ def report(results: list[Parallel], rows: int) -> list[str]:
         floor = floors.get(m.files)
         ratio = f"{m.rate / floor.rate:.2f}" if floor and floor.rate else "-"
         cores = m.server_cpu / m.seconds if m.seconds else 0.0
-        lines.append(f"| {m.mode} | {m.files} | {m.rows:,} | {m.seconds:.2f} | {m.rate:,.0f} "
-                     f"| {ratio} | {m.server_cpu:.1f} ({cores:.2f}) | {m.wal_mb:,.0f} "
-                     f"| {max(m.rss_mb):.0f} |")
+        lines.append(
+            f"| {m.mode} | {m.files} | {m.rows:,} | {m.seconds:.2f} | {m.rate:,.0f} "
+            f"| {ratio} | {m.server_cpu:.1f} ({cores:.2f}) | {m.wal_mb:,.0f} "
+            f"| {max(m.rss_mb):.0f} |"
+        )
     return lines

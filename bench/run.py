@@ -54,8 +54,13 @@ class Measure:
 
 
 def _child(env: dict[str, str], case: str, arg: str) -> dict[str, Any]:
-    proc = subprocess.run([sys.executable, "-m", "bench.cases", case, arg], env=env,
-                          cwd=project_root(), stdout=subprocess.PIPE, check=False)
+    proc = subprocess.run(
+        [sys.executable, "-m", "bench.cases", case, arg],
+        env=env,
+        cwd=project_root(),
+        stdout=subprocess.PIPE,
+        check=False,
+    )
     if proc.returncode != 0:
         raise click.ClickException(f"case {case} failed (exit {proc.returncode})")
     result: dict[str, Any] = json.loads(proc.stdout.decode().strip().splitlines()[-1])
@@ -99,35 +104,67 @@ def _shuffled(work: Path, source: Path) -> Path:
 
 
 def _measure(case: str, runs: list[dict[str, Any]], note: str = "") -> Measure:
-    return Measure(case, int(runs[-1].get("rows", 0)), [r["seconds"] for r in runs],
-                   max(r["cpu"] for r in runs) if len(runs) == 1 else statistics.median(
-                       r["cpu"] for r in runs), max(r["rss_mb"] for r in runs), note)
+    return Measure(
+        case,
+        int(runs[-1].get("rows", 0)),
+        [r["seconds"] for r in runs],
+        max(r["cpu"] for r in runs) if len(runs) == 1 else statistics.median(r["cpu"] for r in runs),
+        max(r["rss_mb"] for r in runs),
+        note,
+    )
 
 
 @click.command()
 @click.option("--rows", type=click.IntRange(1000), default=1_000_000, show_default=True)
 @click.option("--quick", is_flag=True, help="100,000 rows, one run of each case.")
-@click.option("--runs", type=click.IntRange(1), default=3, show_default=True,
-              help="Runs of the floor, load and blob cases (the median is reported).")
-@click.option("--memory-rows", type=click.IntRange(0), default=None,
-              help="Rows of the extra blob run that shows memory stays flat "
-                   "[default: 5,000,000; 0 in quick mode].")
+@click.option(
+    "--runs",
+    type=click.IntRange(1),
+    default=3,
+    show_default=True,
+    help="Runs of the floor, load and blob cases (the median is reported).",
+)
+@click.option(
+    "--memory-rows",
+    type=click.IntRange(0),
+    default=None,
+    help="Rows of the extra blob run that shows memory stays flat [default: 5,000,000; 0 in quick mode].",
+)
 @click.option("--skip-original", is_flag=True, help="Leave out the original design.")
-@click.option("--parallel-rows", type=click.IntRange(1000), default=None,
-              help="Rows per file of the parallel case [default: 250,000; 2,000 in quick mode].")
-@click.option("--parallel-counts", default=None,
-              help="Files at once, comma-separated [default: 1,2,4,8; 1,2 in quick mode].")
-@click.option("--parallel-only", is_flag=True,
-              help="Run only the parallel case; replace its section of --out.")
-@click.option("--out", type=click.Path(dir_okay=False, path_type=Path),
-              default=Path("bench/RESULTS.md"), show_default=True)
-def main(rows: int, quick: bool, runs: int, memory_rows: int | None, skip_original: bool,
-         parallel_rows: int | None, parallel_counts: str | None, parallel_only: bool,
-         out: Path) -> None:
+@click.option(
+    "--parallel-rows",
+    type=click.IntRange(1000),
+    default=None,
+    help="Rows per file of the parallel case [default: 250,000; 2,000 in quick mode].",
+)
+@click.option(
+    "--parallel-counts",
+    default=None,
+    help="Files at once, comma-separated [default: 1,2,4,8; 1,2 in quick mode].",
+)
+@click.option(
+    "--parallel-only", is_flag=True, help="Run only the parallel case; replace its section of --out."
+)
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=Path("bench/RESULTS.md"),
+    show_default=True,
+)
+def main(
+    rows: int,
+    quick: bool,
+    runs: int,
+    memory_rows: int | None,
+    skip_original: bool,
+    parallel_rows: int | None,
+    parallel_counts: str | None,
+    parallel_only: bool,
+    out: Path,
+) -> None:
     """Run the benchmark and write its table."""
     parallel_rows = parallel_rows or (2_000 if quick else 250_000)
-    counts = sorted({int(n) for n in (parallel_counts or ("1,2" if quick else "1,2,4,8")
-                                      ).split(",")})
+    counts = sorted({int(n) for n in (parallel_counts or ("1,2" if quick else "1,2,4,8")).split(",")})
     if quick:
         rows, runs = min(rows, 100_000), 1
         memory_rows = 0 if memory_rows is None else memory_rows
@@ -146,8 +183,16 @@ def main(rows: int, quick: bool, runs: int, memory_rows: int | None, skip_origin
             devstack.down(home)  # leave the machine as it was
 
 
-def _run(state: devstack.StackState, rows: int, quick: bool, runs: int, memory_rows: int,
-         skip_original: bool, out: Path, started: float) -> None:
+def _run(
+    state: devstack.StackState,
+    rows: int,
+    quick: bool,
+    runs: int,
+    memory_rows: int,
+    skip_original: bool,
+    out: Path,
+    started: float,
+) -> None:
     env = {**os.environ, **state.env()}
     settings = load_settings(state.env())
     work = project_root() / "bench" / "work"
@@ -178,13 +223,19 @@ def _run(state: devstack.StackState, rows: int, quick: bool, runs: int, memory_r
     results.append(_measure("blob path (function as the host calls it)", blob_runs))
     click.echo("blob path, every row a duplicate (same rows, another order)")
     dup = _child(env, "blob", storage.upload(cc, shuffled, dataset="sales", name="dupes.csv"))
-    results.append(_measure("blob path, all rows duplicates", [dup],
-                            f"{dup.get('duplicates', 0):,} duplicates, {dup.get('rows', 0)} loaded"))
+    results.append(
+        _measure(
+            "blob path, all rows duplicates",
+            [dup],
+            f"{dup.get('duplicates', 0):,} duplicates, {dup.get('rows', 0)} loaded",
+        )
+    )
     if not skip_original:
         click.echo("original design (this takes a while)")
         _fresh(settings)
-        results.append(_measure("original design (pandas, to_sql multi, threads)",
-                                [_child(env, "original", str(csv))]))
+        results.append(
+            _measure("original design (pandas, to_sql multi, threads)", [_child(env, "original", str(csv))])
+        )
     memory: list[tuple[int, float]] = [(rows, max(r["rss_mb"] for r in blob_runs))]
     if memory_rows:
         click.echo(f"memory: blob path on {memory_rows:,} rows")
@@ -198,8 +249,9 @@ def _run(state: devstack.StackState, rows: int, quick: bool, runs: int, memory_r
     click.echo(text)
 
 
-def _run_parallel(state: devstack.StackState, rows: int, counts: list[int], out: Path,
-                  started: float) -> None:
+def _run_parallel(
+    state: devstack.StackState, rows: int, counts: list[int], out: Path, started: float
+) -> None:
     work = project_root() / "bench" / "work"
     work.mkdir(parents=True, exist_ok=True)
     found = parallel.run_all(state, work, rows, counts, CARDINALITY, _fresh, click.echo)
@@ -207,23 +259,38 @@ def _run_parallel(state: devstack.StackState, rows: int, counts: list[int], out:
     text = out.read_text() if out.exists() else "# Benchmark results\n"
     text = text.split(marker, 1)[0].rstrip("\n") + "\n"
     section = parallel.report(found, rows)
-    section.insert(3, f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_machine()}; "
-                   f"{(time.time() - started) / 60:.1f} minutes since the benchmark started."
-                   "\n")
+    section.insert(
+        3,
+        f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {_machine()}; "
+        f"{(time.time() - started) / 60:.1f} minutes since the benchmark started."
+        "\n",
+    )
     out.write_text(text + "\n".join(section) + "\n")
     click.echo("\n".join(section))
 
 
 def _machine() -> str:
-    model = next((line.split(":", 1)[1].strip() for line in
-                  Path("/proc/cpuinfo").read_text().splitlines()
-                  if line.startswith("model name")), platform.processor())
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
     mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
     return f"{os.cpu_count()} cores ({model}), {mem:.0f} GiB, {platform.system()} {platform.release()}"
 
 
-def _report(results: list[Measure], memory: list[tuple[int, float]], rows: int, runs: int,
-            quick: bool, elapsed: float, state: devstack.StackState) -> str:
+def _report(
+    results: list[Measure],
+    memory: list[tuple[int, float]],
+    rows: int,
+    runs: int,
+    quick: bool,
+    elapsed: float,
+    state: devstack.StackState,
+) -> str:
     floor = results[0].median
     pg = Path(state.pg_bin).parent.name
     lines = [
@@ -248,14 +315,19 @@ def _report(results: list[Measure], memory: list[tuple[int, float]], rows: int, 
     for m in results:
         rate = m.rows / m.median if m.median and m.rows else 0
         note = f" ({m.note})" if m.note else ""
-        lines.append(f"| {m.case}{note} | {m.rows:,} | {m.median:.2f} | {rate:,.0f} | "
-                     f"{m.median / floor:.2f} | {m.cpu:.1f} | {m.rss_mb:.0f} |")
+        lines.append(
+            f"| {m.case}{note} | {m.rows:,} | {m.median:.2f} | {rate:,.0f} | "
+            f"{m.median / floor:.2f} | {m.cpu:.1f} | {m.rss_mb:.0f} |"
+        )
     original = next((m for m in results if m.case.startswith("original")), None)
     blob = next((m for m in results if m.case.startswith("blob path (")), None)
     if original and blob:
-        lines += ["", f"The blob path is {original.median / blob.median:.1f} times faster than the "
-                  "original design, while also validating every row, de-duplicating, keeping "
-                  "the ledger and the rejects."]
+        lines += [
+            "",
+            f"The blob path is {original.median / blob.median:.1f} times faster than the "
+            "original design, while also validating every row, de-duplicating, keeping "
+            "the ledger and the rejects.",
+        ]
     lines += ["", "Peak RSS of the blob path by file size (memory stays flat):", ""]
     lines += [f"- {n:,} rows: {mb:.0f} MB" for n, mb in memory]
     return "\n".join(lines) + "\n"

@@ -40,7 +40,7 @@ def _substitutions(text: str) -> tuple[str, list[str]]:
         if match is None:
             return text, inner
         inner.append(match.group(1))
-        text = text[: match.start()] + "SUBST" + text[match.end():]
+        text = text[: match.start()] + "SUBST" + text[match.end() :]
 
 
 def commands(markdown: str) -> list[Command]:
@@ -87,7 +87,7 @@ def _help(az: str, path: tuple[str, ...]) -> tuple[set[str], dict[str, list[str]
             continue
         names = match.group(1).split()
         flags.update(names)
-        desc = line[match.end():]
+        desc = line[match.end() :]
         j = i + 1
         while j < len(lines) and lines[j].startswith(" " * 20) and not _FLAG_LINE.match(lines[j]):
             desc += " " + lines[j].strip()
@@ -113,8 +113,12 @@ def check(az: str, markdown: str) -> list[str]:
         for flag, value in cmd.flags:
             if flag not in flags:
                 problems.append(f"az {' '.join(cmd.path)}: unknown flag {flag}")
-            elif (value and flag in allowed and not value.startswith(("$", "<", "SUBST"))
-                  and value not in allowed[flag]):
+            elif (
+                value
+                and flag in allowed
+                and not value.startswith(("$", "<", "SUBST"))
+                and value not in allowed[flag]
+            ):
                 problems.append(f"az {' '.join(cmd.path)} {flag} {value}: allowed {allowed[flag]}")
     return problems
 
@@ -126,8 +130,12 @@ def main() -> int:
     if not args.az:
         print("az not found: pip install azure-cli (or pass --az PATH)", file=sys.stderr)
         return 2
-    version = subprocess.run([args.az, "version", "-o", "tsv", "--query", '"azure-cli"'],
-                             capture_output=True, text=True, check=False).stdout.strip()
+    version = subprocess.run(
+        [args.az, "version", "-o", "tsv", "--query", '"azure-cli"'],
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout.strip()
     markdown = GUIDE.read_text()
     problems = check(args.az, markdown)
     n = len(commands(markdown))

@@ -23,28 +23,30 @@ from sales_etl.storage import container_client
 def blob_created_events(blob: Any, container: str) -> list[dict[str, Any]]:
     """The BlobCreated event (Event Grid schema) for ``blob``, a BlobClient, as a 1-event array."""
     props = blob.get_blob_properties()
-    return [{
-        "id": str(uuid.uuid4()),
-        "eventType": "Microsoft.Storage.BlobCreated",
-        "subject": f"/blobServices/default/containers/{container}/blobs/{blob.blob_name}",
-        "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-        "dataVersion": "",
-        "metadataVersion": "1",
-        "topic": f"/subscriptions/local/resourceGroups/local/providers/Microsoft.Storage/"
-                 f"storageAccounts/{blob.account_name}",
-        "data": {
-            "api": "PutBlob",
-            "clientRequestId": str(uuid.uuid4()),
-            "requestId": str(uuid.uuid4()),
-            "eTag": str(props.etag).strip('"'),
-            "contentType": props.content_settings.content_type or "application/octet-stream",
-            "contentLength": props.size,
-            "blobType": str(getattr(props.blob_type, "value", props.blob_type)),  # BlockBlob
-            "url": blob.url,
-            "sequencer": f"{int(datetime.now(UTC).timestamp() * 1e6):032d}",
-            "storageDiagnostics": {"batchId": str(uuid.uuid4())},
-        },
-    }]
+    return [
+        {
+            "id": str(uuid.uuid4()),
+            "eventType": "Microsoft.Storage.BlobCreated",
+            "subject": f"/blobServices/default/containers/{container}/blobs/{blob.blob_name}",
+            "eventTime": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "dataVersion": "",
+            "metadataVersion": "1",
+            "topic": f"/subscriptions/local/resourceGroups/local/providers/Microsoft.Storage/"
+            f"storageAccounts/{blob.account_name}",
+            "data": {
+                "api": "PutBlob",
+                "clientRequestId": str(uuid.uuid4()),
+                "requestId": str(uuid.uuid4()),
+                "eTag": str(props.etag).strip('"'),
+                "contentType": props.content_settings.content_type or "application/octet-stream",
+                "contentLength": props.size,
+                "blobType": str(getattr(props.blob_type, "value", props.blob_type)),  # BlockBlob
+                "url": blob.url,
+                "sequencer": f"{int(datetime.now(UTC).timestamp() * 1e6):032d}",
+                "storageDiagnostics": {"batchId": str(uuid.uuid4())},
+            },
+        }
+    ]
 
 
 def main(argv: list[str]) -> int:

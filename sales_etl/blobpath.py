@@ -20,8 +20,10 @@ _OTHER_FOLDERS = ("processed", "failed", "deadletter", "rejected")
 
 
 def expected_form(container: str) -> str:
-    return (f"expected incoming/[<dataset>/]<file> (e.g. incoming/sales/file.csv), the path "
-            f"`upload` prints ({container}/incoming/...), or the blob's URL")
+    return (
+        f"expected incoming/[<dataset>/]<file> (e.g. incoming/sales/file.csv), the path "
+        f"`upload` prints ({container}/incoming/...), or the blob's URL"
+    )
 
 
 def _strip_url(text: str, container: str) -> str:
@@ -33,9 +35,11 @@ def _strip_url(text: str, container: str) -> str:
     # https://<account>.blob.../<container>/<blob>  or  http://host:port/<account>/<container>/<blob>
     for i in range(min(2, len(parts))):
         if parts[i] == container:
-            return "/".join(parts[i + 1:])
-    raise ConfigError(f"{text}: this URL is not in container {container!r}; "
-                      + expected_form(container), code="bad_blob_name")
+            return "/".join(parts[i + 1 :])
+    raise ConfigError(
+        f"{text}: this URL is not in container {container!r}; " + expected_form(container),
+        code="bad_blob_name",
+    )
 
 
 def incoming_blob(text: str, container: str) -> str:
@@ -43,23 +47,26 @@ def incoming_blob(text: str, container: str) -> str:
     expected form."""
     raw = text.strip()
     if not raw:
-        raise ConfigError("the blob name is empty; " + expected_form(container),
-                          code="bad_blob_name")
+        raise ConfigError("the blob name is empty; " + expected_form(container), code="bad_blob_name")
     name = _strip_url(raw, container).lstrip("/")
     if name.startswith(f"{container}/") and not name.startswith(f"{INCOMING}/"):
-        name = name[len(container) + 1:]
+        name = name[len(container) + 1 :]
     first = name.split("/", 1)[0]
     if first in _OTHER_FOLDERS:
-        hint = ("; to load it again, first move it back with: sales-etl requeue "
-                f"{shlex.quote(name)}" if first in ("failed", "deadletter") else "")
-        raise ConfigError(f"{text}: process takes a blob in incoming/, not {first}/{hint}",
-                          code="bad_blob_name")
+        hint = (
+            f"; to load it again, first move it back with: sales-etl requeue {shlex.quote(name)}"
+            if first in ("failed", "deadletter")
+            else ""
+        )
+        raise ConfigError(
+            f"{text}: process takes a blob in incoming/, not {first}/{hint}", code="bad_blob_name"
+        )
     if first != INCOMING or name.rstrip("/") == INCOMING:
-        raise ConfigError(f"{text}: not a blob path under incoming/; " + expected_form(container),
-                          code="bad_blob_name")
+        raise ConfigError(
+            f"{text}: not a blob path under incoming/; " + expected_form(container), code="bad_blob_name"
+        )
     if any(part in ("", ".", "..") for part in name.split("/")):
-        raise ConfigError(f"{text}: empty, '.' or '..' path segments are not allowed",
-                          code="bad_blob_name")
+        raise ConfigError(f"{text}: empty, '.' or '..' path segments are not allowed", code="bad_blob_name")
     return name
 
 
@@ -69,8 +76,7 @@ def pasted_name(text: str, container: str) -> str:
     container in front of an ``incoming/``, ``failed/``, ... path (as ``upload`` prints
     paths) is dropped. Other names (``sales/x.csv``, ``x.csv``) are returned stripped."""
     name = _strip_url(text.strip(), container).lstrip("/")
-    rest = name[len(container) + 1:]
-    if name.startswith(f"{container}/") and rest.split("/", 1)[0] in (
-            INCOMING, *_OTHER_FOLDERS):
+    rest = name[len(container) + 1 :]
+    if name.startswith(f"{container}/") and rest.split("/", 1)[0] in (INCOMING, *_OTHER_FOLDERS):
         return rest
     return name

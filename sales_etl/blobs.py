@@ -68,11 +68,15 @@ class RangeReader(io.RawIOBase):
 
     def _fetch(self, offset: int, length: int) -> bytes:
         downloader = self._blob.download_blob(
-            offset=offset, length=length, etag=self._etag,
-            match_condition=MatchConditions.IfNotModified, max_concurrency=1,
+            offset=offset,
+            length=length,
+            etag=self._etag,
+            match_condition=MatchConditions.IfNotModified,
+            max_concurrency=1,
             # The stored bytes, always: with ``Content-Encoding: gzip`` the HTTP stack would
             # otherwise gunzip each range on its own; extract.py decides by content.
-            decompress=False)
+            decompress=False,
+        )
         return downloader.readall()
 
     def _prefetch(self) -> None:
@@ -81,8 +85,9 @@ class RangeReader(io.RawIOBase):
             return
         length = min(self._range, self._size - self._next_offset)
         # In the caller's context: the worker finds the invocation id of a log record there
-        self._pending = self._pool.submit(contextvars.copy_context().run, self._fetch,
-                                          self._next_offset, length)
+        self._pending = self._pool.submit(
+            contextvars.copy_context().run, self._fetch, self._next_offset, length
+        )
         self._next_offset += length
 
     def readable(self) -> bool:
@@ -109,7 +114,6 @@ def open_blob(blob: BlobClient, etag: str, size: int) -> BinaryIO:
     return RangeReader(blob, etag, size)  # type: ignore[return-value]
 
 
-
 @dataclass
 class IncomingBlob:
     """One version of a blob under incoming/, pinned by ``find``."""
@@ -133,8 +137,7 @@ class IncomingBlob:
             props = client.get_blob_properties()
         except ResourceNotFoundError:
             return None
-        return cls(cc, client, name, props.etag, props.size, props.last_modified,
-                   dict(props.metadata or {}))
+        return cls(cc, client, name, props.etag, props.size, props.last_modified, dict(props.metadata or {}))
 
     @property
     def route(self) -> Route:
@@ -158,8 +161,11 @@ class IncomingBlob:
         (If-None-Match: *): each run has its own file, named after its UUID."""
         target = self.route.rejects(run_uuid)
         self.container.get_blob_client(target).upload_blob(
-            data, overwrite=False, content_settings=ContentSettings(content_type="text/csv"),
-            metadata={"source_path": quote_meta_path(self.name), RUN_UUID: run_uuid})
+            data,
+            overwrite=False,
+            content_settings=ContentSettings(content_type="text/csv"),
+            metadata={"source_path": quote_meta_path(self.name), RUN_UUID: run_uuid},
+        )
         return target
 
     def to_processed(self, run_uuid: str, metadata: dict[str, str]) -> str | None:
@@ -170,20 +176,33 @@ class IncomingBlob:
         Returns where it landed, or None: another invocation moves it, or a new version
         was uploaded meanwhile and stays in incoming/."""
         landed = self.last_modified or now_utc()
-        return moves.move(self.container, self.name, self.route.processed(landed),
-                          etag=self.etag, wait=MOVE_WAIT_SECONDS,
-                          unique_suffix=run_uuid[:8], orphans=[self.route.failed()],
-                          drop_origin=True, metadata={**metadata, RUN_UUID: run_uuid},
-                          drop_metadata=(LEGACY_RUN_UUID,))
+        return moves.move(
+            self.container,
+            self.name,
+            self.route.processed(landed),
+            etag=self.etag,
+            wait=MOVE_WAIT_SECONDS,
+            unique_suffix=run_uuid[:8],
+            orphans=[self.route.failed()],
+            drop_origin=True,
+            metadata={**metadata, RUN_UUID: run_uuid},
+            drop_metadata=(LEGACY_RUN_UUID,),
+        )
 
     def to_failed(self, run_uuid: str, metadata: dict[str, str]) -> str | None:
         """Move this version to failed/<dataset>/ with ``metadata`` (its retry state).
         Returns where it landed, or None when it changed or vanished meanwhile."""
-        return moves.move(self.container, self.name, self.route.failed(),
-                          etag=self.etag, wait=MOVE_WAIT_SECONDS,
-                          unique_suffix=run_uuid[:8], drop_origin=True,
-                          metadata={**metadata, RUN_UUID: run_uuid},
-                          drop_metadata=(LEGACY_RUN_UUID,))
+        return moves.move(
+            self.container,
+            self.name,
+            self.route.failed(),
+            etag=self.etag,
+            wait=MOVE_WAIT_SECONDS,
+            unique_suffix=run_uuid[:8],
+            drop_origin=True,
+            metadata={**metadata, RUN_UUID: run_uuid},
+            drop_metadata=(LEGACY_RUN_UUID,),
+        )
 
 
 class BlobRef(Protocol):

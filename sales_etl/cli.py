@@ -50,8 +50,12 @@ def _uses_local_stack(settings: Settings) -> bool:
     """True when the database this command talks to is the running local stack's."""
     env = _stack().env
     db = settings.database
-    return (env is not None and db is not None and db.host == env["POSTGRES_HOST"]
-            and str(db.port) == env["POSTGRES_PORT"])
+    return (
+        env is not None
+        and db is not None
+        and db.host == env["POSTGRES_HOST"]
+        and str(db.port) == env["POSTGRES_PORT"]
+    )
 
 
 def _storage_ready(settings: Settings) -> None:
@@ -96,14 +100,17 @@ class _Cli(click.Group):
             return loaded if isinstance(loaded, click.Command) else None
         return command
 
-    def resolve_command(self, ctx: click.Context,
-                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
         if args and args[0] in DEV_COMMANDS and self.get_command(ctx, args[0]) is None:
             raise click.UsageError(
                 f"`sales-etl {args[0]}` is a development command and the development "
                 "package is not installed here: in a checkout, `make setup` installs it "
                 "(requirements-dev.txt, then `pip install -e . -e ./dev`: the local stack "
-                "runs from the checkout)", ctx)
+                "runs from the checkout)",
+                ctx,
+            )
         return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -122,8 +129,7 @@ class _Cli(click.Group):
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="sales-etl")
-@click.option("-v", "--verbose", is_flag=True,
-              help="Log every step (INFO level; a failure's traceback too).")
+@click.option("-v", "--verbose", is_flag=True, help="Log every step (INFO level; a failure's traceback too).")
 def main(verbose: bool) -> None:
     """Load sales CSV files from Azure Blob Storage into PostgreSQL, exactly once.
 
@@ -136,15 +142,21 @@ def main(verbose: bool) -> None:
     """
     # Quiet by default: each command reports its outcome itself (a failed file, once);
     # errors the command cannot report (e.g. a sweep's dead letters) still show.
-    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.ERROR,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("azure").setLevel(logging.WARNING)
 
 
 @main.command("migrate")
-@click.option("--dir", "extra", type=click.Path(exists=True, file_okay=False, path_type=Path),
-              multiple=True, help="Another folder of V<n>__*.sql files, applied after the "
-              "shipped ones (also: MIGRATIONS_DIR).")
+@click.option(
+    "--dir",
+    "extra",
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    multiple=True,
+    help="Another folder of V<n>__*.sql files, applied after the shipped ones (also: MIGRATIONS_DIR).",
+)
 def migrate_cmd(extra: tuple[Path, ...]) -> None:
     """Apply pending migrations (migrations/V<n>__*.sql); a no-op when up to date. Runs as
     the schema owner (POSTGRES_ADMIN_USER / POSTGRES_ADMIN_PASSWORD).
@@ -155,8 +167,7 @@ def migrate_cmd(extra: tuple[Path, ...]) -> None:
     """
     settings = _settings()
     admin = settings.require_admin_database()
-    folders = [migrate.default_dir(), *([settings.migrations_dir] if settings.migrations_dir
-                                        else []), *extra]
+    folders = [migrate.default_dir(), *([settings.migrations_dir] if settings.migrations_dir else []), *extra]
     total = 0
     for folder in folders:
         applied = migrate.migrate(admin, folder)
@@ -183,13 +194,13 @@ def process_cmd(blob: str) -> None:
     rec = process(settings, blob)
     _print_runs([as_recorded(settings, rec)])
     if rec.status == "failed":
-        raise click.ClickException(_shown(f"{rec.blob_path}: failed ({rec.reason_code}): "
-                                          f"{rec.error}"))
+        raise click.ClickException(_shown(f"{rec.blob_path}: failed ({rec.reason_code}): {rec.error}"))
 
 
 @main.command("load")
-@click.argument("files", nargs=-1, required=True,
-                type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.argument(
+    "files", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path)
+)
 @click.option("--dataset", default="sales", show_default=True, help="Dataset of the files.")
 def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
     """Load local CSV files straight into the database (backfills). Same validation, ledger
@@ -209,12 +220,10 @@ def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
     for path in files:
         bar = _progress(None, path.name)
         try:
-            rec = load_file(path, spec, settings,
-                            progress=bar.update if bar is not None else None)
+            rec = load_file(path, spec, settings, progress=bar.update if bar is not None else None)
         except EtlError as exc:
             failed += 1
-            click.echo(f"{path}: failed ({exc.code}): {' '.join(exc.message.split())}",
-                       err=True)
+            click.echo(f"{path}: failed ({exc.code}): {' '.join(exc.message.split())}", err=True)
             continue
         finally:
             if bar is not None:
@@ -226,8 +235,7 @@ def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
 
 @main.command("upload")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-@click.option("--dataset", default=None,
-              help="Upload under incoming/<dataset>/ (a dataset this app knows).")
+@click.option("--dataset", default=None, help="Upload under incoming/<dataset>/ (a dataset this app knows).")
 @click.option("--name", default=None, help="Blob file name [default: the file's name].")
 def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
     """Upload a file to incoming/ in the container (the blob trigger takes it from there).
@@ -244,8 +252,9 @@ def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
     blob = storage.upload(storage.container_client(settings), file, dataset=dataset, name=name)
     click.echo(f"uploaded {file} to {settings.container}/{blob}")
     if _uses_local_stack(settings):
-        click.echo(f"local stack: unless `func start` runs, load it with "
-                   f"`sales-etl process {shlex.quote(blob)}`")
+        click.echo(
+            f"local stack: unless `func start` runs, load it with `sales-etl process {shlex.quote(blob)}`"
+        )
 
 
 @main.command("init-storage")
@@ -263,12 +272,17 @@ def init_storage_cmd() -> None:
 
 
 @main.command("runs")
-@click.option("--json", "as_json", is_flag=True,
-              help="JSON lines: one JSON object per run, one per line, newest first.")
+@click.option(
+    "--json", "as_json", is_flag=True, help="JSON lines: one JSON object per run, one per line, newest first."
+)
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@click.option("--blob", default=None, help="Only runs whose blob path contains this text "
-              "(as typed: no wildcards; a path with the container in front, or a blob URL, "
-              "is taken as the path in the container).")
+@click.option(
+    "--blob",
+    default=None,
+    help="Only runs whose blob path contains this text "
+    "(as typed: no wildcards; a path with the container in front, or a blob URL, "
+    "is taken as the path in the container).",
+)
 def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
     """Show the ledger: the latest file attempts, newest first, each with its reason code
     and, for content already loaded under another name, the run it duplicates.
@@ -298,13 +312,17 @@ def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
 def _shown(text: str) -> str:
     """``text`` with control characters escaped (a blob name is chosen by whoever uploads
     it: no escape sequence of it reaches the operator's terminal, no newline breaks a row)."""
-    return "".join(c if c.isprintable() or c == " " else f"\\x{ord(c):02x}"
-                   if ord(c) < 0x100 else f"\\u{ord(c):04x}" for c in text)
+    return "".join(
+        c if c.isprintable() or c == " " else f"\\x{ord(c):02x}" if ord(c) < 0x100 else f"\\u{ord(c):04x}"
+        for c in text
+    )
 
 
 def _print_runs(rows: list[dict[str, Any]]) -> None:
-    click.echo(f"{'run':>5} {'status':8} {'read':>8} {'loaded':>8} {'dupes':>8} "
-               f"{'rejected':>8} {'secs':>6}  file / reason")
+    click.echo(
+        f"{'run':>5} {'status':8} {'read':>8} {'loaded':>8} {'dupes':>8} "
+        f"{'rejected':>8} {'secs':>6}  file / reason"
+    )
     for r in rows:
         secs = r.get("seconds")
         detail = str(r.get("blob_path") or "")
@@ -317,24 +335,30 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
         if r.get("rejects_path"):
             detail += f"  rejects: {r['rejects_path']}"
         shown = "-" if secs is None else f"{float(secs):.2f}"
-        click.echo(f"{r.get('run_id') or '-':>5} {r.get('status') or '':8} "
-                   f"{r.get('rows_read') or 0:>8} {r.get('rows_loaded') or 0:>8} "
-                   f"{r.get('rows_duplicate') or 0:>8} {r.get('rows_rejected') or 0:>8} "
-                   f"{shown:>6}  {_shown(detail)}")
+        click.echo(
+            f"{r.get('run_id') or '-':>5} {r.get('status') or '':8} "
+            f"{r.get('rows_read') or 0:>8} {r.get('rows_loaded') or 0:>8} "
+            f"{r.get('rows_duplicate') or 0:>8} {r.get('rows_rejected') or 0:>8} "
+            f"{shown:>6}  {_shown(detail)}"
+        )
 
 
 def _local_hint(settings: Settings, blobs: list[str]) -> None:
     if blobs and _uses_local_stack(settings):
-        click.echo("local stack: unless `func start` runs, nothing takes them from "
-                   "incoming/; load each with:")
+        click.echo(
+            "local stack: unless `func start` runs, nothing takes them from incoming/; load each with:"
+        )
         for blob in blobs:
             click.echo(f"  sales-etl process {shlex.quote(blob)}")
 
 
 @main.command("retry-failed")
-@click.option("--force", is_flag=True,
-              help="Retry every failed blob now, data errors too (blobs past "
-                   "RETRY_MAX_ATTEMPTS still go to deadletter/: see requeue).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Retry every failed blob now, data errors too (blobs past "
+    "RETRY_MAX_ATTEMPTS still go to deadletter/: see requeue).",
+)
 def retry_cmd(force: bool) -> None:
     """Run the retry sweep now: due blobs in failed/ back to incoming/, exhausted ones
     (RETRY_MAX_ATTEMPTS) to deadletter/.
@@ -346,17 +370,24 @@ def retry_cmd(force: bool) -> None:
     settings = _settings()
     _storage_ready(settings)
     report = retry.sweep(settings, force=force)
-    click.echo(f"retried {len(report.retried)}, dead-lettered {len(report.deadlettered)}, "
-               f"waiting {len(report.waiting)}, kept {len(report.kept)} (data errors, "
-               f"nothing changed), busy {len(report.busy)}")
+    click.echo(
+        f"retried {len(report.retried)}, dead-lettered {len(report.deadlettered)}, "
+        f"waiting {len(report.waiting)}, kept {len(report.kept)} (data errors, "
+        f"nothing changed), busy {len(report.busy)}"
+    )
     _local_hint(settings, report.retried)
 
 
 @main.command("requeue")
 @click.argument("names", nargs=-1)
 @click.option("--all", "everything", is_flag=True, help="Every blob of the chosen folders.")
-@click.option("--from", "folders", type=click.Choice(["failed", "deadletter"]),
-              multiple=True, help="Only this folder [default: both].")
+@click.option(
+    "--from",
+    "folders",
+    type=click.Choice(["failed", "deadletter"]),
+    multiple=True,
+    help="Only this folder [default: both].",
+)
 def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ...]) -> None:
     """Move blobs from failed/ or deadletter/ back to incoming/ (where they first landed),
     with a fresh set of attempts; each move is recorded in the ledger (`runs`: status
@@ -379,18 +410,23 @@ def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ..
     report = requeue(settings, names, everything=everything, folders=folders or SOURCES)
     for item in report.moved:
         click.echo(f"{item.source} -> {item.target} (after {item.attempts} attempt(s))")
-    click.echo(f"requeued {len(report.moved)}, busy {len(report.busy)} (changed or moved "
-               "meanwhile: left alone)")
+    click.echo(
+        f"requeued {len(report.moved)}, busy {len(report.busy)} (changed or moved meanwhile: left alone)"
+    )
     for name in report.refused:
-        click.echo(f"refused (unsafe name, left where it is): "
-                   f"{urllib.parse.quote(name[:200], safe='/ ._-~')}", err=True)
+        click.echo(
+            f"refused (unsafe name, left where it is): {urllib.parse.quote(name[:200], safe='/ ._-~')}",
+            err=True,
+        )
     _local_hint(settings, [item.target for item in report.moved])
     if report.unrecorded:
-        raise click.ClickException(f"moved {len(report.moved)} blob(s), but the ledger could "
-                                   f"not record it: {report.unrecorded}")
+        raise click.ClickException(
+            f"moved {len(report.moved)} blob(s), but the ledger could not record it: {report.unrecorded}"
+        )
     if report.unmatched:
-        raise click.ClickException("no blob in failed/ or deadletter/ matches: "
-                                   + ", ".join(report.unmatched))
+        raise click.ClickException(
+            "no blob in failed/ or deadletter/ matches: " + ", ".join(report.unmatched)
+        )
 
 
 @main.command("show")
@@ -429,9 +465,11 @@ def datasets_cmd(ctx: click.Context) -> None:
     good, broken = scan_datasets(_settings().datasets_dir)  # a broken file hides no other
     for name, ds in sorted(good.items()):
         sensitive = ", ".join(c.name for c in ds.sensitive) or "none"
-        click.echo(f"{name}: table {ds.table}, key {', '.join(ds.business_key)}, "
-                   f"{ds.write_mode}, {len(ds.columns)} columns, sensitive: {sensitive} "
-                   f"({ds.source})")
+        click.echo(
+            f"{name}: table {ds.table}, key {', '.join(ds.business_key)}, "
+            f"{ds.write_mode}, {len(ds.columns)} columns, sensitive: {sensitive} "
+            f"({ds.source})"
+        )
     for name, error in sorted(broken.items()):
         click.echo(f"{name}: BROKEN: {error}")
     if broken:
@@ -463,11 +501,15 @@ def datasets_check_cmd() -> None:
 
 
 @main.command("rotate-keys")
-@click.option("--batch", type=click.IntRange(1), default=1000, show_default=True,
-              help="Rows per transaction.")
+@click.option(
+    "--batch", type=click.IntRange(1), default=1000, show_default=True, help="Rows per transaction."
+)
 @click.option("--dataset", "names", multiple=True, help="Only these datasets [default: all].")
-@click.option("--blind-index", is_flag=True,
-              help="Re-hash every blind index under BLIND_INDEX_KEY_NEW (stop loads first).")
+@click.option(
+    "--blind-index",
+    is_flag=True,
+    help="Re-hash every blind index under BLIND_INDEX_KEY_NEW (stop loads first).",
+)
 def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
     """Re-encrypt every value not under the newest key of FERNET_KEYS (new key first, old
     keys after it), in batches, resumable; or re-hash the blind indexes. Prints how many
@@ -491,16 +533,21 @@ def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
 
     def progress(r: Any) -> None:
         if tty:
-            click.echo(f"\r{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated, "
-                       f"{r.left:,} left", err=True, nl=False)
+            click.echo(
+                f"\r{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated, {r.left:,} left",
+                err=True,
+                nl=False,
+            )
 
     report = rotate(settings, chosen, batch=batch, blind_index_key=new_blind, progress=progress)
     if tty:
         click.echo("", err=True)
     for r in report.datasets:
         resumed = f", resumed after row {r.resumed_from}" if r.resumed_from else ""
-        click.echo(f"{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated in "
-                   f"{r.batches} batch(es){resumed}, {r.left:,} left")
+        click.echo(
+            f"{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated in "
+            f"{r.batches} batch(es){resumed}, {r.left:,} left"
+        )
     click.echo(f"{report.rotated:,} value(s) rotated, {report.left:,} left")
     if report.left == 0 and _uses_local_stack(settings):
         _follow_rotation(settings, blind_index)
@@ -518,11 +565,12 @@ def _follow_rotation(settings: Settings, blind_index: bool) -> None:
         assert settings.blind_index_key_new is not None
         changed = devstack.adopt_keys(state, blind_index_key=settings.blind_index_key_new.get())
     else:
-        changed = devstack.adopt_keys(state, fernet_keys=",".join(
-            k.get() for k in settings.fernet_keys))
+        changed = devstack.adopt_keys(state, fernet_keys=",".join(k.get() for k in settings.fernet_keys))
     if changed:
-        click.echo(f"the local stack now uses these keys ({', '.join(changed)} in "
-                   f"{state.home}); `sales-etl dev env` prints them")
+        click.echo(
+            f"the local stack now uses these keys ({', '.join(changed)} in "
+            f"{state.home}); `sales-etl dev env` prints them"
+        )
 
 
 @main.command("doctor")

@@ -17,7 +17,10 @@ def connect(db: DatabaseSettings, *, autocommit: bool = False) -> Any:
         conn = psycopg2.connect(
             **db.connect_kwargs(),
             # Notice a dead server within ~30 s instead of hanging on a half-open socket.
-            keepalives=1, keepalives_idle=10, keepalives_interval=5, keepalives_count=3,
+            keepalives=1,
+            keepalives_idle=10,
+            keepalives_interval=5,
+            keepalives_count=3,
         )
     except psycopg2.Error as exc:
         raise classify(exc) from exc
@@ -51,6 +54,8 @@ def pooler(db: DatabaseSettings) -> str | None:
         conn.rollback()
         conn.close()
     if value.rstrip("ms") != _PROBE_VALUE:
-        return (f"it dropped the startup parameter `options` (PgBouncer with "
-                f"ignore_startup_parameters does); the server listens on port {server_port}")
+        return (
+            f"it dropped the startup parameter `options` (PgBouncer with "
+            f"ignore_startup_parameters does); the server listens on port {server_port}"
+        )
     return None

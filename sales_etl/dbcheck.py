@@ -28,9 +28,14 @@ def engine_for(db: DatabaseSettings) -> sqlalchemy.Engine:
         if db.sslrootcert:
             query["sslrootcert"] = db.sslrootcert
     url = sqlalchemy.URL.create(
-        "postgresql+psycopg2", username=db.user,
+        "postgresql+psycopg2",
+        username=db.user,
         password=db.password.get() if db.password else None,
-        host=db.host, port=db.port, database=db.dbname, query=query)
+        host=db.host,
+        port=db.port,
+        database=db.dbname,
+        query=query,
+    )
     return sqlalchemy.create_engine(url, poolclass=NullPool)
 
 
@@ -77,14 +82,18 @@ def _check_one(inspector: Any, ds: Dataset) -> list[str]:
             problems.append(f"column {ds.table}.{name} is missing")
             continue
         if not isinstance(columns[name], expected[name]):
-            problems.append(f"column {ds.table}.{name} is {columns[name]}, expected "
-                            + " or ".join(t.__name__ for t in expected[name]))
+            problems.append(
+                f"column {ds.table}.{name} is {columns[name]}, expected "
+                + " or ".join(t.__name__ for t in expected[name])
+            )
     for col in ds.sensitive:
         kind = columns.get(col.sql[0])
         length = getattr(kind, "length", None)
         if length is not None and length < TOKEN_MIN_LENGTH:
-            problems.append(f"column {ds.table}.{col.sql[0]} holds Fernet tokens: varchar({length})"
-                            f" is too short (use text, or at least {TOKEN_MIN_LENGTH})")
+            problems.append(
+                f"column {ds.table}.{col.sql[0]} holds Fernet tokens: varchar({length})"
+                f" is too short (use text, or at least {TOKEN_MIN_LENGTH})"
+            )
     if ds.row_id not in columns:
         problems.append(f"row_id column {ds.table}.{ds.row_id} is missing")
     key = set(ds.key_sql)

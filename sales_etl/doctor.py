@@ -26,15 +26,22 @@ class Check:
     fix: str = ""
 
 
-def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None,
-        missing_hint: str = "") -> list[Check]:
+def run(
+    env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None, missing_hint: str = ""
+) -> list[Check]:
     """Every check; ``missing_hint`` says how to get settings when storage or database
     settings are missing (the CLI passes how to start the local stack)."""
     try:
         settings = load_settings(env, fallback=fallback)
     except ConfigError as exc:
-        return [Check("settings", False, " ".join(exc.message.split()),
-                      "set or correct the settings named (README: Settings)")]
+        return [
+            Check(
+                "settings",
+                False,
+                " ".join(exc.message.split()),
+                "set or correct the settings named (README: Settings)",
+            )
+        ]
     checks = [_settings_check(settings, missing_hint)]
     host = _host_checks(app_settings(env, fallback))
     if settings.storage is None:  # the connection checks could only repeat "not set"
@@ -50,8 +57,9 @@ def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None
             checks.extend(probe(settings))
         except Exception as exc:
             error = exc if isinstance(exc, EtlError) else classify(exc)
-            checks.append(Check(probe.__name__.strip("_"), False,
-                                " ".join(error.message.split()), _fix_for(error)))
+            checks.append(
+                Check(probe.__name__.strip("_"), False, " ".join(error.message.split()), _fix_for(error))
+            )
             if probe is _database:
                 break  # the checks after it need the database: one failure says it
     return checks
@@ -59,13 +67,17 @@ def run(env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None
 
 def _fix_for(error: EtlError) -> str:
     if error.code in ("db_unreachable", "db_transient"):
-        return ("check POSTGRES_HOST / POSTGRES_PORT and that the server runs (locally: "
-                "sales-etl dev up, then export its settings again)")
+        return (
+            "check POSTGRES_HOST / POSTGRES_PORT and that the server runs (locally: "
+            "sales-etl dev up, then export its settings again)"
+        )
     if error.code in ("storage_transient", "storage_unreachable", "io_transient"):
         return "check SalesStorage and that the storage account (locally: Azurite) is reachable"
     if error.code == "no_migrations":
-        return ("run doctor (and migrate) from the checkout's command line (`pip install -e .`), "
-                "or set SALES_ETL_HOME to the checkout")
+        return (
+            "run doctor (and migrate) from the checkout's command line (`pip install -e .`), "
+            "or set SALES_ETL_HOME to the checkout"
+        )
     if error.code == "settings" or isinstance(error, ConfigError):
         return "set the setting named (README: Settings)"
     return "fix the failure named; the other checks' fixes may come first"
@@ -81,26 +93,46 @@ def _settings_check(settings: Settings, missing_hint: str = "") -> Check:
         present.append(f"{len(settings.fernet_keys)} Fernet key(s)")
     if settings.blind_index_key is not None:
         present.append("blind-index key")
-    missing = [n for n, v in ((STORAGE_CONNECTION, settings.storage),
-                              ("POSTGRES_HOST", settings.database)) if v is None]
-    return Check("settings", not missing,
-                 f"well-formed; set: {', '.join(present) or 'nothing'}"
-                 + (f"; missing: {', '.join(missing)}" if missing else ""),
-                 (missing_hint or "export the missing settings (README: Settings)")
-                 if missing else "")
+    missing = [
+        n
+        for n, v in ((STORAGE_CONNECTION, settings.storage), ("POSTGRES_HOST", settings.database))
+        if v is None
+    ]
+    return Check(
+        "settings",
+        not missing,
+        f"well-formed; set: {', '.join(present) or 'nothing'}"
+        + (f"; missing: {', '.join(missing)}" if missing else ""),
+        (missing_hint or "export the missing settings (README: Settings)") if missing else "",
+    )
 
 
 def _host_checks(env: Mapping[str, str]) -> list[Check]:
     """What the host reads: the bindings at indexing, the trigger's connection as the host
     and the worker's blob extension resolve it, and AzureWebJobsStorage."""
     b = read_bindings(env)
-    detail = (f"blob trigger {b.container}/incoming/{{name}} via {b.connection} ({b.source}); "
-              f"sweep {b.schedule}") if not b.problems else "; ".join(b.problems)
-    checks = [Check("function bindings", not b.problems, detail,
-                    "" if not b.problems else "correct the settings named (README: Settings)")]
+    detail = (
+        (f"blob trigger {b.container}/incoming/{{name}} via {b.connection} ({b.source}); sweep {b.schedule}")
+        if not b.problems
+        else "; ".join(b.problems)
+    )
+    checks = [
+        Check(
+            "function bindings",
+            not b.problems,
+            detail,
+            "" if not b.problems else "correct the settings named (README: Settings)",
+        )
+    ]
     for name, ok, text in host_connections(env):
-        checks.append(Check("trigger connection" if name == STORAGE_CONNECTION else "host storage",
-                            ok, text, "" if ok else f"set {name} (README: Settings)"))
+        checks.append(
+            Check(
+                "trigger connection" if name == STORAGE_CONNECTION else "host storage",
+                ok,
+                text,
+                "" if ok else f"set {name} (README: Settings)",
+            )
+        )
     return checks
 
 
@@ -111,8 +143,14 @@ def _storage(settings: Settings) -> list[Check]:
     check_storage(settings.require_storage())
     cc = storage.container_client(settings)
     if not cc.exists():
-        return [Check("storage", False, f"container {settings.container!r} does not exist",
-                      "sales-etl init-storage (or create the container)")]
+        return [
+            Check(
+                "storage",
+                False,
+                f"container {settings.container!r} does not exist",
+                "sales-etl init-storage (or create the container)",
+            )
+        ]
     counts = {folder: 0 for folder in (storage.INCOMING, storage.FAILED, storage.DEADLETTER)}
     for folder in counts:
         for _ in cc.list_blobs(name_starts_with=f"{folder}/"):
@@ -120,12 +158,18 @@ def _storage(settings: Settings) -> list[Check]:
             if counts[folder] >= 1000:
                 break
     detail = ", ".join(f"{k}/: {v}{'+' if v >= 1000 else ''}" for k, v in counts.items())
-    return [Check("storage", True, f"container {settings.container!r} reachable; {detail}"),
-            Check("dead letters", counts[storage.DEADLETTER] == 0,
-                  f"{counts[storage.DEADLETTER]} blob(s) in deadletter/",
-                  "read their reason (sales-etl runs, or the blob's metadata), fix the cause, "
-                  "then: sales-etl requeue --all --from deadletter"
-                  if counts[storage.DEADLETTER] else "")]
+    return [
+        Check("storage", True, f"container {settings.container!r} reachable; {detail}"),
+        Check(
+            "dead letters",
+            counts[storage.DEADLETTER] == 0,
+            f"{counts[storage.DEADLETTER]} blob(s) in deadletter/",
+            "read their reason (sales-etl runs, or the blob's metadata), fix the cause, "
+            "then: sales-etl requeue --all --from deadletter"
+            if counts[storage.DEADLETTER]
+            else "",
+        ),
+    ]
 
 
 def _with_db(settings: Settings, fn: Callable[[Any], Any]) -> Any:
@@ -140,10 +184,8 @@ def _with_db(settings: Settings, fn: Callable[[Any], Any]) -> Any:
 
 
 def _database(settings: Settings) -> list[Check]:
-    version = _with_db(settings, lambda cur: (cur.execute("SHOW server_version"),
-                                              cur.fetchone()[0])[1])
-    return [Check("database", True, f"PostgreSQL {version} at "
-                  f"{settings.require_database().describe()}")]
+    version = _with_db(settings, lambda cur: (cur.execute("SHOW server_version"), cur.fetchone()[0])[1])
+    return [Check("database", True, f"PostgreSQL {version} at {settings.require_database().describe()}")]
 
 
 def _connections(settings: Settings) -> list[Check]:
@@ -154,32 +196,50 @@ def _connections(settings: Settings) -> list[Check]:
     via = pooler(db)
 
     def usage(cur: Any) -> tuple[int, int, int]:
-        cur.execute("SELECT current_setting('max_connections')::int,"
-                    " current_setting('superuser_reserved_connections')::int,"
-                    " (SELECT count(*) FROM pg_stat_activity"
-                    "  WHERE backend_type = 'client backend')::int")
+        cur.execute(
+            "SELECT current_setting('max_connections')::int,"
+            " current_setting('superuser_reserved_connections')::int,"
+            " (SELECT count(*) FROM pg_stat_activity"
+            "  WHERE backend_type = 'client backend')::int"
+        )
         limit, reserved, in_use = cur.fetchone()
         return int(limit), int(reserved), int(in_use)
 
     limit, reserved, in_use = _with_db(settings, usage)
     usable = limit - reserved
     ok = usable - in_use > max(2, usable // 10)  # room for more than one invocation
-    checks = [Check(
-        "connections", ok,
-        f"{in_use} in use of max_connections {limit} ({reserved} reserved for superusers,"
-        f" {max(0, usable - in_use)} free for the loader)", "" if ok else
-        "the server is near its connection limit: put PgBouncer in front (Azure: port "
-        "6432), lower maximumInstanceCount or the per-instance blob concurrency, or raise "
-        "max_connections (README: Scale-out)")]
+    checks = [
+        Check(
+            "connections",
+            ok,
+            f"{in_use} in use of max_connections {limit} ({reserved} reserved for superusers,"
+            f" {max(0, usable - in_use)} free for the loader)",
+            ""
+            if ok
+            else "the server is near its connection limit: put PgBouncer in front (Azure: port "
+            "6432), lower maximumInstanceCount or the per-instance blob concurrency, or raise "
+            "max_connections (README: Scale-out)",
+        )
+    ]
     if via is not None:
-        checks.append(Check(
-            "pooler", True, f"PgBouncer at {db.host}:{db.port}: {via}; transaction pooling "
-            "is fine for loading (no session state); run sales-etl migrate against the "
-            "server's own port"))
+        checks.append(
+            Check(
+                "pooler",
+                True,
+                f"PgBouncer at {db.host}:{db.port}: {via}; transaction pooling "
+                "is fine for loading (no session state); run sales-etl migrate against the "
+                "server's own port",
+            )
+        )
     else:
-        checks.append(Check(
-            "pooler", True, "direct to PostgreSQL, no pooler: every running invocation "
-            "holds one server connection (on Azure, port 6432 is the built-in PgBouncer)"))
+        checks.append(
+            Check(
+                "pooler",
+                True,
+                "direct to PostgreSQL, no pooler: every running invocation "
+                "holds one server connection (on Azure, port 6432 is the built-in PgBouncer)",
+            )
+        )
     return checks
 
 
@@ -189,14 +249,24 @@ def _tls(settings: Settings) -> list[Check]:
         return [Check("TLS", True, "unix socket: no network, TLS not needed")]
     # This client's own hop, as libpq sees it (through a pooler, the server-side view of
     # the session would describe the pooler's connection instead).
-    ssl = _with_db(settings, lambda cur: (cur.connection.info.ssl_in_use,
-                                          cur.connection.info.ssl_attribute("protocol")))
+    ssl = _with_db(
+        settings, lambda cur: (cur.connection.info.ssl_in_use, cur.connection.info.ssl_attribute("protocol"))
+    )
     verified = db.sslmode == "verify-full"
     ok = bool(ssl[0]) and (verified or db.is_local)
-    detail = (f"encrypted ({ssl[1]}), sslmode={db.sslmode}" if ssl[0]
-              else f"NOT encrypted, sslmode={db.sslmode}")
-    return [Check("TLS", ok and verified, detail, "" if ok and verified else
-                  "set POSTGRES_SSLMODE=verify-full and POSTGRES_SSLROOTCERT to the server's CA")]
+    detail = (
+        f"encrypted ({ssl[1]}), sslmode={db.sslmode}" if ssl[0] else f"NOT encrypted, sslmode={db.sslmode}"
+    )
+    return [
+        Check(
+            "TLS",
+            ok and verified,
+            detail,
+            ""
+            if ok and verified
+            else "set POSTGRES_SSLMODE=verify-full and POSTGRES_SSLROOTCERT to the server's CA",
+        )
+    ]
 
 
 def _migrations(settings: Settings) -> list[Check]:
@@ -205,8 +275,14 @@ def _migrations(settings: Settings) -> list[Check]:
     folders = [None, *([settings.migrations_dir] if settings.migrations_dir else [])]
     waiting = [m for folder in folders for m in pending(settings.require_admin_database(), folder)]
     names = ", ".join(f"V{m.version}" for m in waiting)
-    return [Check("migrations", not waiting, "up to date" if not waiting else f"pending: {names}",
-                  "sales-etl migrate" if waiting else "")]
+    return [
+        Check(
+            "migrations",
+            not waiting,
+            "up to date" if not waiting else f"pending: {names}",
+            "sales-etl migrate" if waiting else "",
+        )
+    ]
 
 
 def _keys(settings: Settings) -> list[Check]:
@@ -220,10 +296,13 @@ def _keys(settings: Settings) -> list[Check]:
     stale, wrong_hash, undecryptable, sampled = [], [], [], 0
     undecryptable_all: list[str] = []  # one entry per value (the other lists are per column)
     for ds in scan_datasets(settings.datasets_dir)[0].values():  # the datasets check names
-        for col in ds.sensitive:                                   # a broken file
+        for col in ds.sensitive:  # a broken file
             query = sql.SQL("SELECT {c}, {h} FROM {t} ORDER BY {id} DESC LIMIT 20").format(
-                c=sql.Identifier(col.sql[0]), h=sql.Identifier(col.hash_column),
-                t=sql.Identifier(ds.table), id=sql.Identifier(ds.row_id))
+                c=sql.Identifier(col.sql[0]),
+                h=sql.Identifier(col.hash_column),
+                t=sql.Identifier(ds.table),
+                id=sql.Identifier(ds.row_id),
+            )
 
             def fetch(cur: Any, q: Any = query, table: str = ds.table) -> list[Any]:
                 cur.execute("SELECT to_regclass(%s) IS NOT NULL", (table,))
@@ -251,25 +330,39 @@ def _keys(settings: Settings) -> list[Check]:
     undecryptable = sorted(set(undecryptable))
     if undecryptable:
         key_check = Check(
-            "encryption keys", False, f"{len(fernet)} key(s); {sampled} recent values sampled; "
+            "encryption keys",
+            False,
+            f"{len(fernet)} key(s); {sampled} recent values sampled; "
             f"values that decrypt with none of them: {', '.join(undecryptable)}",
             "FERNET_KEYS lacks the key these values were encrypted with: add it (after the "
-            "newest); only then can rotate-keys re-encrypt them")
+            "newest); only then can rotate-keys re-encrypt them",
+        )
     else:
         key_check = Check(
-            "encryption keys", not stale, f"{len(fernet)} key(s); {sampled} recent values "
-            "sampled" + (f"; not under the newest key: {', '.join(stale)}" if stale else
-                         ", all under the newest key"),
-            "sales-etl rotate-keys (then drop the old key)" if stale else "")
+            "encryption keys",
+            not stale,
+            f"{len(fernet)} key(s); {sampled} recent values "
+            "sampled"
+            + (f"; not under the newest key: {', '.join(stale)}" if stale else ", all under the newest key"),
+            "sales-etl rotate-keys (then drop the old key)" if stale else "",
+        )
     return [
         key_check,
-        Check("blind-index key", not wrong_hash,
-              ("nothing to compare: no sampled value decrypts" if sampled and sampled == len(
-                  undecryptable_all) else "stored hashes match BLIND_INDEX_KEY")
-              if not wrong_hash else
-              f"hashes do not match: {', '.join(wrong_hash)}",
-              "BLIND_INDEX_KEY differs from the key the rows were hashed with: set the right "
-              "key, or finish rotate-keys --blind-index" if wrong_hash else ""),
+        Check(
+            "blind-index key",
+            not wrong_hash,
+            (
+                "nothing to compare: no sampled value decrypts"
+                if sampled and sampled == len(undecryptable_all)
+                else "stored hashes match BLIND_INDEX_KEY"
+            )
+            if not wrong_hash
+            else f"hashes do not match: {', '.join(wrong_hash)}",
+            "BLIND_INDEX_KEY differs from the key the rows were hashed with: set the right "
+            "key, or finish rotate-keys --blind-index"
+            if wrong_hash
+            else "",
+        ),
     ]
 
 
@@ -281,7 +374,11 @@ def _datasets(settings: Settings) -> list[Check]:
     results = check(settings.require_database(), list(good.values())) if good else {}
     results.update({name: [error] for name, error in broken.items()})
     problems = [f"{name}: {p}" for name, ps in sorted(results.items()) for p in ps]
-    return [Check("datasets", not problems,
-                  f"{len(results)} dataset(s) match their tables" if not problems
-                  else "; ".join(problems), "sales-etl migrate, or correct the dataset file"
-                  if problems else "")]
+    return [
+        Check(
+            "datasets",
+            not problems,
+            f"{len(results)} dataset(s) match their tables" if not problems else "; ".join(problems),
+            "sales-etl migrate, or correct the dataset file" if problems else "",
+        )
+    ]

@@ -111,8 +111,9 @@ def classify(exc: BaseException) -> EtlError:
     if sqlstate == TOO_MANY_CONNECTIONS or (not sqlstate and _too_many_connections(exc)):
         # The server (or a pooler) is at its connection limit: a burst of invocations.
         # Retried with backoff like any transient failure; README "Scale-out" sizes it.
-        return TransientError(f"database connection limit reached (53300): {_first_line(exc)}",
-                              code="too_many_connections")
+        return TransientError(
+            f"database connection limit reached (53300): {_first_line(exc)}", code="too_many_connections"
+        )
     if isinstance(sqlstate, str) and len(sqlstate) == 5:
         detail = _first_line(exc)
         if sqlstate[:2] == "22":  # data exceptions quote the offending value
@@ -122,8 +123,10 @@ def classify(exc: BaseException) -> EtlError:
             # merge re-checks and retries under a savepoint when another file commits the
             # same value meanwhile (load.py); one that still escapes is that race, not bad
             # data: the file is retried, and the check then rejects that row alone.
-            return TransientError(f"a concurrent load stored the same unique value ({sqlstate}):"
-                                  f" {redact.values(detail)}", code="db_conflict")
+            return TransientError(
+                f"a concurrent load stored the same unique value ({sqlstate}): {redact.values(detail)}",
+                code="db_conflict",
+            )
         if sqlstate[:2] in _TRANSIENT_SQLSTATE_CLASSES or sqlstate in _TRANSIENT_SQLSTATES:
             return TransientError(f"database unavailable ({sqlstate}): {detail}", code="db_transient")
         if sqlstate[:2] in _DATA_SQLSTATE_CLASSES:
@@ -142,8 +145,7 @@ def classify(exc: BaseException) -> EtlError:
     if isinstance(exc, (ConnectionError, TimeoutError, socket.timeout, OSError)):
         return TransientError(f"I/O failure: {_first_line(exc)}", code="io_transient")
     # An unknown error may quote a value from the row being processed: values dropped.
-    return TransientError(f"unexpected {name}: {redact.values(_first_line(exc))}",
-                          code="unexpected")
+    return TransientError(f"unexpected {name}: {redact.values(_first_line(exc))}", code="unexpected")
 
 
 TOO_MANY_CONNECTIONS: Final = "53300"

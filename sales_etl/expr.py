@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 
 _OPERATORS: dict[type[ast.AST], Callable[[Any, Any], Any]] = {
-    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
-    ast.Div: operator.truediv}
+    ast.Add: operator.add,
+    ast.Sub: operator.sub,
+    ast.Mult: operator.mul,
+    ast.Div: operator.truediv,
+}
 
 
-def evaluate(expression: str, columns: dict[str, np.ndarray], exact: bool = False
-             ) -> np.ndarray:
+def evaluate(expression: str, columns: dict[str, np.ndarray], exact: bool = False) -> np.ndarray:
     """Arithmetic over columns: + - * / ( ), numbers and column names, nothing else (no
     calls, no attributes): a dataset file cannot run code. ``exact``: the columns hold
     ``Decimal`` objects and so does the result (constants become decimals too)."""

@@ -47,8 +47,18 @@ from .records import (
 )
 from .slowpath import slow_chunks, too_long
 
-__all__ = ["BLOCK_BYTES", "MAX_COLUMNS", "MAX_RECORD_BYTES", "Chunk", "HashingReader", "Header",
-           "Reject", "iter_chunks", "open_bytes", "read_header_fields"]
+__all__ = [
+    "BLOCK_BYTES",
+    "MAX_COLUMNS",
+    "MAX_RECORD_BYTES",
+    "Chunk",
+    "HashingReader",
+    "Header",
+    "Reject",
+    "iter_chunks",
+    "open_bytes",
+    "read_header_fields",
+]
 
 # Arrow's default allocator (mimalloc) keeps freed pages; the system allocator gives them
 # back, so peak memory stays flat from file to file in a long-lived worker.
@@ -58,8 +68,12 @@ GZIP_MAGIC = b"\x1f\x8b"
 BOM = b"\xef\xbb\xbf"
 QUOTE, COMMA, LF, CR = 34, 44, 10, 13
 _BLANK_LINES = re.compile(rb"(?:[ \t\r]*\n)+")
-_WIDE_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"), (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
-              (b"\xff\xfe", "UTF-16 (little-endian)"), (b"\xfe\xff", "UTF-16 (big-endian)"))
+_WIDE_BOMS = (
+    (b"\xff\xfe\x00\x00", "UTF-32 (little-endian)"),
+    (b"\x00\x00\xfe\xff", "UTF-32 (big-endian)"),
+    (b"\xff\xfe", "UTF-16 (little-endian)"),
+    (b"\xfe\xff", "UTF-16 (big-endian)"),
+)
 
 
 class HashingReader(io.RawIOBase):
@@ -127,11 +141,15 @@ class _Gunzip:
         data = self._gzip.read(size)
         self.out += len(data)
         if self.out > MAX_DECOMPRESSED_BYTES:
-            raise DataError(f"{self._name}: decompressed content over "
-                            f"{MAX_DECOMPRESSED_BYTES >> 30} GiB", code="decompressed_too_large")
+            raise DataError(
+                f"{self._name}: decompressed content over {MAX_DECOMPRESSED_BYTES >> 30} GiB",
+                code="decompressed_too_large",
+            )
         if self.out > GZIP_RATIO_FLOOR and self.out > MAX_GZIP_RATIO * self._compressed.count:
-            raise DataError(f"{self._name}: decompresses over {MAX_GZIP_RATIO} times its size "
-                            "(a decompression bomb?)", code="gzip_ratio")
+            raise DataError(
+                f"{self._name}: decompresses over {MAX_GZIP_RATIO} times its size (a decompression bomb?)",
+                code="gzip_ratio",
+            )
         return data
 
     def close(self) -> None:
@@ -154,8 +172,9 @@ class _RecordBlockReader:
         try:
             data = self.stream.read(size)
         except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise DataError(f"{self.name}: near line {self.line}: corrupt gzip data: {exc}",
-                            code="bad_gzip") from exc
+            raise DataError(
+                f"{self.name}: near line {self.line}: corrupt gzip data: {exc}", code="bad_gzip"
+            ) from exc
         if not data:
             self.eof = True
         data = bytes(data)
@@ -198,8 +217,7 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
         before, after = padded[quotes], padded[quotes + 2]
         opens = inside[quotes]
         # an opening quote starts a field (or doubles a quote); a closing one ends it
-        edge = np.where(opens, np.isin(before, (COMMA, LF, QUOTE)),
-                        np.isin(after, (COMMA, LF, CR, QUOTE)))
+        edge = np.where(opens, np.isin(before, (COMMA, LF, QUOTE)), np.isin(after, (COMMA, LF, CR, QUOTE)))
         if not edge.all():
             return None
     newlines = np.flatnonzero(arr == LF)
@@ -208,8 +226,9 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     if final and consumed < len(arr):
         if inside is not None and inside[-1]:  # an unterminated quote: name its line
             empty = np.empty(0, np.int64)
-            return _Scan(empty, empty, empty, empty, empty.astype(bool), -1,
-                         int(np.searchsorted(newlines, consumed)))
+            return _Scan(
+                empty, empty, empty, empty, empty.astype(bool), -1, int(np.searchsorted(newlines, consumed))
+            )
         record_ends = np.append(record_ends, len(arr))
         consumed = len(arr)
     starts = np.concatenate(([0], record_ends[:-1] + 1)).astype(np.int64)
@@ -239,9 +258,14 @@ def _scan(data: bytes, final: bool) -> _Scan | None:
     return _Scan(starts, ends, lines, fields, bare, consumed, nl_count)
 
 
-_MAGIC = ((b"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?)"), (b"\x89PNG", "a PNG image"),
-          (b"\xff\xd8\xff", "a JPEG image"), (b"%PDF", "a PDF document"),
-          (b"\xd0\xcf\x11\xe0", "an old Office document (.xls?)"), (b"GIF8", "a GIF image"))
+_MAGIC = (
+    (b"PK\x03\x04", "a ZIP archive (an .xlsx spreadsheet?)"),
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"%PDF", "a PDF document"),
+    (b"\xd0\xcf\x11\xe0", "an old Office document (.xls?)"),
+    (b"GIF8", "a GIF image"),
+)
 
 
 def _refuse_binary(head: bytes, name: str) -> None:
@@ -262,8 +286,10 @@ def _refuse_wide_encodings(data: bytes, name: str) -> None:
         elif even.count(0) >= 0.9 * len(even) and odd.count(0) == 0:
             found = "UTF-16 (big-endian)"
     if found is not None:
-        raise DataError(f"{name}: line 1: the file is {found} text, not UTF-8: save it as "
-                        "UTF-8 (\"CSV UTF-8\" in Excel)", code="not_utf8")
+        raise DataError(
+            f'{name}: line 1: the file is {found} text, not UTF-8: save it as UTF-8 ("CSV UTF-8" in Excel)',
+            code="not_utf8",
+        )
 
 
 def _cr_only(data: bytes, final: bool) -> bool:
@@ -294,23 +320,33 @@ def read_header_fields(fields: list[str], dataset: Dataset, name: str, line: int
     columns = tuple(cells)
     if len(columns) == 1 and (";" in columns[0] or "\t" in columns[0]):
         sep = "semicolons" if ";" in columns[0] else "tabs"
-        raise DataError(f"{name}: line {line}: the header is separated by {sep}; "
-                        "the file must be comma-separated", code="bad_delimiter")
+        raise DataError(
+            f"{name}: line {line}: the header is separated by {sep}; the file must be comma-separated",
+            code="bad_delimiter",
+        )
     seen: dict[str, int] = {}
     known = {c.name for c in dataset.columns}
     for pos, col in enumerate(columns, start=1):
         if col in seen:
             # (a file without a header has a data row here: only a name the dataset defines
             # is shown, never a cell that may be a value, e.g. a customer id)
-            what = (f"column {col!r}" if col in known
-                    else "a column outside the dataset" if col else "an empty column name")
-            raise DataError(f"{name}: line {line}: {what} appears twice "
-                            f"(positions {seen[col]} and {pos})", code="duplicate_column")
+            what = (
+                f"column {col!r}"
+                if col in known
+                else "a column outside the dataset"
+                if col
+                else "an empty column name"
+            )
+            raise DataError(
+                f"{name}: line {line}: {what} appears twice (positions {seen[col]} and {pos})",
+                code="duplicate_column",
+            )
         seen[col] = pos
     missing = [c for c in dataset.required if c not in seen]
     if missing:
-        raise DataError(f"{name}: line {line}: missing required column(s) {', '.join(missing)}",
-                        code="missing_columns")
+        raise DataError(
+            f"{name}: line {line}: missing required column(s) {', '.join(missing)}", code="missing_columns"
+        )
     positions = {c: seen[c] - 1 for c in known if c in seen}
     unknown = tuple(c for c in columns if c not in known)
     if width > len(columns):
@@ -318,14 +354,15 @@ def read_header_fields(fields: list[str], dataset: Dataset, name: str, line: int
     return Header(columns=columns, positions=positions, unknown=unknown, width=width, line=line)
 
 
-def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
-                block_bytes: int = BLOCK_BYTES) -> tuple[Header, Iterator[Chunk]]:
+def iter_chunks(
+    raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int, block_bytes: int = BLOCK_BYTES
+) -> tuple[Header, Iterator[Chunk]]:
     """Parse the header now (so header errors fail before anything is loaded) and return a
     lazy iterator of chunks of at most ``chunk_rows`` rows."""
     reader = _RecordBlockReader(open_bytes(raw, name), name, block_bytes)
     data = reader.fill(1 << 16)
     if data.startswith(BOM):
-        data = data[len(BOM):]
+        data = data[len(BOM) :]
     _refuse_wide_encodings(data, name)
     _refuse_binary(data[:16], name)
     if _cr_only(data, reader.eof):
@@ -336,7 +373,7 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
         blank = _BLANK_LINES.match(data)
         if blank:
             line += data.count(b"\n", 0, blank.end())
-            data = data[blank.end():]
+            data = data[blank.end() :]
         if data.strip() or reader.eof:
             break
         data += reader.fill(1 << 16)
@@ -351,18 +388,20 @@ def iter_chunks(raw: BinaryIO, dataset: Dataset, name: str, chunk_rows: int,
         header_bytes, rest = data, b""
         cut = data.find(b"\n")
         if cut >= 0:
-            header_bytes, rest = data[:cut], data[cut + 1:]
+            header_bytes, rest = data[:cut], data[cut + 1 :]
     else:
         newline = data.find(b"\n", int(scan.ends[0]))
-        header_bytes, rest = data[: scan.ends[0]], data[newline + 1:] if newline >= 0 else b""
+        header_bytes, rest = data[: scan.ends[0]], data[newline + 1 :] if newline >= 0 else b""
     if len(header_bytes) > MAX_RECORD_BYTES:
         raise too_long(name, line)
     if header_bytes.count(b",") >= MAX_COLUMNS:
-        raise DataError(f"{name}: line {line}: the header has more than {MAX_COLUMNS} "
-                        "columns", code="too_many_columns")
+        raise DataError(
+            f"{name}: line {line}: the header has more than {MAX_COLUMNS} columns", code="too_many_columns"
+        )
     if b"\x00" in header_bytes:
-        raise DataError(f"{name}: line {line}: binary data (NUL bytes) in the header: not a "
-                        "CSV text file", code="not_csv")
+        raise DataError(
+            f"{name}: line {line}: binary data (NUL bytes) in the header: not a CSV text file", code="not_csv"
+        )
     fields = _decode_header(header_bytes.rstrip(b"\r"), name, line)
     header = read_header_fields(fields, dataset, name, line)
     reader.carry = rest
@@ -377,12 +416,13 @@ def _chunks(reader: _RecordBlockReader, header: Header, chunk_rows: int) -> Iter
             return
         scan = _scan(data, reader.eof)
         if scan is None:
-            yield from slow_chunks(data, reader.read, reader.line, header, reader.name,
-                                   chunk_rows)
+            yield from slow_chunks(data, reader.read, reader.line, header, reader.name, chunk_rows)
             return
         if scan.cut < 0:
-            raise DataError(f"{reader.name}: line {reader.line + scan.newlines}: unterminated "
-                            "quoted field", code="bad_csv")
+            raise DataError(
+                f"{reader.name}: line {reader.line + scan.newlines}: unterminated quoted field",
+                code="bad_csv",
+            )
         if scan.cut == 0:  # one record longer than the block
             if len(data) > MAX_RECORD_BYTES:
                 raise too_long(reader.name, reader.line)
@@ -393,7 +433,7 @@ def _chunks(reader: _RecordBlockReader, header: Header, chunk_rows: int) -> Iter
             longest = int(np.argmax(scan.ends - scan.starts))
             if scan.ends[longest] - scan.starts[longest] > MAX_RECORD_BYTES:
                 raise too_long(reader.name, reader.line + int(scan.lines[longest]))
-        reader.carry = data[scan.cut:]
+        reader.carry = data[scan.cut :]
         base = reader.line
         reader.line += scan.newlines
         for lo in range(0, len(scan.starts), chunk_rows):
@@ -402,8 +442,7 @@ def _chunks(reader: _RecordBlockReader, header: Header, chunk_rows: int) -> Iter
                 yield _fast_chunk(data, scan, lo, hi, base, header, reader.name)
 
 
-def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: Header,
-                name: str) -> Chunk:
+def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: Header, name: str) -> Chunk:
     starts, ends = scan.starts[lo:hi], scan.ends[lo:hi]
     lines = scan.lines[lo:hi] + base
     fields = scan.fields[lo:hi]
@@ -412,15 +451,15 @@ def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: H
     empty = ends == starts  # blank lines: skipped, never rows
     good = (fields == width) & ~bare & ~empty
     suspect = ~good & ~empty
-    segment = data[starts[0]:ends[-1]] if len(starts) else b""
+    segment = data[starts[0] : ends[-1]] if len(starts) else b""
     if b"\x00" in segment or not is_utf8(segment):
         for i in np.flatnonzero(good):
-            record = data[starts[i]:ends[i]]
+            record = data[starts[i] : ends[i]]
             if b"\x00" in record or not is_utf8(record):
                 suspect[i] = True
     rejects: list[Reject] = []
     for i in np.flatnonzero(suspect):  # the shared rule set decides
-        record = data[starts[i]:ends[i]]
+        record = data[starts[i] : ends[i]]
         good[i] = False
         if is_blank(record):
             continue
@@ -438,14 +477,15 @@ def _fast_chunk(data: bytes, scan: _Scan, lo: int, hi: int, base: int, header: H
         offsets = np.concatenate(([0], np.cumsum(lengths + 1)))
         offsets[-1] = len(segment)
     longest = int((ends[keep] - starts[keep]).max()) if len(keep) else 0
-    table = _parse(segment, header, len(keep), name, int(lines[0]) if len(lines) else 0,
-                   longest)
-    return Chunk(lines=lines[good].astype(np.int64), table=table, rejects=rejects,
-                 raw=raw_array(segment, offsets))
+    table = _parse(segment, header, len(keep), name, int(lines[0]) if len(lines) else 0, longest)
+    return Chunk(
+        lines=lines[good].astype(np.int64), table=table, rejects=rejects, raw=raw_array(segment, offsets)
+    )
 
 
-def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int,
-           longest: int = 0) -> pa.Table:
+def _parse(
+    segment: bytes, header: Header, rows: int, name: str, first_line: int, longest: int = 0
+) -> pa.Table:
     """Arrow's CSV reader fails ("straddling object straddles two block boundaries") on a
     record that spans more than two of its blocks: the block is made longer than the
     longest record (at most ``MAX_RECORD_BYTES``, checked before), so every record up to
@@ -456,23 +496,29 @@ def _parse(segment: bytes, header: Header, rows: int, name: str, first_line: int
     try:
         table = pacsv.read_csv(
             io.BytesIO(segment),
-            read_options=pacsv.ReadOptions(column_names=header.names, use_threads=False,
-                                           block_size=max(4 << 20, longest + (64 << 10))),
+            read_options=pacsv.ReadOptions(
+                column_names=header.names, use_threads=False, block_size=max(4 << 20, longest + (64 << 10))
+            ),
             parse_options=pacsv.ParseOptions(newlines_in_values=True, ignore_empty_lines=True),
             convert_options=pacsv.ConvertOptions(
-                column_types={c: pa.string() for c in included}, include_columns=included,
-                strings_can_be_null=False, quoted_strings_can_be_null=False))
+                column_types={c: pa.string() for c in included},
+                include_columns=included,
+                strings_can_be_null=False,
+                quoted_strings_can_be_null=False,
+            ),
+        )
     except pa.ArrowInvalid as exc:
         try:
             segment.decode("utf-8")
         except UnicodeDecodeError as err:
             line = first_line + segment.count(b"\n", 0, err.start)
             raise _not_text(name, line, err) from err
-        raise DataError(f"{name}: near line {first_line}: unreadable CSV: {exc}",
-                        code="bad_csv") from exc
+        raise DataError(f"{name}: near line {first_line}: unreadable CSV: {exc}", code="bad_csv") from exc
     if table.num_rows != rows:
-        raise DataError(f"{name}: near line {first_line}: {table.num_rows} records parsed "
-                        f"where {rows} were found", code="bad_csv")
+        raise DataError(
+            f"{name}: near line {first_line}: {table.num_rows} records parsed where {rows} were found",
+            code="bad_csv",
+        )
     return table
 
 

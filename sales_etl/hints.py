@@ -15,9 +15,11 @@ EXIT_FAILED = 1  # the command ran and failed (a one-line reason on stderr)
 EXIT_USAGE = 2  # the command line itself is wrong (Click's usage errors: missing file, bad option)
 
 DEV_UP = "sales-etl dev up"
-NO_DEV_TOOLS = ("export the settings of your deployment (README: Settings); the local stack's "
-                "commands (`sales-etl dev ...`) come with the development package, which is "
-                "not installed here (`make setup` in a checkout installs it)")
+NO_DEV_TOOLS = (
+    "export the settings of your deployment (README: Settings); the local stack's "
+    "commands (`sales-etl dev ...`) come with the development package, which is "
+    "not installed here (`make setup` in a checkout installs it)"
+)
 
 
 @dataclass(frozen=True)
@@ -37,10 +39,14 @@ class Stack:
         if not self.dev_tools:
             return NO_DEV_TOOLS
         if self.status == "stopped":
-            return (f"the local stack in {self.home} is not running (stopped, or the machine "
-                    f"restarted): start it with `{DEV_UP}`")
-        return (f"no local stack is running: start one with `{DEV_UP}` (commands then use it), "
-                f"or export the settings of your deployment (README: Settings)")
+            return (
+                f"the local stack in {self.home} is not running (stopped, or the machine "
+                f"restarted): start it with `{DEV_UP}`"
+            )
+        return (
+            f"no local stack is running: start one with `{DEV_UP}` (commands then use it), "
+            f"or export the settings of your deployment (README: Settings)"
+        )
 
 
 def local_stack(home: Path | None = None) -> Stack:
@@ -70,8 +76,10 @@ def _pgcode(exc: BaseException) -> str | None:
 
 
 def _missing_settings(message: str) -> bool:
-    return any(f"{name}: not set" in message
-               for name in ("POSTGRES_HOST", STORAGE_CONNECTION, "FERNET_KEYS", "BLIND_INDEX_KEY"))
+    return any(
+        f"{name}: not set" in message
+        for name in ("POSTGRES_HOST", STORAGE_CONNECTION, "FERNET_KEYS", "BLIND_INDEX_KEY")
+    )
 
 
 def _endpoint(connection: str) -> tuple[str, str]:
@@ -86,8 +94,7 @@ def _stale_local(stack: Stack) -> bool:
     env = stack.env or {}
     exported = app_settings()  # the environment, read through settings
     db_host, db_port = exported.get("POSTGRES_HOST"), exported.get("POSTGRES_PORT")
-    if db_host and db_host == env.get("POSTGRES_HOST") and db_port and (
-            db_port != env.get("POSTGRES_PORT")):
+    if db_host and db_host == env.get("POSTGRES_HOST") and db_port and (db_port != env.get("POSTGRES_PORT")):
         return True
     mine, theirs = exported.get(STORAGE_CONNECTION), env.get(STORAGE_CONNECTION)
     if not mine or not theirs:
@@ -100,30 +107,35 @@ def one_line(exc: BaseException, stack: Stack) -> str:
     """The reason ``exc`` ended the command, in one line, with a hint where one helps."""
     if isinstance(exc, EtlError):
         error: EtlError = exc
-    elif type(exc).__module__.startswith(("psycopg2", "azure", "sqlalchemy")) or isinstance(
-            exc, OSError):
+    elif type(exc).__module__.startswith(("psycopg2", "azure", "sqlalchemy")) or isinstance(exc, OSError):
         error = classify(exc)
     else:
         first = (str(exc).strip().splitlines() or [""])[0][:300]
-        return (f"unexpected {type(exc).__name__}: {first} (run `sales-etl -v ...` for the "
-                "details)")
+        return f"unexpected {type(exc).__name__}: {first} (run `sales-etl -v ...` for the details)"
     text = " ".join(error.message.split())
     hints: list[str] = []
     if _missing_settings(text) and stack.status != "running":
         hints.append(stack.hint())
     if error.code in ("db_unreachable", "storage_unreachable", "io_transient") and (
-            stack.status != "running" and stack.dev_tools):
-        where = ("the local stack is not running" if stack.status == "stopped" else
-                 "nothing answers there")
-        hints.append(f"{where}: if these are the local stack's settings, start it with "
-                     f"`{DEV_UP}` and export them again (eval \"$(sales-etl dev env)\": its "
-                     "ports change at every start)")
+        stack.status != "running" and stack.dev_tools
+    ):
+        where = "the local stack is not running" if stack.status == "stopped" else "nothing answers there"
+        hints.append(
+            f"{where}: if these are the local stack's settings, start it with "
+            f'`{DEV_UP}` and export them again (eval "$(sales-etl dev env)": its '
+            "ports change at every start)"
+        )
     if error.code in ("db_unreachable", "storage_unreachable", "io_transient") and (
-            stack.status == "running" and _stale_local(stack)):
-        hints.append("the local stack runs on other ports now (they change at every start): "
-                     "if these are its settings, export them again with "
-                     "eval \"$(sales-etl dev env)\", or unset them (commands then use it)")
+        stack.status == "running" and _stale_local(stack)
+    ):
+        hints.append(
+            "the local stack runs on other ports now (they change at every start): "
+            "if these are its settings, export them again with "
+            'eval "$(sales-etl dev env)", or unset them (commands then use it)'
+        )
     if _pgcode(exc) == "42501":
-        hints.append("permission denied: this command needs the schema owner's connection "
-                     "(POSTGRES_ADMIN_USER and POSTGRES_ADMIN_PASSWORD), not the loader role's")
+        hints.append(
+            "permission denied: this command needs the schema owner's connection "
+            "(POSTGRES_ADMIN_USER and POSTGRES_ADMIN_PASSWORD), not the loader role's"
+        )
     return "; ".join([text, *[h for h in hints if h]])

@@ -58,11 +58,30 @@ class RunRecord:
         return asdict(self)
 
 
-_COLUMNS = ("run_uuid", "dataset", "blob_path", "etag", "attempt", "trigger", "status",
-            "reason_code", "error", "content_sha256", "rows_read", "rows_loaded",
-            "rows_duplicate", "rows_rejected", "bytes_read", "rejects_path",
-            "unknown_columns", "duplicate_of", "dataset_version", "app_version", "seconds",
-            "stage_seconds")
+_COLUMNS = (
+    "run_uuid",
+    "dataset",
+    "blob_path",
+    "etag",
+    "attempt",
+    "trigger",
+    "status",
+    "reason_code",
+    "error",
+    "content_sha256",
+    "rows_read",
+    "rows_loaded",
+    "rows_duplicate",
+    "rows_rejected",
+    "bytes_read",
+    "rejects_path",
+    "unknown_columns",
+    "duplicate_of",
+    "dataset_version",
+    "app_version",
+    "seconds",
+    "stage_seconds",
+)
 
 
 def _value(rec: RunRecord, column: str) -> Any:
@@ -84,7 +103,9 @@ def insert(cur: Any, rec: RunRecord) -> int:
     finished = "now()" if rec.status != "running" else "NULL"
     cur.execute(
         f"INSERT INTO etl_runs ({', '.join(_COLUMNS)}, finished_at)"
-        f" VALUES ({placeholders}, {finished}) RETURNING run_id", values)
+        f" VALUES ({placeholders}, {finished}) RETURNING run_id",
+        values,
+    )
     rec.run_id = int(cur.fetchone()[0])
     return rec.run_id
 
@@ -93,9 +114,11 @@ def finish(cur: Any, rec: RunRecord) -> None:
     assert rec.run_id is not None
     updates = [c for c in _COLUMNS if c not in ("run_uuid", "dataset", "blob_path")]
     cur.execute(
-        "UPDATE etl_runs SET " + ", ".join(f"{c} = %s" for c in updates)
+        "UPDATE etl_runs SET "
+        + ", ".join(f"{c} = %s" for c in updates)
         + ", finished_at = now() WHERE run_id = %s",
-        [*(_value(rec, c) for c in updates), rec.run_id])
+        [*(_value(rec, c) for c in updates), rec.run_id],
+    )
 
 
 CLAIM_WAIT_SECONDS = 300.0  # how long a second invocation of a file waits for the first
@@ -126,8 +149,13 @@ def claim(cur: Any, dataset: str, blob_path: str, wait: float | None = None) -> 
         delay = min(delay * 2, 1.0)
 
 
-def claim_file(cur: Any, dataset: str, blob_path: str, etag: str | None,
-               current: Callable[[], Moved | None] | None = None) -> int | None:
+def claim_file(
+    cur: Any,
+    dataset: str,
+    blob_path: str,
+    etag: str | None,
+    current: Callable[[], Moved | None] | None = None,
+) -> int | None:
     """Claim one version of a file for the caller's transaction (``claim``: its first
     statement), then re-check what an invocation that held the lock before may have done.
     Returns the run that already loaded this very version (``etag``), if one did: the
@@ -137,16 +165,14 @@ def claim_file(cur: Any, dataset: str, blob_path: str, etag: str | None,
     ``CLAIM_WAIT_SECONDS``), or the code ``current()`` returns when this version is no
     longer in place (``gone``: moved away; ``superseded``: a newer version landed)."""
     if not claim(cur, dataset, blob_path):
-        raise Skipped(f"{blob_path}: another invocation is still loading this file",
-                      code="in_progress")
+        raise Skipped(f"{blob_path}: another invocation is still loading this file", code="in_progress")
     if etag is not None:
         prior = loaded_run(cur, dataset, blob_path, etag)
         if prior is not None:
             return prior
     gone = current() if current is not None else None
     if gone is not None:
-        raise Skipped(f"{blob_path}: this version is no longer in place ({gone}):"
-                      " nothing to load", code=gone)
+        raise Skipped(f"{blob_path}: this version is no longer in place ({gone}): nothing to load", code=gone)
     return None
 
 
@@ -154,7 +180,9 @@ def loaded_run(cur: Any, dataset: str, blob_path: str, etag: str | None) -> int 
     """The run that already loaded exactly this blob version, if any."""
     cur.execute(
         "SELECT run_id FROM etl_runs WHERE dataset = %s AND blob_path = %s AND etag = %s"
-        " AND status = 'loaded' ORDER BY run_id LIMIT 1", (dataset, blob_path, etag))
+        " AND status = 'loaded' ORDER BY run_id LIMIT 1",
+        (dataset, blob_path, etag),
+    )
     row = cur.fetchone()
     return int(row[0]) if row else None
 
@@ -164,7 +192,8 @@ def loaded_content(cur: Any, dataset: str, sha256: str) -> int | None:
     cur.execute(
         "SELECT run_id FROM etl_runs WHERE dataset = %s AND content_sha256 = %s"
         " AND status = 'loaded' AND duplicate_of IS NULL ORDER BY run_id LIMIT 1",
-        (dataset, sha256))
+        (dataset, sha256),
+    )
     row = cur.fetchone()
     return int(row[0]) if row else None
 
@@ -178,5 +207,7 @@ def recent(conn: Any, limit: int = 20, blob: str | None = None) -> list[dict[str
             "SELECT run_id, run_uuid::text, dataset, blob_path, attempt, trigger, status,"
             " reason_code, error, rows_read, rows_loaded, rows_duplicate, rows_rejected,"
             " rejects_path, duplicate_of, started_at, seconds"
-            f" FROM etl_runs {where} ORDER BY run_id DESC LIMIT %s", [*params, limit])
+            f" FROM etl_runs {where} ORDER BY run_id DESC LIMIT %s",
+            [*params, limit],
+        )
         return [dict(r) for r in cur.fetchall()]

@@ -33,8 +33,9 @@ def load_columns(dataset: Dataset) -> list[str]:
     return [*dataset.sql_columns, "etl_run_id", "source_line"]
 
 
-def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
-              run_id: int, raw: bool = False) -> pa.Buffer:
+def copy_text(
+    columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset, run_id: int, raw: bool = False
+) -> pa.Buffer:
     """Render rows in COPY's text format (tab-separated, \\N for NULL, escaped), with Arrow
     kernels: no Python loop over rows. ``raw``: add each row's raw record (for staging)."""
     if not len(lines):
@@ -57,7 +58,7 @@ def copy_text(columns: dict[str, pa.Array], lines: np.ndarray, dataset: Dataset,
     # the last field carries the row's newline, so one join makes the whole payload
     parts[-1] = pc.binary_join_element_wise(parts[-1], "", "\n")
     rows = pc.binary_join_element_wise(*parts, "\t")
-    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset: rows.offset + len(rows) + 1]
+    offsets = np.frombuffer(rows.buffers()[1], dtype=np.int32)[rows.offset : rows.offset + len(rows) + 1]
     start, end = int(offsets[0]), int(offsets[-1])
     return rows.buffers()[2].slice(start, end - start)  # the rows' bytes, back to back: no copy
 
@@ -103,8 +104,9 @@ class Loader:
         self._collided = False  # a chunk met a stored key
         self._unique_cache: list[tuple[str, ...]] | None = None
         key = dataset.key_sql
-        self._can_lookup = (lookup and dataset.write_mode == "insert"
-                            and len(key) == 1 and key[0] in dataset.key_plain)
+        self._can_lookup = (
+            lookup and dataset.write_mode == "insert" and len(key) == 1 and key[0] in dataset.key_plain
+        )
         # One COPY in flight on a worker thread while the caller prepares the next chunk:
         # the server ingests on one core while Python parses and encrypts on the other.
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="copy")
@@ -115,8 +117,9 @@ class Loader:
         """True once stored keys are worth looking up before loading a chunk."""
         return self._collided and self._can_lookup
 
-    def drop_stored(self, columns: dict[str, pa.Array], lines: np.ndarray
-                    ) -> tuple[dict[str, pa.Array], np.ndarray]:
+    def drop_stored(
+        self, columns: dict[str, pa.Array], lines: np.ndarray
+    ) -> tuple[dict[str, pa.Array], np.ndarray]:
         """Remove the rows whose key is already stored by another file (committed: read
         committed sees each statement's committed rows). Rows this run stored are left
         in, so that a repeat inside the file is reported as an in-file duplicate."""
@@ -126,25 +129,28 @@ class Loader:
         keys = columns[key]
         self._wait()  # the connection carries one statement at a time: the COPY first
         with self.cur.connection.cursor() as cur:
-            cur.execute(sql.SQL("SELECT {k} FROM {t} WHERE {k} = ANY(%s)"
-                                " AND etl_run_id IS DISTINCT FROM %s").format(
-                k=sql.Identifier(key), t=sql.Identifier(self.dataset.table)),
-                (keys.to_pylist(), self.run_id))
+            cur.execute(
+                sql.SQL("SELECT {k} FROM {t} WHERE {k} = ANY(%s) AND etl_run_id IS DISTINCT FROM %s").format(
+                    k=sql.Identifier(key), t=sql.Identifier(self.dataset.table)
+                ),
+                (keys.to_pylist(), self.run_id),
+            )
             stored = [r[0] for r in cur.fetchall()]
         if not stored:
             return columns, lines
         keep = pc.invert(pc.is_in(keys, value_set=pa.array(stored, keys.type)))
         self.dropped += len(lines) - pc.sum(keep.cast(pa.int64())).as_py()
-        return ({k: v.filter(keep) for k, v in columns.items()},
-                lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)])
+        return (
+            {k: v.filter(keep) for k, v in columns.items()},
+            lines[np.asarray(keep.to_numpy(zero_copy_only=False), dtype=bool)],
+        )
 
     def add(self, columns: dict[str, pa.Array], lines: np.ndarray) -> None:
         if not len(lines):
             return
         self._wait()
         # In the caller's context: the worker finds the invocation id of a log record there
-        self._pending = self._pool.submit(contextvars.copy_context().run, self._load, columns,
-                                          lines)
+        self._pending = self._pool.submit(contextvars.copy_context().run, self._load, columns, lines)
 
     def _wait(self) -> None:
         if self._pending is not None:
@@ -174,8 +180,11 @@ class Loader:
                 return
         if not self._staging:
             self._create_staging()
-        self._copy(STAGE, [*load_columns(self.dataset), RAW],
-                   copy_text(columns, lines, self.dataset, self.run_id, raw=True))
+        self._copy(
+            STAGE,
+            [*load_columns(self.dataset), RAW],
+            copy_text(columns, lines, self.dataset, self.run_id, raw=True),
+        )
         self.staged += rows
 
     def _may_go_direct(self, columns: dict[str, pa.Array]) -> bool:
@@ -192,8 +201,12 @@ class Loader:
         if not self._staging:
             return True
         key = self.dataset.key_sql[0]
-        self.cur.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {s} WHERE {k} = ANY(%s))").format(
-            s=sql.Identifier(STAGE), k=sql.Identifier(key)), (columns[key].to_pylist(),))
+        self.cur.execute(
+            sql.SQL("SELECT EXISTS (SELECT 1 FROM {s} WHERE {k} = ANY(%s))").format(
+                s=sql.Identifier(STAGE), k=sql.Identifier(key)
+            ),
+            (columns[key].to_pylist(),),
+        )
         return not self.cur.fetchone()[0]
 
     def _uniques(self) -> list[tuple[str, ...]]:
@@ -208,65 +221,96 @@ class Loader:
         self.close()
         if not self._staging:
             return self.direct, self.dropped, iter(())
-        self.cur.execute(sql.SQL(
-            "CREATE TEMPORARY TABLE {} (source_line integer, code text, other_line integer,"
-            " detail text, raw text) ON COMMIT DROP").format(sql.Identifier(REJECTS)))
+        self.cur.execute(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {} (source_line integer, code text, other_line integer,"
+                " detail text, raw text) ON COMMIT DROP"
+            ).format(sql.Identifier(REJECTS))
+        )
         moved = self._reject_in_file_duplicates()
         for unique in self._uniques():
             moved += self._reject_unique_conflicts(unique)
         late, inserted = self._merge_checked()
         moved += late
-        return (self.direct + inserted, self.dropped + self.staged - moved - inserted,
-                self._late_rejects())
+        return (self.direct + inserted, self.dropped + self.staged - moved - inserted, self._late_rejects())
 
     def _copy(self, table: str, columns: list[str], payload: pa.Buffer) -> None:
         self.cur.copy_expert(
-            sql.SQL("COPY {} ({}) FROM STDIN").format(
-                sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns))
-            ).as_string(self.cur),
-            pa.BufferReader(payload), size=1 << 20)
+            sql.SQL("COPY {} ({}) FROM STDIN")
+            .format(sql.Identifier(table), sql.SQL(", ").join(map(sql.Identifier, columns)))
+            .as_string(self.cur),
+            pa.BufferReader(payload),
+            size=1 << 20,
+        )
 
     def _create_staging(self) -> None:
         self._staging = True
         self.cur.execute(
-            sql.SQL("CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols},"
-                    " NULL::text AS {raw} FROM {target} WITH NO DATA").format(
+            sql.SQL(
+                "CREATE TEMPORARY TABLE {stage} ON COMMIT DROP AS SELECT {cols},"
+                " NULL::text AS {raw} FROM {target} WITH NO DATA"
+            ).format(
                 stage=sql.Identifier(STAGE),
                 cols=sql.SQL(", ").join(map(sql.Identifier, load_columns(self.dataset))),
-                raw=sql.Identifier(RAW), target=sql.Identifier(self.dataset.table)))
+                raw=sql.Identifier(RAW),
+                target=sql.Identifier(self.dataset.table),
+            )
+        )
         if self._can_lookup:  # (see _may_go_direct)
-            self.cur.execute(sql.SQL("CREATE INDEX ON {} ({})").format(
-                sql.Identifier(STAGE), sql.Identifier(self.dataset.key_sql[0])))
+            self.cur.execute(
+                sql.SQL("CREATE INDEX ON {} ({})").format(
+                    sql.Identifier(STAGE), sql.Identifier(self.dataset.key_sql[0])
+                )
+            )
 
     def _move(self, select: sql.Composable, params: tuple[Any, ...] = ()) -> int:
         """Move the staged rows ``select`` names into the late rejects."""
-        self.cur.execute(sql.SQL("INSERT INTO {} (source_line, code, other_line, detail, raw) "
-                                 ).format(sql.Identifier(REJECTS)) + select, params)
+        self.cur.execute(
+            sql.SQL("INSERT INTO {} (source_line, code, other_line, detail, raw) ").format(
+                sql.Identifier(REJECTS)
+            )
+            + select,
+            params,
+        )
         moved = int(self.cur.rowcount)
         if moved:
-            self.cur.execute(sql.SQL(
-                "DELETE FROM {stage} s USING {rejects} r WHERE s.source_line = r.source_line"
-            ).format(stage=sql.Identifier(STAGE), rejects=sql.Identifier(REJECTS)))
+            self.cur.execute(
+                sql.SQL("DELETE FROM {stage} s USING {rejects} r WHERE s.source_line = r.source_line").format(
+                    stage=sql.Identifier(STAGE), rejects=sql.Identifier(REJECTS)
+                )
+            )
         return moved
 
     def _reject_in_file_duplicates(self) -> int:
         """Staged rows whose key appeared on an earlier line of this file: earlier in
         staging, or COPied to the target by this run (always earlier: see ``_load``)."""
         keys = self.dataset.key_sql
-        moved = self._move(sql.SQL(
-            "SELECT s.source_line, 'duplicate_in_file', d.first_line, NULL, s.{raw}"
-            " FROM {stage} s JOIN (SELECT {key}, min(source_line) AS first_line FROM {stage}"
-            " GROUP BY {key} HAVING count(*) > 1) d ON {match}"
-            " WHERE s.source_line > d.first_line").format(
-                raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE), key=_list(keys),
-                match=_match("s", "d", keys)))
+        moved = self._move(
+            sql.SQL(
+                "SELECT s.source_line, 'duplicate_in_file', d.first_line, NULL, s.{raw}"
+                " FROM {stage} s JOIN (SELECT {key}, min(source_line) AS first_line FROM {stage}"
+                " GROUP BY {key} HAVING count(*) > 1) d ON {match}"
+                " WHERE s.source_line > d.first_line"
+            ).format(
+                raw=sql.Identifier(RAW),
+                stage=sql.Identifier(STAGE),
+                key=_list(keys),
+                match=_match("s", "d", keys),
+            )
+        )
         if self.direct:
-            moved += self._move(sql.SQL(
-                "SELECT s.source_line, 'duplicate_in_file', t.source_line, NULL, s.{raw}"
-                " FROM {stage} s JOIN {target} t ON {match} WHERE t.etl_run_id = %s").format(
-                    raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE),
-                    target=sql.Identifier(self.dataset.table), match=_match("s", "t", keys)),
-                (self.run_id,))
+            moved += self._move(
+                sql.SQL(
+                    "SELECT s.source_line, 'duplicate_in_file', t.source_line, NULL, s.{raw}"
+                    " FROM {stage} s JOIN {target} t ON {match} WHERE t.etl_run_id = %s"
+                ).format(
+                    raw=sql.Identifier(RAW),
+                    stage=sql.Identifier(STAGE),
+                    target=sql.Identifier(self.dataset.table),
+                    match=_match("s", "t", keys),
+                ),
+                (self.run_id,),
+            )
         return moved
 
     def _unique_constraints(self) -> list[tuple[str, ...]]:
@@ -277,40 +321,58 @@ class Loader:
             " JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum"
             " WHERE i.indrelid = to_regclass(%s) AND i.indisunique AND i.indpred IS NULL"
             " AND i.indexprs IS NULL GROUP BY i.indexrelid ORDER BY i.indexrelid",
-            (self.dataset.table,))
+            (self.dataset.table,),
+        )
         loaded = set(self.dataset.sql_columns)
         key = set(self.dataset.key_sql)
-        return [tuple(cols) for (cols,) in self.cur.fetchall()
-                if set(cols) <= loaded and set(cols) != key]
+        return [tuple(cols) for (cols,) in self.cur.fetchall() if set(cols) <= loaded and set(cols) != key]
 
     def _reject_unique_conflicts(self, unique: tuple[str, ...]) -> int:
         """Staged rows that would break a unique constraint: a stored row (or one of this
         file, loaded directly) with another key holds the value, or an earlier staged line."""
         detail = ", ".join(unique)
         keys = self.dataset.key_sql
-        moved = self._move(sql.SQL(
-            "SELECT s.source_line, 'unique_conflict',"
-            " CASE WHEN t.etl_run_id = %s THEN t.source_line END, %s, s.{raw}"
-            " FROM {stage} s JOIN {target} t ON {match}"
-            " WHERE ({skey}) IS DISTINCT FROM ({tkey})").format(
-                raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE),
-                target=sql.Identifier(self.dataset.table), match=_match("s", "t", unique),
-                skey=_list(keys, "s"), tkey=_list(keys, "t")), (self.run_id, detail))
-        moved += self._move(sql.SQL(
-            "SELECT s.source_line, 'unique_conflict', d.first_line, %s, s.{raw}"
-            " FROM {stage} s JOIN (SELECT {cols}, min(source_line) AS first_line FROM {stage}"
-            " GROUP BY {cols} HAVING count(*) > 1) d ON {match}"
-            " WHERE s.source_line > d.first_line").format(
-                raw=sql.Identifier(RAW), stage=sql.Identifier(STAGE), cols=_list(unique),
-                match=_match("s", "d", unique)), (detail,))
+        moved = self._move(
+            sql.SQL(
+                "SELECT s.source_line, 'unique_conflict',"
+                " CASE WHEN t.etl_run_id = %s THEN t.source_line END, %s, s.{raw}"
+                " FROM {stage} s JOIN {target} t ON {match}"
+                " WHERE ({skey}) IS DISTINCT FROM ({tkey})"
+            ).format(
+                raw=sql.Identifier(RAW),
+                stage=sql.Identifier(STAGE),
+                target=sql.Identifier(self.dataset.table),
+                match=_match("s", "t", unique),
+                skey=_list(keys, "s"),
+                tkey=_list(keys, "t"),
+            ),
+            (self.run_id, detail),
+        )
+        moved += self._move(
+            sql.SQL(
+                "SELECT s.source_line, 'unique_conflict', d.first_line, %s, s.{raw}"
+                " FROM {stage} s JOIN (SELECT {cols}, min(source_line) AS first_line FROM {stage}"
+                " GROUP BY {cols} HAVING count(*) > 1) d ON {match}"
+                " WHERE s.source_line > d.first_line"
+            ).format(
+                raw=sql.Identifier(RAW),
+                stage=sql.Identifier(STAGE),
+                cols=_list(unique),
+                match=_match("s", "d", unique),
+            ),
+            (detail,),
+        )
         return moved
 
     def _late_rejects(self) -> Iterator[Reject]:
         key = ", ".join(self.dataset.business_key)
         with self.cur.connection.cursor(name="sales_etl_late_rejects") as named:
             named.itersize = 5000
-            named.execute(sql.SQL("SELECT source_line, code, other_line, detail, raw FROM {}"
-                                  " ORDER BY source_line").format(sql.Identifier(REJECTS)))
+            named.execute(
+                sql.SQL(
+                    "SELECT source_line, code, other_line, detail, raw FROM {} ORDER BY source_line"
+                ).format(sql.Identifier(REJECTS))
+            )
             for line, code, other, detail, raw in named:
                 if code == "duplicate_in_file":
                     reason = f"{key} already appears on line {other}"
@@ -318,8 +380,7 @@ class Loader:
                     reason = f"{detail} must be unique and is already used on line {other}"
                 else:
                     reason = f"{detail} must be unique and is already stored for another {key}"
-                yield Reject(int(line), row_code(code), reason,
-                             record_fields((raw or "").encode()))
+                yield Reject(int(line), row_code(code), reason, record_fields((raw or "").encode()))
 
     def _merge_checked(self) -> tuple[int, int]:
         """Merge the staged rows; returns (rows rejected late, rows inserted).
@@ -357,31 +418,45 @@ class Loader:
             # duplicates and keep their lineage.
             tokens = {c.sql[0] for c in self.dataset.sensitive}
             updates = [c for c in cols if c not in self.dataset.key_sql]
-            compare = [c for c in self.dataset.sql_columns
-                       if c not in tokens and c not in self.dataset.key_sql]
-            changed = sql.SQL("({}) IS DISTINCT FROM ({})").format(
-                sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in compare),
-                sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c))
-                                   for c in compare)) if compare else sql.SQL("false")
-            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(sql.SQL(", ").join(
-                sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates),
-                changed)
+            compare = [
+                c for c in self.dataset.sql_columns if c not in tokens and c not in self.dataset.key_sql
+            ]
+            changed = (
+                sql.SQL("({}) IS DISTINCT FROM ({})").format(
+                    sql.SQL(", ").join(sql.SQL("t.{}").format(sql.Identifier(c)) for c in compare),
+                    sql.SQL(", ").join(sql.SQL("EXCLUDED.{}").format(sql.Identifier(c)) for c in compare),
+                )
+                if compare
+                else sql.SQL("false")
+            )
+            action = sql.SQL("DO UPDATE SET {} WHERE {}").format(
+                sql.SQL(", ").join(
+                    sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c)) for c in updates
+                ),
+                changed,
+            )
         else:
             action = sql.SQL("DO NOTHING")
-        self.cur.execute(sql.SQL(
-            "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage}"
-            " ON CONFLICT ({key}) {action}").format(
-                target=sql.Identifier(self.dataset.table), cols=column_list,
-                stage=sql.Identifier(STAGE), key=key, action=action))
+        self.cur.execute(
+            sql.SQL(
+                "INSERT INTO {target} AS t ({cols}) SELECT {cols} FROM {stage} ON CONFLICT ({key}) {action}"
+            ).format(
+                target=sql.Identifier(self.dataset.table),
+                cols=column_list,
+                stage=sql.Identifier(STAGE),
+                key=key,
+                action=action,
+            )
+        )
         return int(self.cur.rowcount)
 
 
 def _list(columns: tuple[str, ...], alias: str | None = None) -> sql.Composable:
-    return sql.SQL(", ").join(sql.Identifier(alias, c) if alias else sql.Identifier(c)
-                              for c in columns)
+    return sql.SQL(", ").join(sql.Identifier(alias, c) if alias else sql.Identifier(c) for c in columns)
 
 
 def _match(a: str, b: str, columns: tuple[str, ...]) -> sql.Composable:
     return sql.SQL(" AND ").join(
-        sql.SQL("{a}.{c} = {b}.{c}").format(a=sql.Identifier(a), b=sql.Identifier(b),
-                                            c=sql.Identifier(c)) for c in columns)
+        sql.SQL("{a}.{c} = {b}.{c}").format(a=sql.Identifier(a), b=sql.Identifier(b), c=sql.Identifier(c))
+        for c in columns
+    )

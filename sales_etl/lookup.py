@@ -19,8 +19,10 @@ from .settings import Settings
 
 def fetch_decrypted(settings: Settings, dataset: Dataset, key: str) -> dict[str, Any] | None:
     if len(dataset.key_sql) != 1:
-        raise ConfigError(f"dataset {dataset.name} has a composite key "
-                          f"({', '.join(dataset.business_key)}); look up is by one key")
+        raise ConfigError(
+            f"dataset {dataset.name} has a composite key "
+            f"({', '.join(dataset.business_key)}); look up is by one key"
+        )
     protector = make_protector(settings, dataset)
     key_column = dataset.column(dataset.business_key[0])
     column = dataset.key_sql[0]  # a sensitive key's blind-index column
@@ -34,8 +36,12 @@ def fetch_decrypted(settings: Settings, dataset: Dataset, key: str) -> dict[str,
     conn = connect(settings.require_database())
     try:
         with conn.cursor(cursor_factory=RealDictCursor) as cur:
-            cur.execute(sql.SQL("SELECT * FROM {} WHERE {} = %s").format(
-                sql.Identifier(dataset.table), sql.Identifier(column)), (value,))
+            cur.execute(
+                sql.SQL("SELECT * FROM {} WHERE {} = %s").format(
+                    sql.Identifier(dataset.table), sql.Identifier(column)
+                ),
+                (value,),
+            )
             row = cur.fetchone()
     finally:
         conn.close()
@@ -52,7 +58,8 @@ def fetch_decrypted(settings: Settings, dataset: Dataset, key: str) -> dict[str,
                     f"{dataset.table}.{name} of this row does not decrypt with any key in "
                     "FERNET_KEYS: the keys configured are not the ones it was encrypted with "
                     "(after a rotation, list the new key first and the old one after it)",
-                    code="wrong_key") from None
+                    code="wrong_key",
+                ) from None
         if isinstance(out.get(col.hash_column), memoryview | bytes):
             out[col.hash_column] = bytes(out[col.hash_column]).hex()[:16] + "..."
     return out

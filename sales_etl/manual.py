@@ -29,10 +29,14 @@ def process(settings: Settings, text: str) -> RunRecord:
             raise DataError(
                 f"{settings.container}/{name}: not in incoming/ any more (its last run, "
                 f"{last['run_id']}, is {last['status']}; all of them: sales-etl runs --blob "
-                f"{shlex.quote(name)})", code="not_found") from None
-        raise DataError(f"{settings.container}/{name}: not found (was it uploaded? "
-                        "`sales-etl upload FILE` prints the path to give)",
-                        code="not_found") from None
+                f"{shlex.quote(name)})",
+                code="not_found",
+            ) from None
+        raise DataError(
+            f"{settings.container}/{name}: not found (was it uploaded? "
+            "`sales-etl upload FILE` prints the path to give)",
+            code="not_found",
+        ) from None
     return pipeline.process_blob(blob, settings, trigger="cli")
 
 

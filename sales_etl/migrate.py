@@ -34,9 +34,11 @@ def default_dir() -> Path:
 
 # A `sales-etl` built as a wheel (`pip install .`) carries the package, not the migrations
 # beside it: without this, `migrate` applied nothing and said "up to date".
-_NOT_SHIPPED = ("; a sales-etl installed from a wheel (`pip install .`) carries no "
-                "migrations: install it from the checkout with `pip install -e .`, or set "
-                "SALES_ETL_HOME to the checkout")
+_NOT_SHIPPED = (
+    "; a sales-etl installed from a wheel (`pip install .`) carries no "
+    "migrations: install it from the checkout with `pip install -e .`, or set "
+    "SALES_ETL_HOME to the checkout"
+)
 
 
 def discover(directory: Path) -> list[Migration]:
@@ -44,8 +46,10 @@ def discover(directory: Path) -> list[Migration]:
     "nothing to apply"; so is a shipped folder without any migration."""
     shipped = directory == default_dir()
     if not directory.is_dir():
-        raise ConfigError(f"migrations folder not found: {directory}"
-                          + (_NOT_SHIPPED if shipped else ""), code="no_migrations")
+        raise ConfigError(
+            f"migrations folder not found: {directory}" + (_NOT_SHIPPED if shipped else ""),
+            code="no_migrations",
+        )
     found: dict[int, Migration] = {}
     for path in sorted(directory.glob("*.sql")):
         m = MIGRATION_RE.match(path.name)
@@ -92,8 +96,9 @@ def migrate(db: DatabaseSettings, directory: Path | None = None) -> list[Migrati
             with conn.cursor() as cur:
                 cur.execute(m.path.read_text(encoding="utf-8"))
                 cur.execute(
-                    "INSERT INTO schema_migrations (version, description, checksum)"
-                    " VALUES (%s, %s, %s)", (m.version, m.description, m.checksum))
+                    "INSERT INTO schema_migrations (version, description, checksum) VALUES (%s, %s, %s)",
+                    (m.version, m.description, m.checksum),
+                )
             conn.commit()
             conn.autocommit = True
             applied_now.append(m)
@@ -112,7 +117,8 @@ def refuse_pooler(db: DatabaseSettings) -> None:
             f"sales-etl migrate needs a direct connection to PostgreSQL, but "
             f"{db.host}:{db.port} is a connection pooler: {via}. Run it with POSTGRES_PORT "
             "set to the server's own port (5432 on Azure Database for PostgreSQL, not "
-            "PgBouncer's 6432); the function app itself may use the pooler")
+            "PgBouncer's 6432); the function app itself may use the pooler"
+        )
 
 
 def _flyway_versions(cur: Any) -> set[int]:

@@ -64,8 +64,7 @@ def candidates(target: str, etag: str, last_resort: str | None = None) -> list[s
     finds the copy it already made), then one tagged with ``last_resort`` (a run UUID's
     prefix, or random) for the one-in-billions case of two versions with the same tag."""
     tag = version_tag(etag)
-    return [target, beside(target, tag),
-            beside(target, f"{tag}-{last_resort or uuid.uuid4().hex[:8]}")]
+    return [target, beside(target, tag), beside(target, f"{tag}-{last_resort or uuid.uuid4().hex[:8]}")]
 
 
 def url_path(url: str) -> str:
@@ -79,12 +78,15 @@ def _is_copy_of(props: Any, src: BlobClient, source: str, etag: str, size: int) 
     source the service recorded), not failed or aborted, and of the right size."""
     meta = props.metadata or {}
     copy = props.copy
-    return (meta.get(MOVED_FROM) == quote_meta(source)
-            and meta.get(MOVED_FROM_ETAG) == version_tag(etag)
-            and copy is not None and copy.source is not None
-            and url_path(copy.source) == url_path(src.url)
-            and copy.status in ("success", "pending")
-            and (copy.status == "pending" or props.size == size))
+    return (
+        meta.get(MOVED_FROM) == quote_meta(source)
+        and meta.get(MOVED_FROM_ETAG) == version_tag(etag)
+        and copy is not None
+        and copy.source is not None
+        and url_path(copy.source) == url_path(src.url)
+        and copy.status in ("success", "pending")
+        and (copy.status == "pending" or props.size == size)
+    )
 
 
 def _acquire(src: BlobClient, etag: str, wait: float) -> Any:
@@ -94,8 +96,9 @@ def _acquire(src: BlobClient, etag: str, wait: float) -> Any:
     deadline = time.monotonic() + wait
     while True:
         try:
-            return src.acquire_lease(lease_duration=LEASE_SECONDS, etag=etag,
-                                     match_condition=MatchConditions.IfNotModified)
+            return src.acquire_lease(
+                lease_duration=LEASE_SECONDS, etag=etag, match_condition=MatchConditions.IfNotModified
+            )
         except (ResourceNotFoundError, ResourceModifiedError):
             return None
         except HttpResponseError as exc:
@@ -106,8 +109,10 @@ def _acquire(src: BlobClient, etag: str, wait: float) -> Any:
             if time.monotonic() >= deadline:
                 if wait <= 0:
                     return None
-                raise TransientError(f"{src.blob_name}: leased by another mover for over "
-                                     f"{wait:.0f} s", code="storage_transient") from exc
+                raise TransientError(
+                    f"{src.blob_name}: leased by another mover for over {wait:.0f} s",
+                    code="storage_transient",
+                ) from exc
         time.sleep(0.5)
 
 
@@ -124,32 +129,39 @@ class _Lease:
             self._renewed = time.monotonic()
 
 
-def _await_copy(dst: BlobClient, copy_id: str | None, name: str, lease: _Lease,
-                timeout: float) -> Any:
+def _await_copy(dst: BlobClient, copy_id: str | None, name: str, lease: _Lease, timeout: float) -> Any:
     """Wait for the copy into ``dst`` to finish; return its properties once verified."""
     deadline = time.monotonic() + timeout
     while True:
         props = dst.get_blob_properties()
         copy = props.copy
         if copy_id is not None and (copy is None or copy.id != copy_id):
-            raise TransientError(f"the copy at {name} is not this mover's (replaced)",
-                                 code="storage_transient")
+            raise TransientError(
+                f"the copy at {name} is not this mover's (replaced)", code="storage_transient"
+            )
         status = copy.status if copy is not None else None
         if status != "pending":
             if status != "success":
-                raise TransientError(f"copy to {name} ended as {status}",
-                                     code="storage_transient")
+                raise TransientError(f"copy to {name} ended as {status}", code="storage_transient")
             return props
         if time.monotonic() > deadline:
-            raise TransientError(f"copy to {name} did not finish in {timeout:.0f} s",
-                                 code="storage_transient")
+            raise TransientError(
+                f"copy to {name} did not finish in {timeout:.0f} s", code="storage_transient"
+            )
         lease.keep()
         time.sleep(0.5)
 
 
-def _place_copy(container: ContainerClient, src: BlobClient, source: str, props: Any,
-                names: list[str], metadata: dict[str, str], lease: _Lease,
-                timeout: float) -> str:
+def _place_copy(
+    container: ContainerClient,
+    src: BlobClient,
+    source: str,
+    props: Any,
+    names: list[str],
+    metadata: dict[str, str],
+    lease: _Lease,
+    timeout: float,
+) -> str:
     """Copy the leased source version to the first free name of ``names`` and verify it;
     or adopt a verified copy of this very version that an earlier mover (one that died
     before deleting the source) left at one of them. Never overwrites: each copy is
@@ -169,9 +181,12 @@ def _place_copy(container: ContainerClient, src: BlobClient, source: str, props:
             continue
         try:
             copy = dst.start_copy_from_url(
-                src.url, metadata=metadata, source_etag=etag,
+                src.url,
+                metadata=metadata,
+                source_etag=etag,
                 source_match_condition=MatchConditions.IfNotModified,
-                match_condition=MatchConditions.IfMissing)  # If-None-Match: *
+                match_condition=MatchConditions.IfMissing,
+            )  # If-None-Match: *
         except ResourceExistsError:
             continue  # taken since we looked: the next name
         except HttpResponseError as exc:
@@ -180,15 +195,14 @@ def _place_copy(container: ContainerClient, src: BlobClient, source: str, props:
             raise
         done = _await_copy(dst, str(copy.get("copy_id") or "") or None, name, lease, timeout)
         if done.size != size:
-            raise TransientError(f"copy of {source} to {name} has the wrong size",
-                                 code="storage_transient")
+            raise TransientError(f"copy of {source} to {name} has the wrong size", code="storage_transient")
         return name
-    raise TransientError(f"{source}: no free destination among {', '.join(names)}",
-                         code="storage_transient")
+    raise TransientError(f"{source}: no free destination among {', '.join(names)}", code="storage_transient")
 
 
-def _drop_orphans(container: ContainerClient, src: BlobClient, source: str, props: Any,
-                  elsewhere: list[str]) -> None:
+def _drop_orphans(
+    container: ContainerClient, src: BlobClient, source: str, props: Any, elsewhere: list[str]
+) -> None:
     """Delete copies of this very source version that a mover which died before deleting
     the source left at another destination (e.g. failed/ before a retry that loaded it).
     Safe: the source is still here at that version, under our lease, so no move of it
@@ -200,11 +214,13 @@ def _drop_orphans(container: ContainerClient, src: BlobClient, source: str, prop
                 existing = dst.get_blob_properties()
             except ResourceNotFoundError:
                 continue
-            if existing.copy is not None and existing.copy.status == "success" and \
-                    _is_copy_of(existing, src, source, props.etag, props.size):
+            if (
+                existing.copy is not None
+                and existing.copy.status == "success"
+                and _is_copy_of(existing, src, source, props.etag, props.size)
+            ):
                 with contextlib.suppress(ResourceNotFoundError, ResourceModifiedError):
-                    dst.delete_blob(etag=existing.etag,
-                                    match_condition=MatchConditions.IfNotModified)
+                    dst.delete_blob(etag=existing.etag, match_condition=MatchConditions.IfNotModified)
 
 
 def _drop_stale_origin(container: ContainerClient, source: str, props: Any) -> None:
@@ -232,11 +248,20 @@ def _drop_stale_origin(container: ContainerClient, source: str, props: Any) -> N
         blob.delete_blob(etag=stale.etag, match_condition=MatchConditions.IfNotModified)
 
 
-def move(container: ContainerClient, source: str, target: str, *, etag: str,
-         metadata: dict[str, str] | None = None, unique_suffix: str | None = None,
-         timeout: float = 300.0, wait: float = 0.0,
-         orphans: list[str] | None = None, drop_origin: bool = False,
-         drop_metadata: tuple[str, ...] = ()) -> str | None:
+def move(
+    container: ContainerClient,
+    source: str,
+    target: str,
+    *,
+    etag: str,
+    metadata: dict[str, str] | None = None,
+    unique_suffix: str | None = None,
+    timeout: float = 300.0,
+    wait: float = 0.0,
+    orphans: list[str] | None = None,
+    drop_origin: bool = False,
+    drop_metadata: tuple[str, ...] = (),
+) -> str | None:
     """Move exactly the ``etag`` version of ``source`` to ``target``, or to a name beside
     it when ``target`` is taken (see ``candidates``; ``unique_suffix`` is the last
     resort's tag). Returns the name moved to, or None when the move is not this caller's
@@ -271,16 +296,15 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
         for key in drop_metadata:
             meta.pop(key, None)
         meta[MOVED_FROM], meta[MOVED_FROM_ETAG] = quote_meta(source), version_tag(props.etag)
-        moved = _place_copy(container, src, source, props,
-                            candidates(target, props.etag, unique_suffix), meta, lease,
-                            timeout)
+        moved = _place_copy(
+            container, src, source, props, candidates(target, props.etag, unique_suffix), meta, lease, timeout
+        )
         _drop_orphans(container, src, source, props, orphans or [])
         if drop_origin:
             _drop_stale_origin(container, source, props)
         lease.keep()
         try:
-            src.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified,
-                            lease=raw_lease)
+            src.delete_blob(etag=props.etag, match_condition=MatchConditions.IfNotModified, lease=raw_lease)
         except (ResourceNotFoundError, ResourceModifiedError):
             return None
         deleted = True
@@ -289,5 +313,3 @@ def move(container: ContainerClient, source: str, target: str, *, etag: str,
         if not deleted:
             with contextlib.suppress(HttpResponseError):
                 raw_lease.release()
-
-

@@ -71,6 +71,8 @@ def confine(name: str, folder: str) -> str:
     reason = problem(name, folder)
     if reason is not None:
         shown = urllib.parse.quote(name[:200], safe="/ ._-~")
-        raise UnsafeName(f"{shown}: refused: {reason}; a blob name must stay inside "
-                         f"{folder}/ (no '.' or '..' segments, also percent-encoded)")
+        raise UnsafeName(
+            f"{shown}: refused: {reason}; a blob name must stay inside "
+            f"{folder}/ (no '.' or '..' segments, also percent-encoded)"
+        )
     return name

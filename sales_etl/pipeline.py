@@ -62,19 +62,28 @@ class Source:
 
 
 def _logger(rec: RunRecord) -> logging.LoggerAdapter[logging.Logger]:
-    return logging.LoggerAdapter(log, {"run_uuid": rec.run_uuid, "dataset": rec.dataset,
-                                       "blob": rec.blob_path})
+    return logging.LoggerAdapter(
+        log, {"run_uuid": rec.run_uuid, "dataset": rec.dataset, "blob": rec.blob_path}
+    )
 
 
-def load_source(settings: Settings, source: Source,
-                write_rejects: Callable[[IO[bytes]], str],
-                progress: Callable[[int], None] | None = None) -> RunRecord:
+def load_source(
+    settings: Settings,
+    source: Source,
+    write_rejects: Callable[[IO[bytes]], str],
+    progress: Callable[[int], None] | None = None,
+) -> RunRecord:
     """Load one file in one transaction. Raises a typed error on failure (after recording
     the failed attempt in the ledger when the database is reachable)."""
     dataset = source.dataset
-    rec = RunRecord(dataset=dataset.name, blob_path=source.name, trigger=source.trigger,
-                    etag=source.etag, attempt=source.attempt,
-                    dataset_version=dataset_version(dataset))
+    rec = RunRecord(
+        dataset=dataset.name,
+        blob_path=source.name,
+        trigger=source.trigger,
+        etag=source.etag,
+        attempt=source.attempt,
+        dataset_version=dataset_version(dataset),
+    )
     if source.run_uuid is not None:
         rec.run_uuid = source.run_uuid
     started = time.monotonic()
@@ -84,8 +93,7 @@ def load_source(settings: Settings, source: Source,
     conn = connect(settings.require_database())
     try:
         with conn.cursor() as cur:
-            prior = ledger.claim_file(cur, dataset.name, source.name, source.etag,
-                                      source.current)
+            prior = ledger.claim_file(cur, dataset.name, source.name, source.etag, source.current)
             if prior is not None:  # this very version: recorded as a skip, nothing loaded
                 rec.status, rec.reason_code, rec.duplicate_of = "skipped", "already_loaded", prior
                 rec.error = f"this blob version was already loaded by run {prior}"
@@ -94,8 +102,9 @@ def load_source(settings: Settings, source: Source,
                 conn.commit()
                 return rec
             ledger.insert(cur, rec)
-            _stream_into_target(cur, settings, source, rec, protector, settings.chunk_rows,
-                                write_rejects, progress, timings)
+            _stream_into_target(
+                cur, settings, source, rec, protector, settings.chunk_rows, write_rejects, progress, timings
+            )
             assert rec.content_sha256 is not None
             rec.duplicate_of = ledger.loaded_content(cur, dataset.name, rec.content_sha256)
             rec.status = "loaded"
@@ -112,8 +121,11 @@ def load_source(settings: Settings, source: Source,
         # Closed before the attempt records itself on a connection of its own: one slot per
         # invocation, also when the server is full (README: Scale-out).
         _close(conn)
-        error = classify(exc) if isinstance(exc, Exception) else TransientError(
-            f"interrupted: {type(exc).__name__}", code="interrupted")
+        error = (
+            classify(exc)
+            if isinstance(exc, Exception)
+            else TransientError(f"interrupted: {type(exc).__name__}", code="interrupted")
+        )
         rec.seconds = time.monotonic() - started
         rec.stage_seconds = timings.rounded()
         _record_attempt(settings, rec, error)
@@ -125,11 +137,17 @@ def load_source(settings: Settings, source: Source,
         conn.close()
 
 
-def _stream_into_target(cur: Any, settings: Settings, source: Source, rec: RunRecord,
-                        protector: Protector | None, chunk_rows: int,
-                        write_rejects: Callable[[IO[bytes]], str],
-                        progress: Callable[[int], None] | None,
-                        timings: telemetry.Timings) -> None:
+def _stream_into_target(
+    cur: Any,
+    settings: Settings,
+    source: Source,
+    rec: RunRecord,
+    protector: Protector | None,
+    chunk_rows: int,
+    write_rejects: Callable[[IO[bytes]], str],
+    progress: Callable[[int], None] | None,
+    timings: telemetry.Timings,
+) -> None:
     """Stream the file through the stages into the target (inside the caller's
     transaction) and fill the record's counts, each counted on its own."""
     dataset = source.dataset
@@ -202,15 +220,13 @@ def _record_attempt(settings: Settings, rec: RunRecord, error: EtlError) -> None
         finally:
             conn.close()
     except Exception as exc:
-        _logger(rec).warning("could not record the failed attempt in the ledger: %s",
-                             classify(exc).message)
+        _logger(rec).warning("could not record the failed attempt in the ledger: %s", classify(exc).message)
 
 
 # ----------------------------------------------------------------------------- blobs
 
 
-def process_blob(blob: BlobRef, settings: Settings | None = None,
-                 trigger: str = "blob") -> RunRecord:
+def process_blob(blob: BlobRef, settings: Settings | None = None, trigger: str = "blob") -> RunRecord:
     """Process one blob under incoming/: the blob trigger's whole job. Its name is checked,
     its current version pinned, its dataset found; then ``load_source`` (claim .. commit)
     and the blob is filed:
@@ -242,12 +258,19 @@ def process_blob(blob: BlobRef, settings: Settings | None = None,
     incoming = IncomingBlob.find(settings, blob.container_name, name)
     if incoming is None:
         logger.info("%s is gone (already moved by another invocation)", name)
-        return _ended(settings, rec, Skipped(
-            f"{name}: the blob is gone (moved by the invocation that processed it)",
-            code="gone"))
+        return _ended(
+            settings,
+            rec,
+            Skipped(f"{name}: the blob is gone (moved by the invocation that processed it)", code="gone"),
+        )
     rec.etag = incoming.etag
-    rec.attempt = retrypolicy.parse_attempts(incoming.metadata.get("attempts"),  # untrusted
-                                             settings.retry.max_attempts) + 1
+    rec.attempt = (
+        retrypolicy.parse_attempts(
+            incoming.metadata.get("attempts"),  # untrusted
+            settings.retry.max_attempts,
+        )
+        + 1
+    )
     try:
         dataset = get_dataset(rec.dataset, settings.datasets_dir)
     except ConfigError as exc:
@@ -256,9 +279,16 @@ def process_blob(blob: BlobRef, settings: Settings | None = None,
         _to_failed(incoming, rec, error, settings, dataset=None)
         return rec
     run_uuid = rec.run_uuid
-    source = Source(name=name, dataset=dataset, etag=incoming.etag, attempt=rec.attempt,
-                    trigger=trigger, run_uuid=run_uuid, current=incoming.current,
-                    opener=incoming.open)
+    source = Source(
+        name=name,
+        dataset=dataset,
+        etag=incoming.etag,
+        attempt=rec.attempt,
+        trigger=trigger,
+        run_uuid=run_uuid,
+        current=incoming.current,
+        opener=incoming.open,
+    )
     try:
         rec = load_source(settings, source, lambda data: incoming.write_rejects(data, run_uuid))
     except Skipped as exc:
@@ -272,13 +302,20 @@ def process_blob(blob: BlobRef, settings: Settings | None = None,
         logger.warning("%s failed (%s): %s", name, exc.kind, exc.message)
         _to_failed(incoming, rec, exc, settings, dataset=dataset)
         return rec
-    moved = incoming.to_processed(rec.run_uuid, {"status": rec.status,
-                                                 "attempts": str(rec.attempt)})
+    moved = incoming.to_processed(rec.run_uuid, {"status": rec.status, "attempts": str(rec.attempt)})
     _logger(rec).info(
-        "%s %s: read %d, loaded %d, duplicates %d, rejected %d in %.2f s -> %s", name,
-        rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected,
-        rec.seconds or 0.0, moved or "(not moved: another invocation moves it, or a new "
-        "version was uploaded meanwhile and stays in incoming/)")
+        "%s %s: read %d, loaded %d, duplicates %d, rejected %d in %.2f s -> %s",
+        name,
+        rec.status,
+        rec.rows_read,
+        rec.rows_loaded,
+        rec.rows_duplicate,
+        rec.rows_rejected,
+        rec.seconds or 0.0,
+        moved
+        or "(not moved: another invocation moves it, or a new "
+        "version was uploaded meanwhile and stays in incoming/)",
+    )
     return rec
 
 
@@ -289,15 +326,20 @@ def _ended(settings: Settings, rec: RunRecord, error: EtlError) -> RunRecord:
     return rec
 
 
-def _to_failed(incoming: IncomingBlob, rec: RunRecord, error: EtlError, settings: Settings,
-               dataset: Dataset | None) -> None:
+def _to_failed(
+    incoming: IncomingBlob, rec: RunRecord, error: EtlError, settings: Settings, dataset: Dataset | None
+) -> None:
     """Move the blob to failed/ with its retry state; if storage itself fails, raise so
     the host retries the invocation (nothing is lost: the blob is still in incoming/)."""
     metadata = {
         **retrypolicy.failure_metadata(
-            attempt=rec.attempt, error=error, now=storage.now_utc(),
+            attempt=rec.attempt,
+            error=error,
+            now=storage.now_utc(),
             dataset_version=dataset_version(dataset) if dataset else "",
-            app_version=__version__, policy=settings.retry),
+            app_version=__version__,
+            policy=settings.retry,
+        ),
         "source_path": storage.quote_meta_path(rec.blob_path),
     }
     try:
@@ -309,8 +351,9 @@ def _to_failed(incoming: IncomingBlob, rec: RunRecord, error: EtlError, settings
 # ----------------------------------------------------------------------------- local files
 
 
-def load_file(path: Path, dataset: Dataset, settings: Settings,
-              progress: Callable[[int], None] | None = None) -> RunRecord:
+def load_file(
+    path: Path, dataset: Dataset, settings: Settings, progress: Callable[[int], None] | None = None
+) -> RunRecord:
     """``sales-etl load``: a local file straight into the database; rejects beside it."""
 
     run_uuid = str(uuid.uuid4())
@@ -322,6 +365,11 @@ def load_file(path: Path, dataset: Dataset, settings: Settings,
                 out.write(block)
         return str(target)
 
-    source = Source(name=str(path.resolve()), dataset=dataset, trigger="cli",
-                    run_uuid=run_uuid, opener=lambda: path.open("rb"))
+    source = Source(
+        name=str(path.resolve()),
+        dataset=dataset,
+        trigger="cli",
+        run_uuid=run_uuid,
+        opener=lambda: path.open("rb"),
+    )
     return load_source(settings, source, write_rejects, progress)

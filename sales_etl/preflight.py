@@ -55,18 +55,25 @@ def check_storage(storage: StorageSettings) -> None:
             conn.connect()
         except OSError as exc:
             reason = exc.strerror or type(exc).__name__
-            raise TransientError(f"storage unreachable at {where} ({reason})",
-                                 code="storage_unreachable") from None
+            raise TransientError(
+                f"storage unreachable at {where} ({reason})", code="storage_unreachable"
+            ) from None
         try:
             assert conn.sock is not None
             conn.sock.settimeout(ANSWER_SECONDS)
             conn.request("HEAD", parsed.path or "/")
             conn.getresponse()
         except (OSError, http.client.HTTPException) as exc:
-            reason = ("no answer in " f"{ANSWER_SECONDS:.0f} s" if isinstance(exc, TimeoutError)
-                      else f"no HTTP answer: {type(exc).__name__}")
-            raise TransientError(f"storage unreachable at {where}: something listens there but "
-                                 f"it is not a storage service that answers ({reason}); check "
-                                 "the endpoint and port", code="storage_unreachable") from None
+            reason = (
+                f"no answer in {ANSWER_SECONDS:.0f} s"
+                if isinstance(exc, TimeoutError)
+                else f"no HTTP answer: {type(exc).__name__}"
+            )
+            raise TransientError(
+                f"storage unreachable at {where}: something listens there but "
+                f"it is not a storage service that answers ({reason}); check "
+                "the endpoint and port",
+                code="storage_unreachable",
+            ) from None
     finally:
         conn.close()

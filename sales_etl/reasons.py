@@ -23,27 +23,70 @@ from typing import Literal, cast, get_args
 Level = Literal["row", "file", "command"]
 
 RowCode = Literal[
-    "missing_value", "bad_integer", "bad_decimal", "too_many_decimals", "out_of_range",
-    "bad_value", "bad_timestamp", "bad_date", "bad_format", "too_long", "total_mismatch",
-    "derived_mismatch", "duplicate_in_file", "unique_conflict", "field_count", "nul_byte",
-    "not_utf8", "bare_cr", "bad_quoting"]
+    "missing_value",
+    "bad_integer",
+    "bad_decimal",
+    "too_many_decimals",
+    "out_of_range",
+    "bad_value",
+    "bad_timestamp",
+    "bad_date",
+    "bad_format",
+    "too_long",
+    "total_mismatch",
+    "derived_mismatch",
+    "duplicate_in_file",
+    "unique_conflict",
+    "field_count",
+    "nul_byte",
+    "not_utf8",
+    "bare_cr",
+    "bad_quoting",
+]
 
 FileCode = Literal[
     # data errors: the file goes to failed/, retried when the dataset or the app changed
-    "empty_file", "not_csv", "not_gzip", "bad_gzip", "not_utf8", "bad_csv",
-    "too_many_columns", "record_too_long", "gzip_ratio", "decompressed_too_large",
-    "bad_delimiter", "duplicate_column", "missing_columns", "unknown_dataset", "db_data",
+    "empty_file",
+    "not_csv",
+    "not_gzip",
+    "bad_gzip",
+    "not_utf8",
+    "bad_csv",
+    "too_many_columns",
+    "record_too_long",
+    "gzip_ratio",
+    "decompressed_too_large",
+    "bad_delimiter",
+    "duplicate_column",
+    "missing_columns",
+    "unknown_dataset",
+    "db_data",
     "unsafe_name",
     # transient errors: retried with backoff
-    "db_unreachable", "db_transient", "db_error", "too_many_connections", "storage_transient",
-    "blob_changed", "in_progress", "db_conflict", "io_transient", "interrupted", "unexpected",
+    "db_unreachable",
+    "db_transient",
+    "db_error",
+    "too_many_connections",
+    "storage_transient",
+    "blob_changed",
+    "in_progress",
+    "db_conflict",
+    "io_transient",
+    "interrupted",
+    "unexpected",
     "error",
     # skipped (nothing loaded by this invocation), or a note on a load
-    "already_loaded", "gone", "superseded", "not_incoming", "requeued", "same_content"]
+    "already_loaded",
+    "gone",
+    "superseded",
+    "not_incoming",
+    "requeued",
+    "same_content",
+]
 
 CommandCode = Literal[
-    "settings", "dataset", "bad_blob_name", "not_found", "wrong_key", "storage_unreachable",
-    "no_migrations"]
+    "settings", "dataset", "bad_blob_name", "not_found", "wrong_key", "storage_unreachable", "no_migrations"
+]
 
 Code = RowCode | FileCode | CommandCode
 Moved = Literal["gone", "superseded"]  # why a blob version is no longer in place (file codes)
@@ -68,18 +111,21 @@ REASONS: tuple[Reason, ...] = (
     Reason("bad_date", "row", "not a valid date in the column's format"),
     Reason("bad_format", "row", "does not match the column's pattern"),
     Reason("too_long", "row", "longer than max_length"),
-    Reason("total_mismatch", "row", "a stated total further than the tolerance from its "
-                                    "derivation (a dataset's declared mismatch code)"),
-    Reason("derived_mismatch", "row", "a stated derived value further than the tolerance "
-                                      "from its derivation"),
+    Reason(
+        "total_mismatch",
+        "row",
+        "a stated total further than the tolerance from its derivation (a dataset's declared mismatch code)",
+    ),
+    Reason(
+        "derived_mismatch", "row", "a stated derived value further than the tolerance from its derivation"
+    ),
     Reason("duplicate_in_file", "row", "the business key appears on an earlier line"),
     Reason("unique_conflict", "row", "a value another key already holds in a unique index"),
     Reason("field_count", "row", "not as many fields as the header"),
     Reason("nul_byte", "row", "contains a NUL byte"),
     Reason("not_utf8", "row", "not UTF-8 text"),
     Reason("bare_cr", "row", "a carriage return inside an unquoted field"),
-    Reason("bad_quoting", "row", "a closing quote followed by something else than a comma "
-                                 "or the line end"),
+    Reason("bad_quoting", "row", "a closing quote followed by something else than a comma or the line end"),
     # files: data errors
     Reason("empty_file", "file", "no header line"),
     Reason("not_csv", "file", "an image, a spreadsheet, binary data"),

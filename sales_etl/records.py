@@ -116,8 +116,9 @@ def record_fields(record: bytes) -> tuple[str, ...]:
         return (text,)
 
 
-def row_reject(line: int, record: bytes, fields: int, width: int, bare_cr: bool,
-               bad_quoting: bool = False) -> Reject | None:
+def row_reject(
+    line: int, record: bytes, fields: int, width: int, bare_cr: bool, bad_quoting: bool = False
+) -> Reject | None:
     """The shape and byte rules of one record (without its line end), in order; None if it
     passes them all. ``bad_quoting``: the csv module refused the record for a quote inside a
     field (only the exact path meets one: the fast scan hands such a block over to it)."""
@@ -127,25 +128,35 @@ def row_reject(line: int, record: bytes, fields: int, width: int, bare_cr: bool,
         # turns into a CR)
         standin = _standin(record)
         fields_ = record_fields(record.rstrip(b"\r\n").replace(b"\r", standin.encode()))
-        return Reject(line, "bare_cr", "a carriage return (CR) inside an unquoted field",
-                      tuple(f.replace(standin, "\r") for f in fields_))
+        return Reject(
+            line,
+            "bare_cr",
+            "a carriage return (CR) inside an unquoted field",
+            tuple(f.replace(standin, "\r") for f in fields_),
+        )
     if bad_quoting:
-        return Reject(line, "bad_quoting", "a quote inside a field that does not end it (a "
-                      "closing quote must be followed by a comma or the line end)",
-                      record_fields(record))
+        return Reject(
+            line,
+            "bad_quoting",
+            "a quote inside a field that does not end it (a "
+            "closing quote must be followed by a comma or the line end)",
+            record_fields(record),
+        )
     if fields != width:
-        return Reject(line, "field_count", f"{fields} fields where the header has {width}",
-                      record_fields(record))
+        return Reject(
+            line, "field_count", f"{fields} fields where the header has {width}", record_fields(record)
+        )
     if b"\x00" in record:
         return Reject(line, "nul_byte", "contains a NUL byte", record_fields(record))
     if not is_utf8(record):
-        return Reject(line, "not_utf8", "not UTF-8 text (another encoding, e.g. Latin-1?)",
-                      record_fields(record))
+        return Reject(
+            line, "not_utf8", "not UTF-8 text (another encoding, e.g. Latin-1?)", record_fields(record)
+        )
     return None
 
 
 def raw_array(buffer: bytes, offsets: np.ndarray) -> pa.Array:
     """A binary array over ``buffer`` (no copy): value i is buffer[offsets[i]:offsets[i+1]]."""
-    return pa.Array.from_buffers(pa.binary(), len(offsets) - 1,
-                                 [None, pa.py_buffer(offsets.astype(np.int32)),
-                                  pa.py_buffer(buffer)])
+    return pa.Array.from_buffers(
+        pa.binary(), len(offsets) - 1, [None, pa.py_buffer(offsets.astype(np.int32)), pa.py_buffer(buffer)]
+    )

@@ -28,7 +28,8 @@ MASK: Final = "***"
 _SECRET_PAIRS: Final = re.compile(
     r"(?i)(?:(?<![A-Za-z0-9_])|(?<=%26)|(?<=%3F)|(?<=%3B))(AccountKey|SharedAccessSignature|SharedAccessKey|sig|password|pwd|secret|"
     r"access_token|client_secret|InstrumentationKey|token)(\s*[=:]\s*|%3[dD])"
-    r"(?:\"[^\"]*\"|'[^']*'|[^;&\s,'\"<>)]+)")
+    r"(?:\"[^\"]*\"|'[^']*'|[^;&\s,'\"<>)]+)"
+)
 # user:password@ in a URL
 _URL_USERINFO: Final = re.compile(r"(?i)\b([a-z][a-z0-9+.-]*://)[^/\s:@]+:[^/\s@]+@")
 _BEARER: Final = re.compile(r"(?i)\b(Bearer\s+)[A-Za-z0-9._~+/=-]+")

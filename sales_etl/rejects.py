@@ -23,8 +23,7 @@ class RejectsWriter:
 
     def __init__(self) -> None:
         self._raw: IO[bytes] = tempfile.SpooledTemporaryFile(max_size=4 << 20)  # noqa: SIM115
-        self._text = io.TextIOWrapper(self._raw, encoding="utf-8", newline="",
-                                      write_through=True)
+        self._text = io.TextIOWrapper(self._raw, encoding="utf-8", newline="", write_through=True)
         self._writer = csv.writer(self._text)
         self._writer.writerow(HEADER)
         self.count = 0
@@ -59,7 +58,10 @@ def guard(cell: str) -> str:
     if not cell:
         return cell
     first = cell[0]
-    if (first.isascii() and first.isalnum()) or first in SAFE_START or (
-            not first.isascii() and first.isalpha()):
+    if (
+        (first.isascii() and first.isalnum())
+        or first in SAFE_START
+        or (not first.isascii() and first.isalpha())
+    ):
         return cell
     return "'" + cell

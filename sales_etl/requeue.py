@@ -48,7 +48,7 @@ class RequeueReport:
 
 
 def _keys(name: str, meta: dict[str, str], folder: str) -> set[str]:
-    rel = name[len(folder) + 1:]
+    rel = name[len(folder) + 1 :]
     source = storage.unquote_meta(meta.get("source_path", ""))
     return {name, rel, rel.rsplit("/", 1)[-1], source}
 
@@ -61,9 +61,14 @@ def _target(name: str, meta: dict[str, str], folder: str) -> str:
     return source if source and names_.problem(source, storage.INCOMING) is None else default
 
 
-def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool = False,
-            folders: Iterable[str] = SOURCES,
-            container: ContainerClient | None = None) -> RequeueReport:
+def requeue(
+    settings: Settings,
+    names: Iterable[str] = (),
+    *,
+    everything: bool = False,
+    folders: Iterable[str] = SOURCES,
+    container: ContainerClient | None = None,
+) -> RequeueReport:
     """Move the named blobs (or, with ``everything``, all) of ``folders`` to incoming/."""
     wanted = {pasted_name(n, settings.container) for n in names if n.strip()}
     cc = container or storage.container_client(settings)
@@ -80,15 +85,21 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             if names_.problem(item.name, folder) is not None:
                 # Any call with this name could address another blob (see names.py)
                 report.refused.append(item.name)
-                log.error("%s: refused, not requeued: %s",
-                          urllib.parse.quote(item.name[:200], safe="/ ._-~"),
-                          names_.problem(item.name, folder))
+                log.error(
+                    "%s: refused, not requeued: %s",
+                    urllib.parse.quote(item.name[:200], safe="/ ._-~"),
+                    names_.problem(item.name, folder),
+                )
                 continue
             target = _target(item.name, meta, folder)
-            reset = {"attempts": "0", "requeued_from": storage.quote_meta(item.name),
-                     "requeued_at": storage.now_utc().isoformat(timespec="seconds")}
-            moved = moves.move(cc, item.name, target, etag=item.etag, metadata=reset,
-                                 unique_suffix=item.etag.strip('"')[-8:])
+            reset = {
+                "attempts": "0",
+                "requeued_from": storage.quote_meta(item.name),
+                "requeued_at": storage.now_utc().isoformat(timespec="seconds"),
+            }
+            moved = moves.move(
+                cc, item.name, target, etag=item.etag, metadata=reset, unique_suffix=item.etag.strip('"')[-8:]
+            )
             if moved is None:
                 report.busy.append(item.name)
                 continue
@@ -97,12 +108,21 @@ def requeue(settings: Settings, names: Iterable[str] = (), *, everything: bool =
             reason = storage.unquote_meta(meta.get("reason", ""))
             report.moved.append(Requeued(item.name, moved, attempts, reason))
             route = storage.route(moved)
-            records.append(RunRecord(
-                dataset=route.dataset, blob_path=moved, trigger="requeue", status="skipped",
-                reason_code="requeued", attempt=attempts, seconds=0.0,
-                error=(f"requeued by an operator from {item.name} to {moved}; retry state "
-                       f"reset after {attempts} attempt(s)"
-                       + (f"; last error: {reason}" if reason else ""))[:2000]))
+            records.append(
+                RunRecord(
+                    dataset=route.dataset,
+                    blob_path=moved,
+                    trigger="requeue",
+                    status="skipped",
+                    reason_code="requeued",
+                    attempt=attempts,
+                    seconds=0.0,
+                    error=(
+                        f"requeued by an operator from {item.name} to {moved}; retry state "
+                        f"reset after {attempts} attempt(s)" + (f"; last error: {reason}" if reason else "")
+                    )[:2000],
+                )
+            )
     report.unmatched = sorted(wanted - found)
     if records:
         report.unrecorded = _record(settings, records)
@@ -123,7 +143,6 @@ def _record(settings: Settings, records: list[RunRecord]) -> str:
             conn.close()
     except Exception as exc:
         error = classify(exc)
-        log.warning("requeue: could not record %d move(s) in the ledger: %s", len(records),
-                    error.message)
+        log.warning("requeue: could not record %d move(s) in the ledger: %s", len(records), error.message)
         return error.message
     return ""

@@ -63,34 +63,53 @@ def _current_versions(settings: Settings) -> dict[str, str]:
     return {**dict.fromkeys(broken, ""), **{n: dataset_version(d) for n, d in good.items()}}
 
 
-def sweep(settings: Settings, *, now: datetime | None = None, force: bool = False,
-          container: ContainerClient | None = None) -> SweepReport:
+def sweep(
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    container: ContainerClient | None = None,
+) -> SweepReport:
     now = as_utc(now or storage.now_utc())
     cc = container or storage.container_client(settings)
     versions = _current_versions(settings)
     report = SweepReport()
-    for item in cc.list_blobs(name_starts_with=f"{storage.FAILED}/",
-                              include=["metadata", "copy"]):
+    for item in cc.list_blobs(name_starts_with=f"{storage.FAILED}/", include=["metadata", "copy"]):
         name = item.name
         reason = names.problem(name, storage.FAILED)
         if reason is not None:
             # Any call with this name could address another blob: leave it where it is.
             report.refused.append(name)
-            log.error("%s: refused, not moved: %s", urllib.parse.quote(name[:200], safe="/ ._-~"),
-                      reason, extra={"run_uuid": "", "dataset": "", "blob": name})
+            log.error(
+                "%s: refused, not moved: %s",
+                urllib.parse.quote(name[:200], safe="/ ._-~"),
+                reason,
+                extra={"run_uuid": "", "dataset": "", "blob": name},
+            )
             continue
         try:
             _sweep_one(cc, item, settings, now, force, versions, report)
         except Exception as exc:  # one blob's failure never stops the sweep
             report.errors.append(name)
-            log.error("%s: could not be swept (%s): %s; it stays in failed/ for the next "
-                      "sweep", name, type(exc).__name__, classify(exc).message,
-                      extra={"run_uuid": "", "dataset": "", "blob": name})
+            log.error(
+                "%s: could not be swept (%s): %s; it stays in failed/ for the next sweep",
+                name,
+                type(exc).__name__,
+                classify(exc).message,
+                extra={"run_uuid": "", "dataset": "", "blob": name},
+            )
     return report
 
 
-def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime, force: bool,
-               versions: dict[str, str], report: SweepReport) -> None:
+def _sweep_one(
+    cc: ContainerClient,
+    item: Any,
+    settings: Settings,
+    now: datetime,
+    force: bool,
+    versions: dict[str, str],
+    report: SweepReport,
+) -> None:
     meta = dict(item.metadata or {})
     name = item.name
     if _origin_in_place(cc, item, meta):
@@ -99,14 +118,23 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
         # it fails again, deletes it if it loads). Sent back now, the file would go round
         # twice (a second blob beside the first in incoming/, then in processed/).
         report.busy.append(name)
-        log.info("%s: its source is still in incoming/ (a mover died before deleting it);"
-                 " left for that blob's next invocation", name,
-                 extra={"run_uuid": storage.run_uuid_of(meta), "dataset": "", "blob": name})
+        log.info(
+            "%s: its source is still in incoming/ (a mover died before deleting it);"
+            " left for that blob's next invocation",
+            name,
+            extra={"run_uuid": storage.run_uuid_of(meta), "dataset": "", "blob": name},
+        )
         return
     route = storage.route(name, prefix=storage.FAILED)
-    decision = decide(meta, last_modified=getattr(item, "last_modified", None), now=now,
-                      app_version=__version__, dataset_version=versions.get(route.dataset),
-                      force=force, policy=settings.retry)
+    decision = decide(
+        meta,
+        last_modified=getattr(item, "last_modified", None),
+        now=now,
+        app_version=__version__,
+        dataset_version=versions.get(route.dataset),
+        force=force,
+        policy=settings.retry,
+    )
     if decision.action is Action.KEEP:
         report.kept.append(name)
         return
@@ -123,16 +151,19 @@ def _sweep_one(cc: ContainerClient, item: Any, settings: Settings, now: datetime
     if not _move_leased(cc, name, item.etag, target, report, decision.repair):
         return
     target = report.last_target
-    fields = {"run_uuid": storage.run_uuid_of(meta), "dataset": route.dataset,
-              "blob": source_path}
+    fields = {"run_uuid": storage.run_uuid_of(meta), "dataset": route.dataset, "blob": source_path}
     if deadletter:
         report.deadlettered.append(target)
-        log.error("%s dead-lettered after %d attempts; last error: %s", source_path,
-                  decision.attempts, storage.unquote_meta(meta.get("reason", "")), extra=fields)
+        log.error(
+            "%s dead-lettered after %d attempts; last error: %s",
+            source_path,
+            decision.attempts,
+            storage.unquote_meta(meta.get("reason", "")),
+            extra=fields,
+        )
     else:
         report.retried.append(target)
-        log.info("%s back to %s (attempt %d next)", name, target, decision.attempts + 1,
-                 extra=fields)
+        log.info("%s back to %s (attempt %d next)", name, target, decision.attempts + 1, extra=fields)
 
 
 def _origin_in_place(cc: ContainerClient, item: Any, meta: dict[str, str]) -> bool:
@@ -141,8 +172,11 @@ def _origin_in_place(cc: ContainerClient, item: Any, meta: dict[str, str]) -> bo
     service recorded agrees, so tampered metadata alone cannot hold a blob back."""
     origin = storage.unquote_meta(meta.get(moves.MOVED_FROM) or "")
     tag = meta.get(moves.MOVED_FROM_ETAG) or ""
-    if not tag or not origin.startswith(f"{storage.INCOMING}/") or \
-            names.problem(origin, storage.INCOMING) is not None:
+    if (
+        not tag
+        or not origin.startswith(f"{storage.INCOMING}/")
+        or names.problem(origin, storage.INCOMING) is not None
+    ):
         return False
     copy = getattr(item, "copy", None)
     source = copy.source if copy is not None else None
@@ -156,12 +190,17 @@ def _origin_in_place(cc: ContainerClient, item: Any, meta: dict[str, str]) -> bo
     return moves.version_tag(props.etag) == tag
 
 
-def _move_leased(cc: ContainerClient, name: str, etag: str, target: str,
-                 report: SweepReport, metadata: dict[str, str] | None = None) -> bool:
+def _move_leased(
+    cc: ContainerClient,
+    name: str,
+    etag: str,
+    target: str,
+    report: SweepReport,
+    metadata: dict[str, str] | None = None,
+) -> bool:
     """Move under the source's lease: of two sweeps at once, one moves, the other is told
     the blob is busy or gone."""
-    moved = moves.move(cc, name, target, etag=etag, metadata=metadata,
-                         unique_suffix=etag.strip('"')[-8:])
+    moved = moves.move(cc, name, target, etag=etag, metadata=metadata, unique_suffix=etag.strip('"')[-8:])
     if moved is None:
         report.busy.append(name)
         return False

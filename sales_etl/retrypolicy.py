@@ -39,8 +39,16 @@ from .errors import EtlError, TransientError
 from .settings import RetrySettings
 from .storage import quote_meta
 
-__all__ = ["Action", "Decision", "backoff", "decide", "failure_metadata", "next_attempt",
-           "parse_attempts", "parse_time"]
+__all__ = [
+    "Action",
+    "Decision",
+    "backoff",
+    "decide",
+    "failure_metadata",
+    "next_attempt",
+    "parse_attempts",
+    "parse_time",
+]
 
 REASON_LIMIT = 900  # characters of the (quoted) reason kept in metadata
 _ATTEMPTS_MAX_TEXT = 12
@@ -54,7 +62,7 @@ def backoff(attempt: int, policy: RetrySettings) -> timedelta:
     """How long after attempt ``attempt`` (1-based; 0 or less counts as 1) the file waits:
     ``base * 2**(attempt-1)`` seconds, never more than ``policy.max_seconds``."""
     exponent = min(max(0, attempt - 1), _MAX_EXPONENT)
-    return _seconds(min(policy.max_seconds, policy.base_seconds * 2 ** exponent))
+    return _seconds(min(policy.max_seconds, policy.base_seconds * 2**exponent))
 
 
 # RETRY_MAX_SECONDS has no upper bound in the settings: a cap of millennia must not make
@@ -74,8 +82,15 @@ def _after(when: datetime, delay: timedelta) -> datetime:
         return _LATEST
 
 
-def failure_metadata(*, attempt: int, error: EtlError, now: datetime, dataset_version: str,
-                     app_version: str, policy: RetrySettings) -> dict[str, str]:
+def failure_metadata(
+    *,
+    attempt: int,
+    error: EtlError,
+    now: datetime,
+    dataset_version: str,
+    app_version: str,
+    policy: RetrySettings,
+) -> dict[str, str]:
     """The retry state a failed attempt writes on its blob in failed/ (the reason quoted for
     metadata, which must be ASCII). A ``TransientError`` is ``transient``; any other error
     is ``data`` (retried only when something changed)."""
@@ -126,8 +141,9 @@ def parse_time(value: str | None) -> datetime | None:
         return None
 
 
-def next_attempt(meta: Mapping[str, str], moved_at: datetime | None,
-                 policy: RetrySettings) -> datetime | None:
+def next_attempt(
+    meta: Mapping[str, str], moved_at: datetime | None, policy: RetrySettings
+) -> datetime | None:
     """When a transient failure is due again: ``next_attempt_at``, but never later than
     ``RETRY_MAX_SECONDS`` after the blob landed in failed/ (its server-set last-modified
     time), so a tampered far-future time cannot park a blob for ever. None (due now) when
@@ -165,9 +181,16 @@ class Decision:
     repair: dict[str, str] | None = None
 
 
-def decide(meta: Mapping[str, str], *, last_modified: datetime | None, now: datetime,
-           app_version: str, dataset_version: str | None, force: bool,
-           policy: RetrySettings) -> Decision:
+def decide(
+    meta: Mapping[str, str],
+    *,
+    last_modified: datetime | None,
+    now: datetime,
+    app_version: str,
+    dataset_version: str | None,
+    force: bool,
+    policy: RetrySettings,
+) -> Decision:
     """The sweep's decision for one blob in failed/ (rules in the module docstring).
 
     ``meta`` is the blob's metadata as stored (untrusted), ``last_modified`` its server-set
@@ -191,8 +214,9 @@ def decide(meta: Mapping[str, str], *, last_modified: datetime | None, now: date
         # storage drops empty metadata: a missing version is ""
         if dataset_version is not None and (meta.get("dataset_version") or "") != dataset_version:
             return decision(Action.RETRY, "dataset changed")
-        return decision(Action.KEEP, "nothing changed" if dataset_version is not None
-                        else "dataset version unknown")
+        return decision(
+            Action.KEEP, "nothing changed" if dataset_version is not None else "dataset version unknown"
+        )
     due = next_attempt(meta, last_modified, policy)
     if due is not None and due > as_utc(now):
         return decision(Action.WAIT, "backoff", due)

@@ -61,9 +61,14 @@ def _fingerprint(kind: str, key: bytes) -> str:
     return f"{kind}:{hashlib.sha256(key).hexdigest()[:16]}"
 
 
-def rotate(settings: Settings, datasets: list[Dataset], *, batch: int = 1000,
-           blind_index_key: bytes | None = None,
-           progress: Callable[[Rotation], None] | None = None) -> Report:
+def rotate(
+    settings: Settings,
+    datasets: list[Dataset],
+    *,
+    batch: int = 1000,
+    blind_index_key: bytes | None = None,
+    progress: Callable[[Rotation], None] | None = None,
+) -> Report:
     """Re-encrypt (or, with ``blind_index_key``, re-hash) every sensitive value."""
     fernet_keys, blind_key = settings.require_keys()
     protector = Protector(fernet_keys, blind_key)
@@ -74,8 +79,9 @@ def rotate(settings: Settings, datasets: list[Dataset], *, batch: int = 1000,
     try:
         for dataset in datasets:
             if dataset.sensitive and _table_exists(conn, dataset.table):
-                report.datasets.append(_rotate_table(conn, dataset, protector, batch, mark,
-                                                     blind_index_key, progress))
+                report.datasets.append(
+                    _rotate_table(conn, dataset, protector, batch, mark, blind_index_key, progress)
+                )
     finally:
         conn.close()
     return report
@@ -89,15 +95,25 @@ def _table_exists(conn: Any, table: str) -> bool:
     return exists
 
 
-def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int, mark: str,
-                  blind_key: bytes | None, progress: Callable[[Rotation], None] | None
-                  ) -> Rotation:
+def _rotate_table(
+    conn: Any,
+    dataset: Dataset,
+    protector: Protector,
+    batch: int,
+    mark: str,
+    blind_key: bytes | None,
+    progress: Callable[[Rotation], None] | None,
+) -> Rotation:
     report = Rotation(dataset.name)
     table, row_id = sql.Identifier(dataset.table), sql.Identifier(dataset.row_id)
     tokens = [c.sql[0] for c in dataset.sensitive]
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT mark, last_row_id, done FROM {} WHERE dataset = %s").format(
-            sql.Identifier(PROGRESS_TABLE)), (dataset.name,))
+        cur.execute(
+            sql.SQL("SELECT mark, last_row_id, done FROM {} WHERE dataset = %s").format(
+                sql.Identifier(PROGRESS_TABLE)
+            ),
+            (dataset.name,),
+        )
         row = cur.fetchone()
     last = 0
     if row is not None and row[0] == mark:
@@ -108,10 +124,12 @@ def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int,
     report.total = report.left = _count_after(conn, table, row_id, last)
     while True:
         with conn.cursor() as cur:
-            cur.execute(sql.SQL("SELECT {id}, {cols} FROM {t} WHERE {id} > %s ORDER BY {id}"
-                                " LIMIT %s").format(
-                id=row_id, t=table, cols=sql.SQL(", ").join(map(sql.Identifier, tokens))),
-                (last, batch))
+            cur.execute(
+                sql.SQL("SELECT {id}, {cols} FROM {t} WHERE {id} > %s ORDER BY {id} LIMIT %s").format(
+                    id=row_id, t=table, cols=sql.SQL(", ").join(map(sql.Identifier, tokens))
+                ),
+                (last, batch),
+            )
             rows = cur.fetchall()
             if not rows:
                 _save(cur, dataset.name, mark, last, done=True)
@@ -128,19 +146,30 @@ def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int,
                         f"{dataset.table} row {dataset.row_id}={rid}: a stored value does not "
                         "decrypt with any key in FERNET_KEYS; list the new key first and every "
                         "key still in use after it (nothing was changed in this batch; run "
-                        "again to resume)", code="wrong_key") from None
+                        "again to resume)",
+                        code="wrong_key",
+                    ) from None
                 if new is not None:
                     changes.append((rid, *new))
             if changes:
-                columns = ([f"{c.hash_column}" for c in dataset.sensitive] if blind_key
-                           else tokens)
-                execute_values(cur, sql.SQL("UPDATE {t} SET {sets} FROM (VALUES %s) AS v({id},"
-                                            " {names}) WHERE {t}.{id} = v.{id}").format(
-                    t=table, id=row_id,
-                    sets=sql.SQL(", ").join(sql.SQL("{c} = v.{c}").format(c=sql.Identifier(c))
-                                            for c in columns),
-                    names=sql.SQL(", ").join(map(sql.Identifier, columns))).as_string(cur),
-                    changes, template=_template(len(columns), bool(blind_key)))
+                columns = [f"{c.hash_column}" for c in dataset.sensitive] if blind_key else tokens
+                execute_values(
+                    cur,
+                    sql.SQL(
+                        "UPDATE {t} SET {sets} FROM (VALUES %s) AS v({id}, {names}) WHERE {t}.{id} = v.{id}"
+                    )
+                    .format(
+                        t=table,
+                        id=row_id,
+                        sets=sql.SQL(", ").join(
+                            sql.SQL("{c} = v.{c}").format(c=sql.Identifier(c)) for c in columns
+                        ),
+                        names=sql.SQL(", ").join(map(sql.Identifier, columns)),
+                    )
+                    .as_string(cur),
+                    changes,
+                    template=_template(len(columns), bool(blind_key)),
+                )
             last = int(rows[-1][0])
             report.scanned += len(rows)
             report.rotated += len(changes)
@@ -154,18 +183,15 @@ def _rotate_table(conn: Any, dataset: Dataset, protector: Protector, batch: int,
 
 def _count_after(conn: Any, table: sql.Identifier, row_id: sql.Identifier, last: int) -> int:
     with conn.cursor() as cur:
-        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} > %s").format(table, row_id),
-                    (last,))
+        cur.execute(sql.SQL("SELECT count(*) FROM {} WHERE {} > %s").format(table, row_id), (last,))
         count = int(cur.fetchone()[0])
     conn.commit()
     return count
 
 
-def _new_values(protector: Protector, values: list[Any], blind_key: bytes | None
-                ) -> list[Any] | None:
+def _new_values(protector: Protector, values: list[Any], blind_key: bytes | None) -> list[Any] | None:
     if blind_key is not None:
-        return [None if v is None else blind_index(blind_key, protector.decrypt(v))
-                for v in values]
+        return [None if v is None else blind_index(blind_key, protector.decrypt(v)) for v in values]
     if all(v is None or protector.is_current(v) for v in values):
         return None
     return [None if v is None else protector.rotate(v) for v in values]
@@ -177,8 +203,11 @@ def _template(n: int, binary: bool) -> str:
 
 
 def _save(cur: Any, dataset: str, mark: str, last: int, *, done: bool) -> None:
-    cur.execute(sql.SQL(
-        "INSERT INTO {} (dataset, mark, last_row_id, done) VALUES (%s, %s, %s, %s)"
-        " ON CONFLICT (dataset) DO UPDATE SET mark = EXCLUDED.mark,"
-        " last_row_id = EXCLUDED.last_row_id, done = EXCLUDED.done, updated_at = now()").format(
-            sql.Identifier(PROGRESS_TABLE)), (dataset, mark, last, done))
+    cur.execute(
+        sql.SQL(
+            "INSERT INTO {} (dataset, mark, last_row_id, done) VALUES (%s, %s, %s, %s)"
+            " ON CONFLICT (dataset) DO UPDATE SET mark = EXCLUDED.mark,"
+            " last_row_id = EXCLUDED.last_row_id, done = EXCLUDED.done, updated_at = now()"
+        ).format(sql.Identifier(PROGRESS_TABLE)),
+        (dataset, mark, last, done),
+    )

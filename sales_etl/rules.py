@@ -91,14 +91,14 @@ class Rule:
 def _one_of(choices: tuple[str, ...]) -> SpecCheck:
     def check(value: Any, ctype: str) -> str | None:
         return None if value in choices else f"{value!r} must be one of {', '.join(choices)}"
+
     return check
 
 
 def _identifier(value: Any, ctype: str) -> str | None:
     if isinstance(value, str) and IDENTIFIER.match(value):
         return None
-    return (f"{value!r} is not a valid SQL identifier (lower-case letters, digits, "
-            "underscore; at most 63)")
+    return f"{value!r} is not a valid SQL identifier (lower-case letters, digits, underscore; at most 63)"
 
 
 def _split(value: Any, ctype: str) -> str | None:
@@ -139,8 +139,9 @@ def _format(value: Any, ctype: str) -> str | None:
     # pandas, and the worker reads every dataset file at start without it); in UTC for a
     # format with a zone
     zone = "UTC" if "%z" in value or "%Z" in value else None
-    sample = pa.Array.from_buffers(pa.timestamp("s", tz=zone), 1, [
-        None, pa.py_buffer(np.array([978_307_200], dtype=np.int64))])
+    sample = pa.Array.from_buffers(
+        pa.timestamp("s", tz=zone), 1, [None, pa.py_buffer(np.array([978_307_200], dtype=np.int64))]
+    )
     try:
         text = pc.strftime(sample, format=value)
         back = pc.strptime(text, format=value, unit="s", error_is_null=True)
@@ -207,19 +208,23 @@ def as_mask(array: pa.Array | pa.ChunkedArray) -> np.ndarray:
 
 
 def _max_length(col: Column, limit: int, v: Values) -> Finding:
-    return Finding(as_mask(pc.greater(pc.utf8_length(v.text), limit)),
-                   f"is longer than {limit} characters", show_value=False)
+    return Finding(
+        as_mask(pc.greater(pc.utf8_length(v.text), limit)),
+        f"is longer than {limit} characters",
+        show_value=False,
+    )
 
 
 def _pattern(col: Column, pattern: str, v: Values) -> Finding:
     hint = col.get("pattern_hint")
-    return Finding(v.present & ~as_mask(pc.match_substring_regex(v.text, pattern)),
-                   hint if hint is not None else f"does not match {pattern}")
+    return Finding(
+        v.present & ~as_mask(pc.match_substring_regex(v.text, pattern)),
+        hint if hint is not None else f"does not match {pattern}",
+    )
 
 
 def _values(col: Column, allowed: tuple[str, ...], v: Values) -> Finding:
-    unknown = v.present & ~as_mask(pc.is_in(v.text, value_set=pa.array(list(allowed),
-                                                                    pa.string())))
+    unknown = v.present & ~as_mask(pc.is_in(v.text, value_set=pa.array(list(allowed), pa.string())))
     return Finding(unknown, "is not one of " + ", ".join(allowed))
 
 
@@ -245,43 +250,97 @@ def _maximum(col: Column, bound: float, v: Values) -> Finding:
 
 RULES: tuple[Rule, ...] = (
     # how a value is read and where it lands (applied by the transform and the loader)
-    Rule("type", (str,), "the column's type (checked first: the other keys depend on it)",
-         spec=_one_of(TYPES)),
+    Rule(
+        "type", (str,), "the column's type (checked first: the other keys depend on it)", spec=_one_of(TYPES)
+    ),
     Rule("sql", (str,), "the SQL column it lands in (default: its name)", spec=_identifier),
-    Rule("split", (list,), "a timestamp into [date column, time column]", spec=_split,
-         types=("timestamp",), wrong_kind="only a timestamp splits, into [date, time]"),
+    Rule(
+        "split",
+        (list,),
+        "a timestamp into [date column, time column]",
+        spec=_split,
+        types=("timestamp",),
+        wrong_kind="only a timestamp splits, into [date, time]",
+    ),
     Rule("required", (bool,), "an empty value rejects the row", code="missing_value"),
-    Rule("normalize", (str,), "trim (the default), lower or upper, before every check",
-         spec=_one_of(NORMALIZE)),
+    Rule(
+        "normalize", (str,), "trim (the default), lower or upper, before every check", spec=_one_of(NORMALIZE)
+    ),
     Rule("default", (str,), "the value used when it is empty"),
-    Rule("format", (str,), "strptime format of a timestamp or date", spec=_format,
-         types=TEMPORAL),
-    Rule("sensitive", (bool,), "encrypted, with a blind index beside it", spec=_text_only,
-         types=("text",)),
-    Rule("derive", (str,), "arithmetic over number columns: fills an empty value, checks a "
-                           "stated one (datasets.parse_dataset checks the expression)",
-         types=NUMERIC),
-    Rule("tolerance", NUMBER, "how far a stated derived value may be off", spec=_not_negative,
-         needs="derive"),
-    Rule("mismatch", (str,), "the reason code of a stated derived value too far off "
-                             "(default derived_mismatch)", spec=_row_code, needs="derive"),
+    Rule("format", (str,), "strptime format of a timestamp or date", spec=_format, types=TEMPORAL),
+    Rule("sensitive", (bool,), "encrypted, with a blind index beside it", spec=_text_only, types=("text",)),
+    Rule(
+        "derive",
+        (str,),
+        "arithmetic over number columns: fills an empty value, checks a "
+        "stated one (datasets.parse_dataset checks the expression)",
+        types=NUMERIC,
+    ),
+    Rule(
+        "tolerance", NUMBER, "how far a stated derived value may be off", spec=_not_negative, needs="derive"
+    ),
+    Rule(
+        "mismatch",
+        (str,),
+        "the reason code of a stated derived value too far off (default derived_mismatch)",
+        spec=_row_code,
+        needs="derive",
+    ),
     # value checks, in the order they run (the first reason found wins)
-    Rule("max_length", (int,), "at most this many characters", types=("text",),
-         code="too_long", data=_max_length, spec=_not_negative),
-    Rule("pattern", (str,), "a regular expression the value matches", spec=_regex,
-         types=("text",), code="bad_format", data=_pattern),
-    Rule("pattern_hint", (str,), "how a reject for the pattern words what is expected",
-         spec=_hint, types=("text",), needs="pattern"),
-    Rule("values", (list,), "the allowed values of an enum", spec=_enum_values,
-         types=("enum",), needed_by=("enum",), code="bad_value", data=_values,
-         need_problem="an enum needs a list of allowed strings"),
-    Rule("scale", (int,), "decimal places at most", types=("decimal",), needed_by=("decimal",),
-         code="too_many_decimals", data=_scale, spec=_scale_range,
-         need_problem="a decimal needs its number of decimal places"),
-    Rule("min", NUMBER, "the smallest value", types=NUMERIC, code="out_of_range",
-         data=_minimum, spec=_a_number),
-    Rule("max", NUMBER, "the largest value", types=NUMERIC, code="out_of_range",
-         data=_maximum, spec=_a_number),
+    Rule(
+        "max_length",
+        (int,),
+        "at most this many characters",
+        types=("text",),
+        code="too_long",
+        data=_max_length,
+        spec=_not_negative,
+    ),
+    Rule(
+        "pattern",
+        (str,),
+        "a regular expression the value matches",
+        spec=_regex,
+        types=("text",),
+        code="bad_format",
+        data=_pattern,
+    ),
+    Rule(
+        "pattern_hint",
+        (str,),
+        "how a reject for the pattern words what is expected",
+        spec=_hint,
+        types=("text",),
+        needs="pattern",
+    ),
+    Rule(
+        "values",
+        (list,),
+        "the allowed values of an enum",
+        spec=_enum_values,
+        types=("enum",),
+        needed_by=("enum",),
+        code="bad_value",
+        data=_values,
+        need_problem="an enum needs a list of allowed strings",
+    ),
+    Rule(
+        "scale",
+        (int,),
+        "decimal places at most",
+        types=("decimal",),
+        needed_by=("decimal",),
+        code="too_many_decimals",
+        data=_scale,
+        spec=_scale_range,
+        need_problem="a decimal needs its number of decimal places",
+    ),
+    Rule(
+        "min", NUMBER, "the smallest value", types=NUMERIC, code="out_of_range", data=_minimum, spec=_a_number
+    ),
+    Rule(
+        "max", NUMBER, "the largest value", types=NUMERIC, code="out_of_range", data=_maximum, spec=_a_number
+    ),
 )
 
 BY_KEY: dict[str, Rule] = {r.key: r for r in RULES}
@@ -300,8 +359,7 @@ def spec_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
     parser reports the first. (A TOML boolean is never a number here, though Python's
     ``bool`` is an ``int``; a key set to false turns nothing on, so it fits any column.)"""
     if not isinstance(raw, dict):
-        return [("", f"must be a table of keys ([columns.<name>] with a type), not {raw!r}"
-                     [:200])]
+        return [("", f"must be a table of keys ([columns.<name>] with a type), not {raw!r}"[:200])]
     unknown = sorted(set(raw) - set(BY_KEY))
     if unknown:
         return [("", f"unknown key(s) {', '.join(key_text(k) for k in unknown)}")]
@@ -315,8 +373,7 @@ def spec_problems(raw: dict[str, Any]) -> list[tuple[str, str]]:
                 problems.append((rule.key, rule.need_problem or f"a {ctype} needs {rule.key}"))
             continue
         value = raw[rule.key]
-        if not isinstance(value, rule.kind) or (isinstance(value, bool)
-                                                and bool not in rule.kind):
+        if not isinstance(value, rule.kind) or (isinstance(value, bool) and bool not in rule.kind):
             problems.append((rule.key, rule.wrong_kind or f"{value!r} has the wrong type"))
             continue
         problem = rule.spec(value, ctype) if rule.spec is not None else None

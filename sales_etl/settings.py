@@ -48,9 +48,15 @@ _SOURCES: dict[str, TriggerSource] = {
     "logsandcontainerscan": "LogsAndContainerScan",
     "eventgrid": "EventGrid",
 }
-_PRIMARY = ("POSTGRES_HOST", STORAGE_CONNECTION, f"{STORAGE_CONNECTION}__blobServiceUri",
-            f"{STORAGE_CONNECTION}__serviceUri", f"{STORAGE_CONNECTION}__queueServiceUri",
-            f"AzureWebJobs{STORAGE_CONNECTION}", "AZ_CONNECTION_STRING")
+_PRIMARY = (
+    "POSTGRES_HOST",
+    STORAGE_CONNECTION,
+    f"{STORAGE_CONNECTION}__blobServiceUri",
+    f"{STORAGE_CONNECTION}__serviceUri",
+    f"{STORAGE_CONNECTION}__queueServiceUri",
+    f"AzureWebJobs{STORAGE_CONNECTION}",
+    "AZ_CONNECTION_STRING",
+)
 
 
 @dataclass(frozen=True)
@@ -101,8 +107,12 @@ class Settings:
         db = self.require_database()
         if self.admin_user is None:
             return db
-        return replace(db, user=self.admin_user, password=self.admin_password,
-                       auth="password" if self.admin_password is not None else db.auth)
+        return replace(
+            db,
+            user=self.admin_user,
+            password=self.admin_password,
+            auth="password" if self.admin_password is not None else db.auth,
+        )
 
     def require_keys(self) -> tuple[tuple[bytes, ...], bytes]:
         """Fernet keys (newest first) and the blind-index key, for datasets with sensitive
@@ -115,8 +125,9 @@ class Settings:
         return fernet, base64.urlsafe_b64decode(self.blind_index_key.get())
 
 
-def load_settings(env: Mapping[str, str] | None = None,
-                  fallback: Mapping[str, str] | None = None) -> Settings:
+def load_settings(
+    env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None
+) -> Settings:
     """Read and validate every setting; raise ConfigError naming each bad one.
 
     ``fallback`` fills settings the environment does not set (the CLI passes the running
@@ -146,8 +157,7 @@ def load_settings(env: Mapping[str, str] | None = None,
         admin_password=Secret(pw) if (pw := r.get("POSTGRES_ADMIN_PASSWORD")) else None,
         migrations_dir=_directory(r, "MIGRATIONS_DIR"),
         blind_index_key_new=_blind_key(r, "BLIND_INDEX_KEY_NEW"),
-        appinsights_connection=Secret(ai) if (ai := r.get(
-            "APPLICATIONINSIGHTS_CONNECTION_STRING")) else None,
+        appinsights_connection=Secret(ai) if (ai := r.get("APPLICATIONINSIGHTS_CONNECTION_STRING")) else None,
         worker_telemetry=r.flag("PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY"),
     )
     if r.problems:
@@ -155,8 +165,9 @@ def load_settings(env: Mapping[str, str] | None = None,
     return settings
 
 
-def app_settings(env: Mapping[str, str] | None = None,
-                 fallback: Mapping[str, str] | None = None) -> Mapping[str, str]:
+def app_settings(
+    env: Mapping[str, str] | None = None, fallback: Mapping[str, str] | None = None
+) -> Mapping[str, str]:
     """The app settings in force: ``env`` (default: the environment), or, when it configures
     neither storage nor database, ``fallback`` under it (the running dev stack's)."""
     source = os.environ if env is None else env
@@ -171,8 +182,14 @@ def host_connections(env: Mapping[str, str] | None = None) -> list[tuple[str, bo
     out: list[tuple[str, bool, str]] = []
     try:
         kind, _ = hostsettings.trigger_connection(STORAGE_CONNECTION, source)
-        out.append((STORAGE_CONNECTION, True, f"{STORAGE_CONNECTION}: {kind} connection, "
-                    "read the same way by the host's trigger and the package"))
+        out.append(
+            (
+                STORAGE_CONNECTION,
+                True,
+                f"{STORAGE_CONNECTION}: {kind} connection, "
+                "read the same way by the host's trigger and the package",
+            )
+        )
     except SettingError as exc:
         out.append((STORAGE_CONNECTION, False, f"{STORAGE_CONNECTION}: {exc}"))
     try:
@@ -208,14 +225,17 @@ def read_bindings(env: Mapping[str, str] | None = None) -> BindingSettings:
     timer_problems = len(r.problems)
     schedule = _schedule(r)
     timer_ok = len(r.problems) == timer_problems
-    return BindingSettings(container=container if blob_ok else None,
-                           source=source if blob_ok else None,
-                           schedule=schedule if timer_ok else None,
-                           problems=tuple(r.problems))
+    return BindingSettings(
+        container=container if blob_ok else None,
+        source=source if blob_ok else None,
+        schedule=schedule if timer_ok else None,
+        problems=tuple(r.problems),
+    )
 
 
-def _binding_value(r: AppSettingsReader, setting: str, raw: str,
-                   check: Callable[[str], object]) -> str | None:
+def _binding_value(
+    r: AppSettingsReader, setting: str, raw: str, check: Callable[[str], object]
+) -> str | None:
     """``raw`` with %NAME% resolved as the host resolves it in a binding field, then checked
     as the host checks it; None (and a problem naming ``setting``) when the host would refuse it."""
     try:

@@ -104,10 +104,11 @@ def read_storage(r: AppSettingsReader) -> StorageSettings | None:
     resolve it (hostsettings.trigger_connection): the package's clients use the same one."""
     name = STORAGE_CONNECTION
     if r.get("AZ_CONNECTION_STRING") is not None and r.get(name) is None:
-        r.problems.append(f"AZ_CONNECTION_STRING: no longer read (the blob trigger cannot use "
-                          f"it); set {name} to the same connection string")
-    present = [k for k in r.env if k == name or k.startswith(f"{name}__")
-               or k == f"AzureWebJobs{name}"]
+        r.problems.append(
+            f"AZ_CONNECTION_STRING: no longer read (the blob trigger cannot use "
+            f"it); set {name} to the same connection string"
+        )
+    present = [k for k in r.env if k == name or k.startswith(f"{name}__") or k == f"AzureWebJobs{name}"]
     before = len(r.problems)
     values = [r.get(k) for k in present]  # names an unresolved Key Vault reference
     if len(r.problems) > before or not any(values):
@@ -140,21 +141,27 @@ def _connection_string(r: AppSettingsReader, name: str, conn: str) -> StorageSet
 def _identity_connection(r: AppSettingsReader, name: str, uri: str) -> StorageSettings:
     credential = r.get(f"{name}__credential")
     client_id = r.get(f"{name}__clientId")
-    uri_name = (f"{name}__blobServiceUri" if r.get(f"{name}__blobServiceUri")
-                else f"{name}__serviceUri")
+    uri_name = f"{name}__blobServiceUri" if r.get(f"{name}__blobServiceUri") else f"{name}__serviceUri"
     if not uri.startswith(("https://", "http://")):
-        hint = (f" (a connection string belongs in {name} itself)"
-                if re.search(r"(?i)accountname=|accountkey=|blobendpoint=|"
-                             r"sharedaccesssignature=", uri) else "")
+        hint = (
+            f" (a connection string belongs in {name} itself)"
+            if re.search(
+                r"(?i)accountname=|accountkey=|blobendpoint=|"
+                r"sharedaccesssignature=",
+                uri,
+            )
+            else ""
+        )
         r.problems.append(f"{uri_name}: {show(uri)} must be an https:// URL{hint}")
     elif secret_shaped(uri):
-        r.problems.append(f"{uri_name}: {show(uri)}; it must be the service URL alone "
-                          "(e.g. https://<account>.blob.core.windows.net), no key, "
-                          "SAS or password in it")
+        r.problems.append(
+            f"{uri_name}: {show(uri)}; it must be the service URL alone "
+            "(e.g. https://<account>.blob.core.windows.net), no key, "
+            "SAS or password in it"
+        )
     if credential is not None and credential.lower() != "managedidentity":
         r.problems.append(f"{name}__credential: {show(credential)} must be 'managedidentity'")
-    return StorageSettings(name, service_uri=uri.rstrip("/"), credential=credential,
-                           client_id=client_id)
+    return StorageSettings(name, service_uri=uri.rstrip("/"), credential=credential, client_id=client_id)
 
 
 def read_database(r: AppSettingsReader) -> DatabaseSettings | None:
@@ -172,8 +179,7 @@ def read_database(r: AppSettingsReader) -> DatabaseSettings | None:
     sslmode_raw = r.get("POSTGRES_SSLMODE") or ("prefer" if is_local else "verify-full")
     sslmode = sslmode_raw.lower()
     if sslmode not in SSLMODES:  # (shown as given: lower-cased, a key no longer looks like one)
-        r.problems.append(
-            f"POSTGRES_SSLMODE: {show(sslmode_raw)} must be one of {', '.join(SSLMODES)}")
+        r.problems.append(f"POSTGRES_SSLMODE: {show(sslmode_raw)} must be one of {', '.join(SSLMODES)}")
     allow_insecure = r.flag("POSTGRES_ALLOW_INSECURE", frozenset({"1", "true", "yes"}))
     if not is_local and sslmode in {"disable", "allow", "prefer"} and not allow_insecure:
         r.problems.append(
@@ -184,8 +190,9 @@ def read_database(r: AppSettingsReader) -> DatabaseSettings | None:
     if auth not in ("password", "entra"):
         r.problems.append(f"POSTGRES_AUTH: {show(auth)} must be 'password' or 'entra'")
     if auth == "entra" and password is not None:
-        r.problems.append("POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is "
-                          "the password); remove it")
+        r.problems.append(
+            "POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is the password); remove it"
+        )
     rootcert = _root_cert(r, host, sslmode, is_local)
     return DatabaseSettings(
         host=host,
@@ -218,9 +225,11 @@ def _root_cert(r: AppSettingsReader, host: str, sslmode: str, is_local: bool) ->
     if raw.lower() == "system":
         found = next((f for f in SYSTEM_CA_FILES if Path(f).is_file()), None)
         if found is None:
-            r.problems.append("POSTGRES_SSLROOTCERT: 'system' asks for the OS trust store, but none "
-                              f"of {', '.join(SYSTEM_CA_FILES)} exists here; give a CA file, or "
-                              "'azure' for Azure Database for PostgreSQL")
+            r.problems.append(
+                "POSTGRES_SSLROOTCERT: 'system' asks for the OS trust store, but none "
+                f"of {', '.join(SYSTEM_CA_FILES)} exists here; give a CA file, or "
+                "'azure' for Azure Database for PostgreSQL"
+            )
         return found
     if not Path(raw).is_file():
         r.problems.append(f"POSTGRES_SSLROOTCERT: no file at {show(raw)}")

@@ -21,8 +21,10 @@ from collections.abc import Mapping
 from .hostsettings import show
 
 # An app setting whose value still is a reference: App Service could not resolve it.
-_UNRESOLVED_REFERENCES = {"@microsoft.keyvault(": "Key Vault",
-                          "@microsoft.appconfiguration(": "App Configuration"}
+_UNRESOLVED_REFERENCES = {
+    "@microsoft.keyvault(": "Key Vault",
+    "@microsoft.appconfiguration(": "App Configuration",
+}
 
 
 class Secret:
@@ -94,11 +96,19 @@ def unresolved_reference(name: str, value: str, problems: list[str]) -> bool:
     lowered = value.lower()
     for prefix, service in _UNRESOLVED_REFERENCES.items():
         if lowered.startswith(prefix):
-            hint = (" Check that keyVaultReferenceIdentity names the app's user-assigned identity, "
+            hint = (
+                (
+                    " Check that keyVaultReferenceIdentity names the app's user-assigned identity, "
                     "that this identity has the 'Key Vault Secrets User' role on the vault, and "
                     "that the vault is reachable from the app (docs/operations.md, Key Vault "
-                    "references)") if service == "Key Vault" else ""
-            problems.append(f"{name}: is an unresolved {service} reference: the platform could not "
-                            f"fetch the value, so the app received the reference text itself.{hint}")
+                    "references)"
+                )
+                if service == "Key Vault"
+                else ""
+            )
+            problems.append(
+                f"{name}: is an unresolved {service} reference: the platform could not "
+                f"fetch the value, so the app received the reference text itself.{hint}"
+            )
             return True
     return False

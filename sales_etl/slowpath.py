@@ -32,8 +32,7 @@ class _Lines:
     """Physical lines (LF-terminated) as text for the csv module, remembering the bytes and
     first line number of the record being read."""
 
-    def __init__(self, prefix: bytes, read: Callable[[int], bytes], first_line: int,
-                 name: str) -> None:
+    def __init__(self, prefix: bytes, read: Callable[[int], bytes], first_line: int, name: str) -> None:
         self._buf = prefix
         self._pos = 0
         self._read = read
@@ -68,13 +67,13 @@ class _Lines:
         while True:
             end = self._buf.find(b"\n", self._pos)
             if end >= 0:
-                line = self._buf[self._pos:end + 1]
+                line = self._buf[self._pos : end + 1]
                 self._pos = end + 1
                 break
             if len(self._buf) - self._pos + self._pending_bytes > MAX_RECORD_BYTES:
                 raise too_long(self._name, self.record_line if self._pending else self.next_line)
             if self._eof:
-                line = self._buf[self._pos:]
+                line = self._buf[self._pos :]
                 self._buf, self._pos = b"", 0
                 if not line:
                     return None
@@ -82,7 +81,7 @@ class _Lines:
             more = self._read(BLOCK_BYTES)
             if not more:
                 self._eof = True
-            self._buf = self._buf[self._pos:] + more
+            self._buf = self._buf[self._pos :] + more
             self._pos = 0
         if not self._pending:
             self.record_line = self.next_line
@@ -103,8 +102,10 @@ class _Lines:
 
 
 def too_long(name: str, line: int) -> DataError:
-    return DataError(f"{name}: line {line}: a record longer than {MAX_RECORD_BYTES >> 20} MiB "
-                     "(an unterminated quote?)", code="record_too_long")
+    return DataError(
+        f"{name}: line {line}: a record longer than {MAX_RECORD_BYTES >> 20} MiB (an unterminated quote?)",
+        code="record_too_long",
+    )
 
 
 def _rest_of_record(feed: _Lines, first: bytes) -> bytes:
@@ -131,14 +132,15 @@ class _Batch:
         return len(self.lines) + len(self.rejects)
 
     def chunk(self, header: Header) -> Chunk:
-        table = pa.table({c: pa.array(self.columns[i], pa.string())
-                          for i, c in enumerate(header.included)})
-        return Chunk(np.asarray(self.lines, dtype=np.int64), table, self.rejects,
-                     pa.array(self.raw, pa.binary()))
+        table = pa.table({c: pa.array(self.columns[i], pa.string()) for i, c in enumerate(header.included)})
+        return Chunk(
+            np.asarray(self.lines, dtype=np.int64), table, self.rejects, pa.array(self.raw, pa.binary())
+        )
 
 
-def slow_chunks(prefix: bytes, read: Callable[[int], bytes], first_line: int, header: Header,
-                name: str, chunk_rows: int) -> Iterator[Chunk]:
+def slow_chunks(
+    prefix: bytes, read: Callable[[int], bytes], first_line: int, header: Header, name: str, chunk_rows: int
+) -> Iterator[Chunk]:
     feed = _Lines(prefix, read, first_line, name)
     csv.field_size_limit(MAX_RECORD_BYTES + 1)  # the record limit (in _Lines) bounds fields
     rows = csv.reader(feed, strict=True)
@@ -172,16 +174,23 @@ def slow_chunks(prefix: bytes, read: Callable[[int], bytes], first_line: int, he
                 break
             except csv.Error as exc:
                 if feed.exhausted:  # the file ended inside a quoted field
-                    raise DataError(f"{name}: line {feed.record_line}: unterminated quoted "
-                                    "field", code="bad_csv") from exc
+                    raise DataError(
+                        f"{name}: line {feed.record_line}: unterminated quoted field", code="bad_csv"
+                    ) from exc
                 row, problem = None, str(exc)
             line = feed.record_line
             record = feed.take()
             if is_blank(record):
                 continue
             bare = problem is not None and "new-line character" in problem
-            reject = row_reject(line, record.rstrip(b"\r\n"), len(row or ()), width, bare,
-                                bad_quoting=row is None and not bare)
+            reject = row_reject(
+                line,
+                record.rstrip(b"\r\n"),
+                len(row or ()),
+                width,
+                bare,
+                bad_quoting=row is None and not bare,
+            )
         if reject is not None:
             batch.rejects.append(reject)
         else:

@@ -33,7 +33,12 @@ from .errors import ConfigError
 from .settings import Settings, StorageSettings
 
 INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED = (
-    "incoming", "processed", "failed", "deadletter", "rejected")
+    "incoming",
+    "processed",
+    "failed",
+    "deadletter",
+    "rejected",
+)
 FOLDERS = (INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED)
 MAX_NAME = 1024  # Azure's limit on a blob name
 # The metadata key naming the run (its UUID, ``etl_runs.run_uuid``) that wrote a rejects
@@ -46,19 +51,20 @@ def service_client(storage: StorageSettings) -> BlobServiceClient:
     # Short retries: the sweep retries with real backoff; an invocation should fail fast.
     retry = ExponentialRetry(initial_backoff=1, increment_base=2, retry_total=3)
     if storage.connection_string is not None:
-        return BlobServiceClient.from_connection_string(storage.connection_string.get(),
-                                                        retry_policy=retry)
+        return BlobServiceClient.from_connection_string(storage.connection_string.get(), retry_policy=retry)
     from azure.identity import DefaultAzureCredential, ManagedIdentityCredential
 
     credential: Any
     if storage.credential and storage.credential.lower() == "managedidentity":
         credential = ManagedIdentityCredential(client_id=storage.client_id)
     else:
-        credential = DefaultAzureCredential(
-            managed_identity_client_id=storage.client_id) if storage.client_id else DefaultAzureCredential()
+        credential = (
+            DefaultAzureCredential(managed_identity_client_id=storage.client_id)
+            if storage.client_id
+            else DefaultAzureCredential()
+        )
     assert storage.service_uri is not None
-    return BlobServiceClient(account_url=storage.service_uri, credential=credential,
-                             retry_policy=retry)
+    return BlobServiceClient(account_url=storage.service_uri, credential=credential, retry_policy=retry)
 
 
 def container_client(settings: Settings) -> ContainerClient:
@@ -157,8 +163,9 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
-def upload(container: ContainerClient, path: Any, *, dataset: str | None = None,
-           name: str | None = None) -> str:
+def upload(
+    container: ContainerClient, path: Any, *, dataset: str | None = None, name: str | None = None
+) -> str:
     """Upload a local file to incoming/[<dataset>/]<name>; return the blob name."""
     from pathlib import Path
 
@@ -170,22 +177,29 @@ def upload(container: ContainerClient, path: Any, *, dataset: str | None = None,
     if any(not p.strip() or p != p.strip() for p in parts):
         # `process` and `requeue` strip what is pasted: such a blob could not be named there
         shown = urllib.parse.quote(blob[:200], safe="/ ._-~")
-        raise ConfigError(f"{shown!r}: a blob name with spaces at the start or end of a part "
-                          "(or only spaces) is refused; give another with --name",
-                          code="bad_blob_name")
+        raise ConfigError(
+            f"{shown!r}: a blob name with spaces at the start or end of a part "
+            "(or only spaces) is refused; give another with --name",
+            code="bad_blob_name",
+        )
     if len(blob) > MAX_NAME:
-        raise ConfigError(f"blob name longer than {MAX_NAME} characters; give a shorter "
-                          "one with --name", code="bad_blob_name")
+        raise ConfigError(
+            f"blob name longer than {MAX_NAME} characters; give a shorter one with --name",
+            code="bad_blob_name",
+        )
     from .names import problem
 
     reason = problem(blob, INCOMING)  # what the trigger would refuse: refused here already
     if reason is not None:
         shown = urllib.parse.quote(blob[:200], safe="/ ._-~")
-        raise ConfigError(f"{shown}: refused: {reason}; give another name with --name",
-                          code="bad_blob_name")
+        raise ConfigError(f"{shown}: refused: {reason}; give another name with --name", code="bad_blob_name")
     with path.open("rb") as data:
         container.get_blob_client(blob).upload_blob(
-            data, overwrite=True, max_concurrency=2,
+            data,
+            overwrite=True,
+            max_concurrency=2,
             content_settings=ContentSettings(
-                content_type="application/gzip" if path.suffix == ".gz" else "text/csv"))
+                content_type="application/gzip" if path.suffix == ".gz" else "text/csv"
+            ),
+        )
     return blob

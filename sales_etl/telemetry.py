@@ -22,11 +22,13 @@ from .settings import Settings
 STAGES = ("read", "transform", "protect", "copy", "merge")
 _tracer = trace.get_tracer("sales_etl")
 _meter = metrics.get_meter("sales_etl")
-_rows = _meter.create_counter("sales_etl.rows", unit="{row}",
-                              description="rows by outcome: loaded, duplicate, rejected")
+_rows = _meter.create_counter(
+    "sales_etl.rows", unit="{row}", description="rows by outcome: loaded, duplicate, rejected"
+)
 _files = _meter.create_counter("sales_etl.files", unit="{file}", description="file attempts")
-_seconds = _meter.create_histogram("sales_etl.file.duration", unit="s",
-                                   description="seconds per file attempt")
+_seconds = _meter.create_histogram(
+    "sales_etl.file.duration", unit="s", description="seconds per file attempt"
+)
 _configured = False
 
 
@@ -34,8 +36,11 @@ _configured = False
 # writes two per HTTP request (request and response headers). The worker sets the root
 # logger to INFO and forwards every record to the host, and host.json's "Azure.Core"
 # filter does not apply to records that come from the Python side.
-QUIET_LOGGERS = ("azure.core.pipeline.policies.http_logging_policy", "azure.identity",
-                 "azure.monitor.opentelemetry.exporter")
+QUIET_LOGGERS = (
+    "azure.core.pipeline.policies.http_logging_policy",
+    "azure.identity",
+    "azure.monitor.opentelemetry.exporter",
+)
 
 
 def configure_logging() -> None:
@@ -63,11 +68,11 @@ def configure(settings: Settings, *, in_worker: bool = False) -> bool:
     from azure.monitor.opentelemetry import configure_azure_monitor
 
     if in_worker:
-        configure_azure_monitor(connection_string=settings.appinsights_connection.get(),
-                                disable_logging=True)
+        configure_azure_monitor(connection_string=settings.appinsights_connection.get(), disable_logging=True)
     else:
-        configure_azure_monitor(connection_string=settings.appinsights_connection.get(),
-                                logger_name="sales_etl")
+        configure_azure_monitor(
+            connection_string=settings.appinsights_connection.get(), logger_name="sales_etl"
+        )
         logging.getLogger("sales_etl").setLevel(logging.INFO)
     _configured = True
     return True
@@ -93,26 +98,38 @@ class Timings:
 
 def record(rec: RunRecord, timings: Timings, started_ns: int) -> None:
     """One span for the file and one per stage; counters and a duration histogram."""
-    attributes: dict[str, str | int] = {"sales_etl.run_uuid": rec.run_uuid, "sales_etl.dataset": rec.dataset,
-                  "sales_etl.blob": rec.blob_path, "sales_etl.status": rec.status,
-                  "sales_etl.rows_read": rec.rows_read, "sales_etl.rows_loaded": rec.rows_loaded,
-                  "sales_etl.rows_duplicate": rec.rows_duplicate,
-                  "sales_etl.rows_rejected": rec.rows_rejected}
+    attributes: dict[str, str | int] = {
+        "sales_etl.run_uuid": rec.run_uuid,
+        "sales_etl.dataset": rec.dataset,
+        "sales_etl.blob": rec.blob_path,
+        "sales_etl.status": rec.status,
+        "sales_etl.rows_read": rec.rows_read,
+        "sales_etl.rows_loaded": rec.rows_loaded,
+        "sales_etl.rows_duplicate": rec.rows_duplicate,
+        "sales_etl.rows_rejected": rec.rows_rejected,
+    }
     file_span = _tracer.start_span("sales_etl.file", start_time=started_ns, attributes=attributes)
     context = trace.set_span_in_context(file_span)
     at = started_ns
     for name, seconds in timings.seconds.items():
         end = at + int(seconds * 1e9)
-        _tracer.start_span(f"sales_etl.{name}", context=context, start_time=at,
-                           attributes={"sales_etl.run_uuid": rec.run_uuid}).end(end_time=end)
+        _tracer.start_span(
+            f"sales_etl.{name}",
+            context=context,
+            start_time=at,
+            attributes={"sales_etl.run_uuid": rec.run_uuid},
+        ).end(end_time=end)
         at = end
     if rec.status == "failed":
         file_span.set_status(trace.Status(trace.StatusCode.ERROR, rec.reason_code or ""))
     file_span.end()
     labels = {"dataset": rec.dataset}
     _files.add(1, {**labels, "status": rec.status})
-    for outcome, count in (("loaded", rec.rows_loaded), ("duplicate", rec.rows_duplicate),
-                           ("rejected", rec.rows_rejected)):
+    for outcome, count in (
+        ("loaded", rec.rows_loaded),
+        ("duplicate", rec.rows_duplicate),
+        ("rejected", rec.rows_rejected),
+    ):
         if count:
             _rows.add(count, {**labels, "outcome": outcome})
     if rec.seconds is not None:

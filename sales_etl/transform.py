@@ -147,20 +147,21 @@ def transform(chunk: Chunk, header: Header, dataset: Dataset) -> Transformed:
     return Transformed(columns=columns, lines=chunk.lines[~bad], rejects=rejects)
 
 
-def _in_chunk_duplicates(dataset: Dataset, out: dict[str, pa.Array], flags: _Flags,
-                         lines: np.ndarray) -> None:
+def _in_chunk_duplicates(
+    dataset: Dataset, out: dict[str, pa.Array], flags: _Flags, lines: np.ndarray
+) -> None:
     """A business key seen on an earlier line of the chunk: reject, naming that line.
     (Across chunks, the loader finds them.)"""
     if not len(lines):
         return
     rows = np.flatnonzero(~flags.bad)
-    keys = pa.table({**{c: out[c].take(pa.array(rows)) for c in dataset.key_plain},
-                     "_row": pa.array(rows)})
-    if pc.count_distinct(keys.column(dataset.key_plain[0])).as_py() == len(rows) and len(
-            dataset.key_plain) == 1:
+    keys = pa.table({**{c: out[c].take(pa.array(rows)) for c in dataset.key_plain}, "_row": pa.array(rows)})
+    if (
+        pc.count_distinct(keys.column(dataset.key_plain[0])).as_py() == len(rows)
+        and len(dataset.key_plain) == 1
+    ):
         return  # the common case: every key once
-    first = keys.group_by(list(dataset.key_plain), use_threads=False).aggregate(
-        [("_row", "min")])
+    first = keys.group_by(list(dataset.key_plain), use_threads=False).aggregate([("_row", "min")])
     joined = keys.join(first, list(dataset.key_plain), use_threads=False)
     row = joined.column("_row").to_numpy()
     first_row = joined.column("_row_min").to_numpy()
@@ -176,8 +177,7 @@ def _in_chunk_duplicates(dataset: Dataset, out: dict[str, pa.Array], flags: _Fla
     flags.set(mask, "duplicate_in_file", reasons)
 
 
-def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed,
-            out: dict[str, pa.Array]) -> None:
+def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed, out: dict[str, pa.Array]) -> None:
     s = pc.utf8_trim_whitespace(raw)
     if col.normalize == "lower":
         s = pc.utf8_lower(s)
@@ -208,18 +208,17 @@ def _column(col: Column, raw: pa.Array, flags: _Flags, parsed: _Parsed,
         out[col.sql[0]] = pc.if_else(empty, pa.scalar(None, pa.string()), s)
 
 
-def _numeric(col: Column, s: pa.Array, present: np.ndarray, flags: _Flags,
-             parsed: _Parsed) -> Values:
+def _numeric(col: Column, s: pa.Array, present: np.ndarray, flags: _Flags, parsed: _Parsed) -> Values:
     """Parse a number column: malformed values rejected; the others' value, for the checks
     (min, max, scale) and for derived columns."""
     name = col.name
     integer = col.type == "integer"
     wellformed = as_mask(pc.match_substring_regex(s, _INT_RE if integer else _DEC_RE))
     malformed = present & ~wellformed
-    what = "a whole number" if integer else (
-        "a number with a dot for decimals and no thousands separator")
-    flags.set(malformed, "bad_integer" if integer else "bad_decimal",
-              _quoted(s, malformed, name, f"is not {what}"))
+    what = "a whole number" if integer else ("a number with a dot for decimals and no thousands separator")
+    flags.set(
+        malformed, "bad_integer" if integer else "bad_decimal", _quoted(s, malformed, name, f"is not {what}")
+    )
     ok = present & wellformed
     safe = pc.if_else(pa.array(ok), s, "0")
     number = np.where(ok, pc.cast(safe, pa.float64()).to_numpy(zero_copy_only=False), np.nan)
@@ -227,8 +226,9 @@ def _numeric(col: Column, s: pa.Array, present: np.ndarray, flags: _Flags,
     return Values(s, present, ok, number)
 
 
-def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, flags: _Flags,
-              out: dict[str, pa.Array]) -> None:
+def _temporal(
+    col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, flags: _Flags, out: dict[str, pa.Array]
+) -> None:
     name = col.name
     fmt = col.fmt or "%Y-%m-%d %H:%M:%S"
     stamp = pc.strptime(s, format=fmt, unit="s", error_is_null=True)
@@ -236,16 +236,22 @@ def _temporal(col: Column, s: pa.Array, empty: pa.Array, present: np.ndarray, fl
     exact = pc.equal(pc.strftime(stamp, format=fmt), s)
     valid = as_mask(exact)
     invalid = present & ~valid
-    flags.set(invalid, "bad_timestamp" if col.type == "timestamp" else "bad_date",
-              _quoted(s, invalid, name, f"is not a valid date/time in the form {fmt}"))
+    flags.set(
+        invalid,
+        "bad_timestamp" if col.type == "timestamp" else "bad_date",
+        _quoted(s, invalid, name, f"is not a valid date/time in the form {fmt}"),
+    )
     # PostgreSQL has no year 0 (nor BC years in this form) and ends at year 294276
     # (timestamps) or 5874897 (dates): refuse the row here, never the whole COPY
     last = _PG_LAST_YEAR[col.type]
     year = pc.year(stamp)
     inside = as_mask(pc.and_(pc.greater_equal(year, 1), pc.less_equal(year, last)))
     outside = present & valid & ~inside
-    flags.set(outside, "out_of_range",
-              _quoted(s, outside, name, f"is outside PostgreSQL's range (years 1 to {last})"))
+    flags.set(
+        outside,
+        "out_of_range",
+        _quoted(s, outside, name, f"is outside PostgreSQL's range (years 1 to {last})"),
+    )
     valid = valid & ~outside
     null = pa.scalar(None, pa.string())
     keep = pa.array(valid)
@@ -310,28 +316,28 @@ def _derive(col: Column, parsed: _Parsed, flags: _Flags, out: dict[str, pa.Array
         out[col.sql[0]] = pc.coalesce(out[col.sql[0]], pa.array(filled, pa.string()))
     if off.any():
         reasons = np.full(len(computed), None, dtype=object)
-        for i, value in zip(np.flatnonzero(off), text.take(pa.array(np.flatnonzero(off)))
-                            .to_pylist(), strict=True):
+        for i, value in zip(
+            np.flatnonzero(off), text.take(pa.array(np.flatnonzero(off))).to_pylist(), strict=True
+        ):
             shown = exact_text.get(int(i), f"{computed[i]:.{scale}f}")
             reasons[i] = f"{col.name} {value} differs from {col.derive} = {shown}"
         flags.set(off, col.mismatch, reasons)  # the code the dataset declares (mismatch)
     low, high = col.get("min"), col.get("max")
     with np.errstate(invalid="ignore"):
         if low is not None:
-            flags.set(fill & (computed < low), "out_of_range",
-                      f"computed {col.name} is below {low:g}")
+            flags.set(fill & (computed < low), "out_of_range", f"computed {col.name} is below {low:g}")
         if high is not None:
-            flags.set(fill & (computed > high), "out_of_range",
-                      f"computed {col.name} is above {high:g}")
+            flags.set(fill & (computed > high), "out_of_range", f"computed {col.name} is above {high:g}")
 
 
 def _exact(col: Column, parsed: _Parsed, rows: np.ndarray, scale: int) -> list[Decimal]:
     """The derived value of ``rows`` in decimal arithmetic, rounded half up to ``scale``."""
     assert col.derive is not None
     take = pa.array(rows)
-    refs = {r: np.array([Decimal(v) for v in parsed.text[r].take(take).to_pylist()],
-                        dtype=object)
-            for r in set(_NAME_RE.findall(col.derive))}
+    refs = {
+        r: np.array([Decimal(v) for v in parsed.text[r].take(take).to_pylist()], dtype=object)
+        for r in set(_NAME_RE.findall(col.derive))
+    }
     step = Decimal(1).scaleb(-scale)
     with localcontext() as ctx:
         ctx.prec = 60

@@ -33,13 +33,20 @@ def bindings() -> Bindings:
     for problem in b.problems:
         log.error("setting refused, %s: %s", _function_of(problem), problem)
     _report_datasets()
-    return Bindings(blob_path=f"{b.container}/incoming/{{name}}" if b.container else None,
-                    connection=b.connection, source=b.source, schedule=b.schedule)
+    return Bindings(
+        blob_path=f"{b.container}/incoming/{{name}}" if b.container else None,
+        connection=b.connection,
+        source=b.source,
+        schedule=b.schedule,
+    )
 
 
 def _function_of(problem: str) -> str:
-    return ("retry_sweep is not registered" if problem.startswith("SWEEP_SCHEDULE")
-            else "load_blob is not registered")
+    return (
+        "retry_sweep is not registered"
+        if problem.startswith("SWEEP_SCHEDULE")
+        else "load_blob is not registered"
+    )
 
 
 def _report_datasets() -> None:
@@ -53,8 +60,11 @@ def _report_datasets() -> None:
         log.exception("could not read the dataset definitions")
         return
     for name, message in sorted(broken.items()):
-        log.error("dataset %s is broken; its files will fail until it is fixed "
-                  "(other datasets load): %s", name, message)
+        log.error(
+            "dataset %s is broken; its files will fail until it is fixed (other datasets load): %s",
+            name,
+            message,
+        )
 
 
 @lru_cache(maxsize=1)

@@ -77,14 +77,19 @@ def published(paths: Iterable[str], root: Path = ROOT) -> list[str]:
 def committed_files(root: Path = ROOT) -> list[str]:
     """The tree as git sees it: tracked files plus new ones not yet committed but not ignored
     (never a generated, git-ignored file)."""
-    out = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                         cwd=root, check=True, capture_output=True).stdout
+    out = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=root,
+        check=True,
+        capture_output=True,
+    ).stdout
     return [p for p in out.decode().split("\0") if p and (root / p).is_file()]
 
 
 def worktree_files(root: Path = ROOT) -> list[str]:
-    return sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
-                  if p.is_file() and not p.is_symlink())
+    return sorted(
+        p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file() and not p.is_symlink()
+    )
 
 
 def build(out: Path, root: Path = ROOT) -> list[str]:
@@ -100,9 +105,12 @@ def build(out: Path, root: Path = ROOT) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tools.package", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "dist" / "functionapp.zip")
-    parser.add_argument("--worktree", action="store_true",
-                        help="list what `func azure functionapp publish` would upload from the "
-                             "working folder as it is now; write nothing")
+    parser.add_argument(
+        "--worktree",
+        action="store_true",
+        help="list what `func azure functionapp publish` would upload from the "
+        "working folder as it is now; write nothing",
+    )
     args = parser.parse_args(argv)
     if args.worktree:
         print("\n".join(published(worktree_files())))

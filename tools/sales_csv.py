@@ -12,14 +12,25 @@ from __future__ import annotations
 import csv
 import io
 
-HEADER = ("transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
-          "total_amount,payment_method,timestamp")
+HEADER = (
+    "transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
+    "total_amount,payment_method,timestamp"
+)
 
 
 def row(tx: str, **change: str) -> str:
-    fields = dict(transaction_id=tx, customer_id="CUST-001", product_id="PROD-001",
-                  store_id="STORE-001", quantity="2", unit_price="10.00", discount="0",
-                  total_amount="20.00", payment_method="cash", timestamp="2025-10-09 08:00:00")
+    fields = dict(
+        transaction_id=tx,
+        customer_id="CUST-001",
+        product_id="PROD-001",
+        store_id="STORE-001",
+        quantity="2",
+        unit_price="10.00",
+        discount="0",
+        total_amount="20.00",
+        payment_method="cash",
+        timestamp="2025-10-09 08:00:00",
+    )
     fields.update(change)
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerow(fields.values())  # quotes CR and LF

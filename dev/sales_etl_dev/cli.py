@@ -58,14 +58,17 @@ def dev_status() -> None:
     """
     state = devstack.read_state()
     if state is None or not devstack.is_running(state):
-        raise click.ClickException("the local stack is not running (start it with: "
-                                   "sales-etl dev up)")
+        raise click.ClickException("the local stack is not running (start it with: sales-etl dev up)")
     _print_state(state)
 
 
 @dev_group.command("func-settings")
-@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="where to write it (default: local.settings.json in the checkout)")
+@click.option(
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="where to write it (default: local.settings.json in the checkout)",
+)
 @click.option("--force", is_flag=True, help="replace an existing file")
 def dev_func_settings(output: Path | None, force: bool) -> None:
     """Write local.settings.json for the running stack, for `func start` (git-ignored).
@@ -102,10 +105,12 @@ def dev_env() -> None:
     for key, value in env.items():
         click.echo(f"export {key}='{value}'")
     if state.pg_tls:
-        click.echo(f"export PGHOST={state.pg_host} PGPORT={state.pg_port} "
-                   f"PGUSER={state.pg_user} PGDATABASE={devstack.DB_NAME} "
-                   f"PGSSLMODE=verify-full PGSSLROOTCERT='{state.ca_file}' "
-                   f"PGPASSWORD='{state.admin_password}'")
+        click.echo(
+            f"export PGHOST={state.pg_host} PGPORT={state.pg_port} "
+            f"PGUSER={state.pg_user} PGDATABASE={devstack.DB_NAME} "
+            f"PGSSLMODE=verify-full PGSSLROOTCERT='{state.ca_file}' "
+            f"PGPASSWORD='{state.admin_password}'"
+        )
 
 
 @dev_group.command("compose-env")
@@ -138,12 +143,13 @@ def dev_compose_env(force: bool) -> None:
 
 
 def _print_state(state: devstack.StackState) -> None:
-    pg = (f"PostgreSQL ({Path(state.pg_bin).parent.name}) on 127.0.0.1:{state.pg_port}, TLS on "
-          "(verify-full)" if state.pg_tls else
-          f"PostgreSQL (embedded, no SSL in this build) on unix socket {state.pg_host}")
-    click.echo(f"Azurite blob :{state.blob_port} queue :{state.queue_port} "
-               f"table :{state.table_port}; {pg}")
-    click.echo("settings: eval \"$(sales-etl dev env)\"")
+    pg = (
+        f"PostgreSQL ({Path(state.pg_bin).parent.name}) on 127.0.0.1:{state.pg_port}, TLS on (verify-full)"
+        if state.pg_tls
+        else f"PostgreSQL (embedded, no SSL in this build) on unix socket {state.pg_host}"
+    )
+    click.echo(f"Azurite blob :{state.blob_port} queue :{state.queue_port} table :{state.table_port}; {pg}")
+    click.echo('settings: eval "$(sales-etl dev env)"')
 
 
 @click.command("demo")
@@ -165,24 +171,53 @@ def demo_cmd(rows: int, bad_rows: int) -> None:
 
 @click.command("generate")
 @click.option("--rows", type=click.IntRange(0), default=100, show_default=True)
-@click.option("--start", type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
-              default="2025-10-09 08:00:00", show_default=True)
-@click.option("--end", type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
-              default="2025-10-12 22:00:00", show_default=True)
-@click.option("--bad-rows", type=click.IntRange(0), default=0, show_default=True,
-              help="Rows that break one rule each (to see the rejects).")
+@click.option(
+    "--start",
+    type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+    default="2025-10-09 08:00:00",
+    show_default=True,
+)
+@click.option(
+    "--end",
+    type=click.DateTime(["%Y-%m-%d %H:%M:%S", "%Y-%m-%d"]),
+    default="2025-10-12 22:00:00",
+    show_default=True,
+)
+@click.option(
+    "--bad-rows",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Rows that break one rule each (to see the rejects).",
+)
 @click.option("--seed", type=int, default=None, help="Same seed, same file.")
 @click.option("--customers", type=click.IntRange(1), default=5, show_default=True)
 @click.option("--products", type=click.IntRange(1), default=8, show_default=True)
 @click.option("--stores", type=click.IntRange(1), default=5, show_default=True)
-@click.option("--model", is_flag=True,
-              help="Write consistent files for all five datasets (suppliers, products, "
-                   "customers, stores, sales) into the --out folder.")
-@click.option("--out", type=click.Path(path_type=Path), default=None,
-              help="Output file [default: data/sales_<timestamp>.csv], or folder with --model.")
-def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed: int | None,
-                 customers: int, products: int, stores: int, model: bool,
-                 out: Path | None) -> None:
+@click.option(
+    "--model",
+    is_flag=True,
+    help="Write consistent files for all five datasets (suppliers, products, "
+    "customers, stores, sales) into the --out folder.",
+)
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Output file [default: data/sales_<timestamp>.csv], or folder with --model.",
+)
+def generate_cmd(
+    rows: int,
+    start: datetime,
+    end: datetime,
+    bad_rows: int,
+    seed: int | None,
+    customers: int,
+    products: int,
+    stores: int,
+    model: bool,
+    out: Path | None,
+) -> None:
     """Generate a mock sales CSV file, as the original design's generator did (or, with
     --model, one file per dataset of the example model).
 
@@ -195,19 +230,31 @@ def generate_cmd(rows: int, start: datetime, end: datetime, bad_rows: int, seed:
 
     if model:
         folder = out or Path("data") / "model"
-        paths = generate_model(folder, sales_rows=rows, customers=customers,
-                               products=products, stores=stores,
-                               seed=seed if seed is not None else secrets.randbelow(2**31))
+        paths = generate_model(
+            folder,
+            sales_rows=rows,
+            customers=customers,
+            products=products,
+            stores=stores,
+            seed=seed if seed is not None else secrets.randbelow(2**31),
+        )
         for name, file in paths.items():
             click.echo(f"{name}: {file}")
         click.echo("upload each with: sales-etl upload FILE --dataset NAME")
         return
     path = out or Path("data") / default_name()
     try:
-        result = generate(path, rows, bad_rows=bad_rows,
-                          seed=seed if seed is not None else secrets.randbelow(2**31),
-                          start=start, end=end, customers=customers, products=products,
-                          stores=stores)
+        result = generate(
+            path,
+            rows,
+            bad_rows=bad_rows,
+            seed=seed if seed is not None else secrets.randbelow(2**31),
+            start=start,
+            end=end,
+            customers=customers,
+            products=products,
+            stores=stores,
+        )
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from exc
     click.echo(f"wrote {result.rows} rows ({len(result.bad)} bad) to {result.path}")

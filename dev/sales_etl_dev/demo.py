@@ -19,8 +19,9 @@ from .generate import generate
 SEED = 20251009  # fixed: a second run sends the same transactions (and must load none)
 
 
-def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
-             state: devstack.StackState | None = None) -> list[dict[str, Any]]:
+def run_demo(
+    rows: int, bad_rows: int, echo: Callable[[str], Any], state: devstack.StackState | None = None
+) -> list[dict[str, Any]]:
     echo("starting the local stack (Azurite + PostgreSQL) ...")
     state = state or devstack.up()
     env = state.env()
@@ -29,15 +30,18 @@ def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
     db = settings.require_database()
     echo(f"  PostgreSQL {db.describe()}; Azurite on 127.0.0.1:{state.blob_port}")
     applied = migrate.migrate(settings.require_admin_database())
-    echo(f"migrations: {len(applied)} applied now, database up to date; the loader runs as "
-         f"the least-privileged role {db.user}")
+    echo(
+        f"migrations: {len(applied)} applied now, database up to date; the loader runs as "
+        f"the least-privileged role {db.user}"
+    )
 
     data = Path(state.home) / "demo-data"
     big = generate(data / f"sales_demo_{rows}.csv", rows, seed=SEED)
-    bad = generate(data / "sales_demo_bad_rows.csv", max(2000, bad_rows), bad_rows=bad_rows,
-                   seed=SEED + 1)
-    echo(f"generated {big.path.name} ({big.rows} rows) and {bad.path.name} "
-         f"({bad.rows} rows, {len(bad.bad)} of them bad)")
+    bad = generate(data / "sales_demo_bad_rows.csv", max(2000, bad_rows), bad_rows=bad_rows, seed=SEED + 1)
+    echo(
+        f"generated {big.path.name} ({big.rows} rows) and {bad.path.name} "
+        f"({bad.rows} rows, {len(bad.bad)} of them bad)"
+    )
 
     storage.init_storage(settings)
     cc = storage.container_client(settings)
@@ -65,8 +69,7 @@ def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
         with conn.cursor() as cur:
             cur.execute("SELECT count(*) FROM sales")
             total = int(cur.fetchone()[0])
-            cur.execute("SELECT transaction_id, left(customer_id, 24) FROM sales"
-                        " ORDER BY sale_id LIMIT 1")
+            cur.execute("SELECT transaction_id, left(customer_id, 24) FROM sales ORDER BY sale_id LIMIT 1")
             sample = cur.fetchone()
         conn.commit()
     finally:
@@ -75,21 +78,27 @@ def run_demo(rows: int, bad_rows: int, echo: Callable[[str], Any],
     echo("")
     echo(f"{'file':38} {'status':8} {'read':>8} {'loaded':>8} {'dupes':>8} {'rejected':>8} {'secs':>6}")
     for r in runs:
-        echo(f"{r['blob_path'][-38:]:38} {r['status']:8} {r['rows_read']:>8} {r['rows_loaded']:>8} "
-             f"{r['rows_duplicate']:>8} {r['rows_rejected']:>8} {r['seconds'] or 0:>6.2f}")
+        echo(
+            f"{r['blob_path'][-38:]:38} {r['status']:8} {r['rows_read']:>8} {r['rows_loaded']:>8} "
+            f"{r['rows_duplicate']:>8} {r['rows_rejected']:>8} {r['seconds'] or 0:>6.2f}"
+        )
         if r["rejects_path"]:
             echo(f"{'':38} rejects: {settings.container}/{r['rejects_path']}")
         if r["error"]:
             echo(f"{'':38} {r['reason_code']}: {r['error']}")
         if r["status"] == "loaded" and r["rows_loaded"] == 0 and r["rows_duplicate"]:
-            echo(f"{'':38} all {r['rows_duplicate']} valid rows were duplicates of rows "
-                 "already loaded: nothing new")
+            echo(
+                f"{'':38} all {r['rows_duplicate']} valid rows were duplicates of rows "
+                "already loaded: nothing new"
+            )
     echo(f"\n{len(runs)} file(s) in {elapsed:.1f} s; the sales table now holds {total} rows.")
     cli = command_prefix()
     if sample:
-        echo(f"sensitive ids are stored encrypted: {sample[0]} has customer_id {sample[1]}...; "
-             f"decrypt with: {cli} show {sample[0]}")
-    echo(f"inspect: {cli} runs | eval \"$({cli} dev env)\" && psql | {cli} dev down")
+        echo(
+            f"sensitive ids are stored encrypted: {sample[0]} has customer_id {sample[1]}...; "
+            f"decrypt with: {cli} show {sample[0]}"
+        )
+    echo(f'inspect: {cli} runs | eval "$({cli} dev env)" && psql | {cli} dev down')
     return runs
 
 

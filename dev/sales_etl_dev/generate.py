@@ -18,8 +18,18 @@ import pandas as pd
 
 from sales_etl.transform import round_half_up
 
-HEADER = ("transaction_id", "customer_id", "product_id", "store_id", "quantity",
-          "unit_price", "discount", "total_amount", "payment_method", "timestamp")
+HEADER = (
+    "transaction_id",
+    "customer_id",
+    "product_id",
+    "store_id",
+    "quantity",
+    "unit_price",
+    "discount",
+    "total_amount",
+    "payment_method",
+    "timestamp",
+)
 PAYMENTS = ("credit card", "debit card", "paypal", "cash")
 DISCOUNTS = ("0", "0.05", "0.10", "0.15", "")
 DEFAULT_START = datetime(2025, 10, 9, 8, 0, 0)
@@ -51,12 +61,19 @@ class Generated:
     bad: dict[int, str]  # line number -> expected reason code
 
 
-def make_frame(rows: int, *, seed: int = 0, start: datetime = DEFAULT_START,
-               end: datetime = DEFAULT_END, customers: int = 5, products: int = 8,
-               stores: int = 5) -> pd.DataFrame:
+def make_frame(
+    rows: int,
+    *,
+    seed: int = 0,
+    start: datetime = DEFAULT_START,
+    end: datetime = DEFAULT_END,
+    customers: int = 5,
+    products: int = 8,
+    stores: int = 5,
+) -> pd.DataFrame:
     rng = np.random.default_rng(seed)
     raw = rng.bytes(16 * rows)
-    ids = [str(uuid.UUID(bytes=raw[i:i + 16], version=4)) for i in range(0, 16 * rows, 16)]
+    ids = [str(uuid.UUID(bytes=raw[i : i + 16], version=4)) for i in range(0, 16 * rows, 16)]
     quantity = rng.integers(1, 6, rows)
     price_cents = rng.integers(1500, 60001, rows)
     discount = np.asarray(DISCOUNTS, dtype=object)[rng.integers(0, len(DISCOUNTS), rows)]
@@ -65,18 +82,21 @@ def make_frame(rows: int, *, seed: int = 0, start: datetime = DEFAULT_START,
     span = int((end - start).total_seconds())
     seconds = np.sort(rng.integers(0, span + 1, rows))
     stamps = (pd.Timestamp(start) + pd.to_timedelta(seconds, unit="s")).strftime("%Y-%m-%d %H:%M:%S")
-    return pd.DataFrame({
-        "transaction_id": ["TX-" + i for i in ids],
-        "customer_id": [f"CUST-{n:03d}" for n in rng.integers(1, customers + 1, rows)],
-        "product_id": [f"PROD-{n:03d}" for n in rng.integers(1, products + 1, rows)],
-        "store_id": [f"STORE-{n:03d}" for n in rng.integers(1, stores + 1, rows)],
-        "quantity": quantity.astype(str),
-        "unit_price": np.char.mod("%.2f", price_cents / 100),
-        "discount": discount,
-        "total_amount": np.char.mod("%.2f", total),
-        "payment_method": np.asarray(PAYMENTS, dtype=object)[rng.integers(0, 4, rows)],
-        "timestamp": stamps,
-    }, columns=list(HEADER))
+    return pd.DataFrame(
+        {
+            "transaction_id": ["TX-" + i for i in ids],
+            "customer_id": [f"CUST-{n:03d}" for n in rng.integers(1, customers + 1, rows)],
+            "product_id": [f"PROD-{n:03d}" for n in rng.integers(1, products + 1, rows)],
+            "store_id": [f"STORE-{n:03d}" for n in rng.integers(1, stores + 1, rows)],
+            "quantity": quantity.astype(str),
+            "unit_price": np.char.mod("%.2f", price_cents / 100),
+            "discount": discount,
+            "total_amount": np.char.mod("%.2f", total),
+            "payment_method": np.asarray(PAYMENTS, dtype=object)[rng.integers(0, 4, rows)],
+            "timestamp": stamps,
+        },
+        columns=list(HEADER),
+    )
 
 
 def inject_bad_rows(frame: pd.DataFrame, count: int, *, seed: int = 0) -> dict[int, str]:
@@ -100,13 +120,23 @@ def write_csv(frame: pd.DataFrame, path: Path) -> None:
     frame.to_csv(path, index=False, quoting=csv.QUOTE_MINIMAL, lineterminator="\n")
 
 
-def generate(path: Path, rows: int, *, bad_rows: int = 0, seed: int = 0,
-             start: datetime = DEFAULT_START, end: datetime = DEFAULT_END,
-             customers: int = 5, products: int = 8, stores: int = 5) -> Generated:
+def generate(
+    path: Path,
+    rows: int,
+    *,
+    bad_rows: int = 0,
+    seed: int = 0,
+    start: datetime = DEFAULT_START,
+    end: datetime = DEFAULT_END,
+    customers: int = 5,
+    products: int = 8,
+    stores: int = 5,
+) -> Generated:
     if end < start:
         raise ValueError("--end must not be before --start")
-    frame = make_frame(rows, seed=seed, start=start, end=end, customers=customers,
-                       products=products, stores=stores)
+    frame = make_frame(
+        rows, seed=seed, start=start, end=end, customers=customers, products=products, stores=stores
+    )
     bad = inject_bad_rows(frame, bad_rows, seed=seed)
     write_csv(frame, path)
     return Generated(path=path, rows=rows, bad=bad)
@@ -120,8 +150,13 @@ def default_name(now: datetime | None = None) -> str:
 
 FIRST = ("Ana", "Luis", "Marta", "Jorge", "Lucia", "Pablo", "Elena", "Diego", "Sara", "Hugo")
 LAST = ("Garcia", "Lopez", "Martin", "Sanchez", "Perez", "Gomez", "Ruiz", "Diaz", "Moreno")
-PLACES = (("Madrid", "Spain"), ("Lisbon", "Portugal"), ("Paris", "France"),
-          ("Berlin", "Germany"), ("Rome", "Italy"))
+PLACES = (
+    ("Madrid", "Spain"),
+    ("Lisbon", "Portugal"),
+    ("Paris", "France"),
+    ("Berlin", "Germany"),
+    ("Rome", "Italy"),
+)
 CATEGORIES = ("books", "garden", "kitchen", "toys", "tools", "sports")
 
 
@@ -129,42 +164,62 @@ def _ids(prefix: str, n: int) -> list[str]:
     return [f"{prefix}-{i:03d}" for i in range(1, n + 1)]
 
 
-def generate_model(directory: Path, *, sales_rows: int = 1000, customers: int = 20,
-                   products: int = 15, stores: int = 5, suppliers: int = 4,
-                   seed: int = 0) -> dict[str, Path]:
+def generate_model(
+    directory: Path,
+    *,
+    sales_rows: int = 1000,
+    customers: int = 20,
+    products: int = 15,
+    stores: int = 5,
+    suppliers: int = 4,
+    seed: int = 0,
+) -> dict[str, Path]:
     """Consistent files for the whole example model: every id a sale, product or
     customer refers to exists in its own file. Returns {dataset: path}."""
     rng = np.random.default_rng(seed)
     directory.mkdir(parents=True, exist_ok=True)
     sup = _ids("SUP", suppliers)
     frames = {
-        "suppliers": pd.DataFrame({
-            "supplier_id": sup, "name": [f"Supplier {i}" for i in range(1, suppliers + 1)],
-            "country": [PLACES[i % len(PLACES)][1] for i in range(suppliers)],
-            "contact_email": [f"orders{i}@supplier{i}.example" for i in range(1, suppliers + 1)]}),
-        "products": pd.DataFrame({
-            "product_id": _ids("PROD", products),
-            "name": [f"Product {i}" for i in range(1, products + 1)],
-            "category": [CATEGORIES[i % len(CATEGORIES)] for i in range(products)],
-            "current_price": np.char.mod("%.2f", rng.integers(1500, 60001, products) / 100),
-            "cost": np.char.mod("%.2f", rng.integers(500, 1500, products) / 100),
-            "supplier_id": [sup[i % suppliers] for i in range(products)],
-            "stock": rng.integers(0, 500, products).astype(str)}),
-        "customers": pd.DataFrame({
-            "customer_id": _ids("CUST", customers),
-            "first_name": [FIRST[i % len(FIRST)] for i in range(customers)],
-            "last_name": [LAST[i % len(LAST)] for i in range(customers)],
-            "email": [f"customer{i}@mail.example" for i in range(1, customers + 1)],
-            "phone": [f"+34 600 {i:06d}" for i in range(1, customers + 1)],
-            "join_date": [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(customers)],
-            "country": [PLACES[i % len(PLACES)][1] for i in range(customers)],
-            "city": [PLACES[i % len(PLACES)][0] for i in range(customers)]}),
-        "stores": pd.DataFrame({
-            "store_id": _ids("STORE", stores), "name": [f"Store {i}" for i in range(1, stores + 1)],
-            "city": [PLACES[i % len(PLACES)][0] for i in range(stores)],
-            "country": [PLACES[i % len(PLACES)][1] for i in range(stores)]}),
-        "sales": make_frame(sales_rows, seed=seed, customers=customers, products=products,
-                            stores=stores),
+        "suppliers": pd.DataFrame(
+            {
+                "supplier_id": sup,
+                "name": [f"Supplier {i}" for i in range(1, suppliers + 1)],
+                "country": [PLACES[i % len(PLACES)][1] for i in range(suppliers)],
+                "contact_email": [f"orders{i}@supplier{i}.example" for i in range(1, suppliers + 1)],
+            }
+        ),
+        "products": pd.DataFrame(
+            {
+                "product_id": _ids("PROD", products),
+                "name": [f"Product {i}" for i in range(1, products + 1)],
+                "category": [CATEGORIES[i % len(CATEGORIES)] for i in range(products)],
+                "current_price": np.char.mod("%.2f", rng.integers(1500, 60001, products) / 100),
+                "cost": np.char.mod("%.2f", rng.integers(500, 1500, products) / 100),
+                "supplier_id": [sup[i % suppliers] for i in range(products)],
+                "stock": rng.integers(0, 500, products).astype(str),
+            }
+        ),
+        "customers": pd.DataFrame(
+            {
+                "customer_id": _ids("CUST", customers),
+                "first_name": [FIRST[i % len(FIRST)] for i in range(customers)],
+                "last_name": [LAST[i % len(LAST)] for i in range(customers)],
+                "email": [f"customer{i}@mail.example" for i in range(1, customers + 1)],
+                "phone": [f"+34 600 {i:06d}" for i in range(1, customers + 1)],
+                "join_date": [f"2024-{1 + i % 12:02d}-{1 + i % 28:02d}" for i in range(customers)],
+                "country": [PLACES[i % len(PLACES)][1] for i in range(customers)],
+                "city": [PLACES[i % len(PLACES)][0] for i in range(customers)],
+            }
+        ),
+        "stores": pd.DataFrame(
+            {
+                "store_id": _ids("STORE", stores),
+                "name": [f"Store {i}" for i in range(1, stores + 1)],
+                "city": [PLACES[i % len(PLACES)][0] for i in range(stores)],
+                "country": [PLACES[i % len(PLACES)][1] for i in range(stores)],
+            }
+        ),
+        "sales": make_frame(sales_rows, seed=seed, customers=customers, products=products, stores=stores),
     }
     paths = {}
     for name, frame in frames.items():

@@ -88,8 +88,7 @@ class Invocation:
 
     def check(self) -> None:
         if not self.ok:
-            raise InvocationFailed(self.function, self.invocation_id, self.message,
-                                   self.stack_trace)
+            raise InvocationFailed(self.function, self.invocation_id, self.message, self.stack_trace)
 
 
 class _HostLogChannel(logging.Handler):
@@ -101,18 +100,29 @@ class _HostLogChannel(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         p = self.host.protos
-        level = (p.RpcLog.Critical if record.levelno >= logging.CRITICAL else
-                 p.RpcLog.Error if record.levelno >= logging.ERROR else
-                 p.RpcLog.Warning if record.levelno >= logging.WARNING else
-                 p.RpcLog.Information if record.levelno >= logging.INFO else p.RpcLog.Debug)
+        level = (
+            p.RpcLog.Critical
+            if record.levelno >= logging.CRITICAL
+            else p.RpcLog.Error
+            if record.levelno >= logging.ERROR
+            else p.RpcLog.Warning
+            if record.levelno >= logging.WARNING
+            else p.RpcLog.Information
+            if record.levelno >= logging.INFO
+            else p.RpcLog.Debug
+        )
         system = record.name.startswith(("azure_functions_worker", "azure.functions"))
         try:
             message = self.format(record)
         except Exception:  # a broken record must not break the caller
             message = str(record.msg)
-        entry = p.RpcLog(level=level, message=message, category=record.name,
-                         log_category=p.RpcLog.System if system else p.RpcLog.User,
-                         invocation_id=self.host.current_invocation_id() or "")
+        entry = p.RpcLog(
+            level=level,
+            message=message,
+            category=record.name,
+            log_category=p.RpcLog.System if system else p.RpcLog.User,
+            invocation_id=self.host.current_invocation_id() or "",
+        )
         self.host.logs.append(entry)
 
 
@@ -128,8 +138,7 @@ class WorkerHost:
         self.functions: dict[str, Indexed] = {}
         self.logs: collections.deque[Any] = collections.deque(maxlen=200_000)
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="worker-loop",
-                                        daemon=True)
+        self._thread = threading.Thread(target=self.loop.run_forever, name="worker-loop", daemon=True)
         self._channel = _HostLogChannel(self)
 
     # --- the worker's log channel -----------------------------------------------------
@@ -159,28 +168,52 @@ class WorkerHost:
         root.addHandler(self._channel)
         self._thread.start()
         self.runtime.start_threadpool_executor()
-        init = p.StreamingMessage(worker_init_request=p.WorkerInitRequest(
-            host_version=HOST_VERSION, function_app_directory=str(self.app_dir),
-            worker_directory=str(Path(self.runtime.__file__).parent)))
-        response = self._run(self.runtime.worker_init_request(_Request(
-            "WorkerInitRequest", init, {"protos": p, "host": "127.0.0.1"})))
+        init = p.StreamingMessage(
+            worker_init_request=p.WorkerInitRequest(
+                host_version=HOST_VERSION,
+                function_app_directory=str(self.app_dir),
+                worker_directory=str(Path(self.runtime.__file__).parent),
+            )
+        )
+        response = self._run(
+            self.runtime.worker_init_request(
+                _Request("WorkerInitRequest", init, {"protos": p, "host": "127.0.0.1"})
+            )
+        )
         if response.result.status != p.StatusResult.Success:
             raise WorkerStartError(response.result.exception.message)
-        meta = self._run(self.runtime.functions_metadata_request(_Request(
-            "WorkerMetadataRequest", p.StreamingMessage(
-                functions_metadata_request=p.FunctionsMetadataRequest(
-                    function_app_directory=str(self.app_dir))))))
+        meta = self._run(
+            self.runtime.functions_metadata_request(
+                _Request(
+                    "WorkerMetadataRequest",
+                    p.StreamingMessage(
+                        functions_metadata_request=p.FunctionsMetadataRequest(
+                            function_app_directory=str(self.app_dir)
+                        )
+                    ),
+                )
+            )
+        )
         if meta.result.status != p.StatusResult.Success:
             raise WorkerStartError(meta.result.exception.message)
         for fm in meta.function_metadata_results:
-            loaded = self._run(self.runtime.function_load_request(_Request(
-                "FunctionLoadRequest", p.StreamingMessage(
-                    function_load_request=p.FunctionLoadRequest(
-                        function_id=fm.function_id, metadata=fm)))))
+            loaded = self._run(
+                self.runtime.function_load_request(
+                    _Request(
+                        "FunctionLoadRequest",
+                        p.StreamingMessage(
+                            function_load_request=p.FunctionLoadRequest(
+                                function_id=fm.function_id, metadata=fm
+                            )
+                        ),
+                    )
+                )
+            )
             if loaded.result.status != p.StatusResult.Success:
                 raise WorkerStartError(loaded.result.exception.message)
-            self.functions[fm.name] = Indexed(fm.name, fm.function_id,
-                                              [json.loads(b) for b in fm.raw_bindings])
+            self.functions[fm.name] = Indexed(
+                fm.name, fm.function_id, [json.loads(b) for b in fm.raw_bindings]
+            )
         return self
 
     def stop(self) -> None:
@@ -209,25 +242,31 @@ class WorkerHost:
     # --- invocations ----------------------------------------------------------------
     def binding(self, function: str, kind: str) -> dict[str, Any]:
         if function not in self.functions:
-            raise LookupError(f"the worker indexed no function {function!r} "
-                              f"(indexed: {', '.join(sorted(self.functions)) or 'none'})")
+            raise LookupError(
+                f"the worker indexed no function {function!r} "
+                f"(indexed: {', '.join(sorted(self.functions)) or 'none'})"
+            )
         return next(b for b in self.functions[function].bindings if b["type"] == kind)
 
-    def blob_request(self, container: str, blob_name: str, *, function: str = "load_blob",
-                     retry_count: int = 0) -> Any:
+    def blob_request(
+        self, container: str, blob_name: str, *, function: str = "load_blob", retry_count: int = 0
+    ) -> Any:
         """The InvocationRequest the host sends when a blob lands (SDK-type binding)."""
         p = self.protos
         binding = self.binding(function, "blobTrigger")
         connection = binding["connection"]
-        content = json.dumps({"Connection": connection, "ContainerName": container,
-                              "BlobName": blob_name}).encode()
-        data = p.TypedData(model_binding_data=p.ModelBindingData(
-            version="1.0", source="AzureStorageBlobs", content_type="application/json",
-            content=content))
+        content = json.dumps(
+            {"Connection": connection, "ContainerName": container, "BlobName": blob_name}
+        ).encode()
+        data = p.TypedData(
+            model_binding_data=p.ModelBindingData(
+                version="1.0", source="AzureStorageBlobs", content_type="application/json", content=content
+            )
+        )
         uri, properties, metadata = _blob_facts(connection, container, blob_name)
         full = f"{container}/{blob_name}"
         prefix = binding["path"].split("{", 1)[0]  # "<container>/incoming/" binds {name}
-        name = full[len(prefix):] if full.startswith(prefix) else blob_name
+        name = full[len(prefix) :] if full.startswith(prefix) else blob_name
         trigger = {
             "BlobTrigger": p.TypedData(string=full),
             "Uri": p.TypedData(string=uri),
@@ -243,27 +282,42 @@ class WorkerHost:
         p = self.protos
         binding = self.binding(function, "timerTrigger")
         now = datetime.now(UTC)
-        body = json.dumps({
-            "Schedule": {"AdjustForDST": True},
-            "ScheduleStatus": {"Last": (now - timedelta(minutes=10)).isoformat(),
-                               "Next": (now + timedelta(minutes=10)).isoformat(),
-                               "LastUpdated": now.isoformat()},
-            "IsPastDue": past_due})
+        body = json.dumps(
+            {
+                "Schedule": {"AdjustForDST": True},
+                "ScheduleStatus": {
+                    "Last": (now - timedelta(minutes=10)).isoformat(),
+                    "Next": (now + timedelta(minutes=10)).isoformat(),
+                    "LastUpdated": now.isoformat(),
+                },
+                "IsPastDue": past_due,
+            }
+        )
         data = p.TypedData(json=body)
-        return self._request(function, binding["name"], data,
-                             {"timer": p.TypedData(json=body), "sys": _sys_metadata(p, function)},
-                             0)
+        return self._request(
+            function,
+            binding["name"],
+            data,
+            {"timer": p.TypedData(json=body), "sys": _sys_metadata(p, function)},
+            0,
+        )
 
-    def _request(self, function: str, param: str, data: Any, trigger: Mapping[str, Any],
-                 retry_count: int) -> Any:
+    def _request(
+        self, function: str, param: str, data: Any, trigger: Mapping[str, Any], retry_count: int
+    ) -> Any:
         p = self.protos
-        return p.StreamingMessage(invocation_request=p.InvocationRequest(
-            invocation_id=str(uuid.uuid4()), function_id=self.functions[function].function_id,
-            input_data=[p.ParameterBinding(name=param, data=data)],
-            trigger_metadata=trigger,
-            trace_context=p.RpcTraceContext(
-                trace_parent=f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"),
-            retry_context=p.RetryContext(retry_count=retry_count, max_retry_count=0)))
+        return p.StreamingMessage(
+            invocation_request=p.InvocationRequest(
+                invocation_id=str(uuid.uuid4()),
+                function_id=self.functions[function].function_id,
+                input_data=[p.ParameterBinding(name=param, data=data)],
+                trigger_metadata=trigger,
+                trace_context=p.RpcTraceContext(
+                    trace_parent=f"00-{uuid.uuid4().hex}-{uuid.uuid4().hex[:16]}-01"
+                ),
+                retry_context=p.RetryContext(retry_count=retry_count, max_retry_count=0),
+            )
+        )
 
     def deliver(self, requests: Iterable[Any]) -> list[Invocation]:
         """Send invocation requests together (the host does not wait for one to finish
@@ -271,27 +325,43 @@ class WorkerHost:
         pending = []
         for message in requests:
             ir = message.invocation_request
-            pending.append((ir, self._submit(self.runtime.invocation_request(
-                _Request("FunctionInvocationRequest", message)), ir.invocation_id)))
+            pending.append(
+                (
+                    ir,
+                    self._submit(
+                        self.runtime.invocation_request(_Request("FunctionInvocationRequest", message)),
+                        ir.invocation_id,
+                    ),
+                )
+            )
         out = []
         by_id = {f.function_id: f.name for f in self.functions.values()}
         for ir, future in pending:
             response = future.result()
             ok = response.result.status == self.protos.StatusResult.Success
-            out.append(Invocation(by_id[ir.function_id], response.invocation_id, ok,
-                                  response.result.exception.message,
-                                  response.result.exception.stack_trace))
+            out.append(
+                Invocation(
+                    by_id[ir.function_id],
+                    response.invocation_id,
+                    ok,
+                    response.result.exception.message,
+                    response.result.exception.stack_trace,
+                )
+            )
         return out
 
 
 def _sys_metadata(p: Any, function: str) -> Any:
-    return p.TypedData(json=json.dumps({"MethodName": function,
-                                        "UtcNow": datetime.now(UTC).isoformat(),
-                                        "RandGuid": str(uuid.uuid4())}))
+    return p.TypedData(
+        json=json.dumps(
+            {"MethodName": function, "UtcNow": datetime.now(UTC).isoformat(), "RandGuid": str(uuid.uuid4())}
+        )
+    )
 
 
-def _blob_facts(connection: str, container: str, blob_name: str
-                ) -> tuple[str, dict[str, Any], dict[str, str]]:
+def _blob_facts(
+    connection: str, container: str, blob_name: str
+) -> tuple[str, dict[str, Any], dict[str, str]]:
     """Uri, Properties and Metadata as the host reads them before it delivers the blob."""
     from azure.core.exceptions import AzureError
     from azurefunctions.extensions.bindings.blob.utils import service_client_factory
@@ -301,9 +371,12 @@ def _blob_facts(connection: str, container: str, blob_name: str
         props = blob.get_blob_properties()
     except AzureError:  # gone or unreachable: the host may still deliver (at-least-once)
         return blob.url, {}, {}
-    properties = {"Length": props.size, "ETag": props.etag,
-                  "ContentType": props.content_settings.content_type,
-                  "LastModified": props.last_modified.isoformat() if props.last_modified else None}
+    properties = {
+        "Length": props.size,
+        "ETag": props.etag,
+        "ContentType": props.content_settings.content_type,
+        "LastModified": props.last_modified.isoformat() if props.last_modified else None,
+    }
     return blob.url, properties, dict(props.metadata or {})
 
 
@@ -345,16 +418,17 @@ def _index_main() -> int:
     """Index in this (fresh) process and print what the worker reported as JSON."""
     host = WorkerHost(project_root())
     p = host.protos
-    level = {getattr(p.RpcLog, n): n for n in ("Debug", "Information", "Warning", "Error",
-                                                "Critical")}
+    level = {getattr(p.RpcLog, n): n for n in ("Debug", "Information", "Warning", "Error", "Critical")}
     out: dict[str, Any] = {"ok": True, "error": None, "functions": {}}
     try:
         host.start()
         out["functions"] = {n: f.bindings for n, f in host.functions.items()}
     except WorkerStartError as exc:
         out.update(ok=False, error=str(exc))
-    out["logs"] = [{"level": level.get(r.level, "Trace"), "category": r.category,
-                    "message": r.message} for r in host.logs]
+    out["logs"] = [
+        {"level": level.get(r.level, "Trace"), "category": r.category, "message": r.message}
+        for r in host.logs
+    ]
     host.stop()
     print(json.dumps(out))
     return 0

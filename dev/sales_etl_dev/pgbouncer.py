@@ -29,22 +29,33 @@ def find_binary() -> str | None:
     if override is not None:
         return str(override)
     return shutil.which("pgbouncer") or next(
-        (str(p) for p in (Path("/usr/sbin/pgbouncer"), Path("/usr/bin/pgbouncer")) if p.exists()),
-        None)
+        (str(p) for p in (Path("/usr/sbin/pgbouncer"), Path("/usr/bin/pgbouncer")) if p.exists()), None
+    )
 
 
 def userlist(admin_conn: Any, users: list[str]) -> str:
     """The auth_file lines: each role's SCRAM verifier, read as the superuser."""
     with admin_conn.cursor() as cur:
-        cur.execute("SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)"
-                    " AND rolpassword IS NOT NULL ORDER BY rolname", (users,))
+        cur.execute(
+            "SELECT rolname, rolpassword FROM pg_authid WHERE rolname = ANY(%s)"
+            " AND rolpassword IS NOT NULL ORDER BY rolname",
+            (users,),
+        )
         rows = cur.fetchall()
     return "".join(f'"{name}" "{secret}"\n' for name, secret in rows)
 
 
-def config(*, listen_port: int, server_port: int, dbname: str, certs: Path | None,
-           pool_size: int, admin_user: str, workdir: Path,
-           query_wait_timeout: int = 120) -> str:
+def config(
+    *,
+    listen_port: int,
+    server_port: int,
+    dbname: str,
+    certs: Path | None,
+    pool_size: int,
+    admin_user: str,
+    workdir: Path,
+    query_wait_timeout: int = 120,
+) -> str:
     """pgbouncer.ini: every database name maps to the server; transaction pooling."""
     lines = [
         "[databases]",
@@ -83,8 +94,7 @@ def config(*, listen_port: int, server_port: int, dbname: str, certs: Path | Non
     return "\n".join(lines) + "\n"
 
 
-def prepare(workdir: Path, ini: str, users: str, certs: Path | None,
-            user: pwd.struct_passwd | None) -> Path:
+def prepare(workdir: Path, ini: str, users: str, certs: Path | None, user: pwd.struct_passwd | None) -> Path:
     """Write the configuration (owner-only files) and return the ini path."""
     workdir.mkdir(parents=True, exist_ok=True)
     if certs is not None:
@@ -104,6 +114,11 @@ def spawn(binary: str, ini: Path, user: pwd.struct_passwd | None) -> subprocess.
     kwargs: dict[str, object] = {}
     if user is not None:
         kwargs = {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
-    return subprocess.Popen([binary, str(ini)], stdin=subprocess.DEVNULL,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True, **kwargs)  # type: ignore[call-overload]
+    return subprocess.Popen(
+        [binary, str(ini)],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+        **kwargs,
+    )  # type: ignore[call-overload]

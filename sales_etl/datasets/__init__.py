@@ -127,8 +127,10 @@ class Dataset:
     def key_sql(self) -> tuple[str, ...]:
         """The SQL columns of the business key: a sensitive key column is matched on its
         blind index (tokens differ at every encryption; the hash does not)."""
-        return tuple(self.column(k).hash_column if self.column(k).sensitive
-                     else self.column(k).sql[0] for k in self.business_key)
+        return tuple(
+            self.column(k).hash_column if self.column(k).sensitive else self.column(k).sql[0]
+            for k in self.business_key
+        )
 
     @property
     def key_plain(self) -> tuple[str, ...]:
@@ -143,8 +145,11 @@ def _fail(source: str, key: str, what: str) -> ConfigError:
 
 def _ident(source: str, key: str, value: Any) -> str:
     if not isinstance(value, str) or not IDENTIFIER.match(value):
-        raise _fail(source, key, f"{value!r} is not a valid SQL identifier "
-                    "(lower-case letters, digits, underscore; at most 63)")
+        raise _fail(
+            source,
+            key,
+            f"{value!r} is not a valid SQL identifier (lower-case letters, digits, underscore; at most 63)",
+        )
     return value
 
 
@@ -155,10 +160,8 @@ def _column(source: str, name: str, raw: dict[str, Any]) -> Column:
     if problems:
         key, what = problems[0]
         raise _fail(source, f"{where}.{key}" if key else where, what)
-    sql = (tuple(raw["split"]) if "split" in raw
-           else (_ident(source, f"{where}.sql", raw.get("sql", name)),))
-    options = tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in raw.items()
-                    if key != "type")
+    sql = tuple(raw["split"]) if "split" in raw else (_ident(source, f"{where}.sql", raw.get("sql", name)),)
+    options = tuple((key, tuple(v) if isinstance(v, list) else v) for key, v in raw.items() if key != "type")
     return Column(name=name, type=raw["type"], sql=sql, options=options)
 
 
@@ -170,8 +173,9 @@ def parse_dataset(path: Path) -> Dataset:
     except ConfigError:
         raise
     except Exception as exc:  # a value of a shape no check foresaw
-        raise ConfigError(f"dataset file {path}: cannot be read: {type(exc).__name__}: "
-                          f"{str(exc)[:200]}", code="dataset") from exc
+        raise ConfigError(
+            f"dataset file {path}: cannot be read: {type(exc).__name__}: {str(exc)[:200]}", code="dataset"
+        ) from exc
 
 
 def _parse_dataset(path: Path) -> Dataset:
@@ -181,8 +185,9 @@ def _parse_dataset(path: Path) -> Dataset:
         raw = tomllib.loads(data.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"dataset file {source}: not valid TOML: {exc}", code="dataset") from exc
-    unknown = sorted(set(raw) - {"name", "version", "table", "business_key", "write_mode",
-                                 "row_id", "columns"})
+    unknown = sorted(
+        set(raw) - {"name", "version", "table", "business_key", "write_mode", "row_id", "columns"}
+    )
     if unknown:
         raise _fail(source, ", ".join(key_text(k) for k in unknown), "unknown key(s)")
     name = _ident(source, "name", raw.get("name"))
@@ -216,25 +221,34 @@ def _parse_dataset(path: Path) -> Dataset:
             refs = set(re.findall(r"[A-Za-z_][A-Za-z0-9_]*", c.derive))
             where = f"columns.{key_text(c.name)}.derive"
             if not refs <= names:
-                raise _fail(source, where,
-                            f"unknown column(s) {', '.join(sorted(refs - names))}")
-            not_numbers = sorted(r for r in refs if next(
-                x for x in columns if x.name == r).type not in NUMERIC)
+                raise _fail(source, where, f"unknown column(s) {', '.join(sorted(refs - names))}")
+            not_numbers = sorted(
+                r for r in refs if next(x for x in columns if x.name == r).type not in NUMERIC
+            )
             if not_numbers:
-                raise _fail(source, where, f"{', '.join(not_numbers)}: only integer and "
-                            "decimal columns can be computed with")
+                raise _fail(
+                    source,
+                    where,
+                    f"{', '.join(not_numbers)}: only integer and decimal columns can be computed with",
+                )
             try:
                 check_expression(c.derive, names)
             except (ValueError, SyntaxError) as exc:
-                raise _fail(source, where,
-                            "only + - * / ( ), numbers and column names") from exc
+                raise _fail(source, where, "only + - * / ( ), numbers and column names") from exc
             except RecursionError as exc:  # a very long or deeply nested expression
-                raise _fail(source, where,
-                            "too long or too deeply nested to evaluate") from exc
+                raise _fail(source, where, "too long or too deeply nested to evaluate") from exc
     row_id = _ident(source, "row_id", raw.get("row_id", "id"))
-    return Dataset(name=name, version=version, table=table, business_key=tuple(key),
-                   write_mode=mode, columns=columns, row_id=row_id, source=source,
-                   fingerprint=hashlib.sha256(data).hexdigest()[:16])
+    return Dataset(
+        name=name,
+        version=version,
+        table=table,
+        business_key=tuple(key),
+        write_mode=mode,
+        columns=columns,
+        row_id=row_id,
+        source=source,
+        fingerprint=hashlib.sha256(data).hexdigest()[:16],
+    )
 
 
 def _files(extra_dir: Path | None) -> dict[str, Path]:

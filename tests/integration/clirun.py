@@ -24,8 +24,10 @@ from sales_etl_dev import devstack
 BIN = Path(sys.executable).parent
 TRACEBACK = re.compile(r"Traceback \(most recent call last\)|^\s*File \".*\", line \d+", re.M)
 # Settings a developer's shell might hold: never inherited by the commands under test.
-_SETTINGS = re.compile(r"^(SalesStorage|AzureWebJobsStorage|AZ_|POSTGRES_|PG|FERNET_|BLIND_|"
-                       r"SALES_|RETRY_|CHUNK_|DATASETS_DIR|MIGRATIONS_DIR|APPLICATIONINSIGHTS)")
+_SETTINGS = re.compile(
+    r"^(SalesStorage|AzureWebJobsStorage|AZ_|POSTGRES_|PG|FERNET_|BLIND_|"
+    r"SALES_|RETRY_|CHUNK_|DATASETS_DIR|MIGRATIONS_DIR|APPLICATIONINSIGHTS)"
+)
 
 
 @dataclass
@@ -45,8 +47,10 @@ def project(tmp: Path, stack: devstack.StackState | None, *, stopped: bool = Fal
     changes the stack's keys changes the copy), a stopped one, or nothing."""
     tmp.mkdir(parents=True, exist_ok=True)
     for entry in project_root().iterdir():
-        if entry.name not in (".devstack", ".git", ".env", "certs", "data") and not (
-                tmp / entry.name).exists():
+        if (
+            entry.name not in (".devstack", ".git", ".env", "certs", "data")
+            and not (tmp / entry.name).exists()
+        ):
             (tmp / entry.name).symlink_to(entry)
     if stack is not None:
         home = tmp / ".devstack"
@@ -54,8 +58,13 @@ def project(tmp: Path, stack: devstack.StackState | None, *, stopped: bool = Fal
         state = {**asdict(stack), "home": str(home)}
         if stopped:  # what a crashed or rebooted stack leaves: state whose processes are gone
             dead = devstack.free_ports(4)
-            state.update(azurite_pid=_dead_pid(), blob_port=dead[0], queue_port=dead[1],
-                         table_port=dead[2], pg_port=dead[3])
+            state.update(
+                azurite_pid=_dead_pid(),
+                blob_port=dead[0],
+                queue_port=dead[1],
+                table_port=dead[2],
+                pg_port=dead[3],
+            )
         (home / "stack.json").write_text(json.dumps(state))
     return tmp
 
@@ -68,24 +77,43 @@ def _dead_pid() -> int:
 
 def environment(home: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not _SETTINGS.match(k)}
-    env.update(PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}", SALES_ETL_HOME=str(home),
-               COLUMNS="200", TERM="xterm", LANG="C.UTF-8")
+    env.update(
+        PATH=f"{BIN}:{env.get('PATH', '/usr/bin:/bin')}",
+        SALES_ETL_HOME=str(home),
+        COLUMNS="200",
+        TERM="xterm",
+        LANG="C.UTF-8",
+    )
     env.pop("PYTEST_CURRENT_TEST", None)
     env.update(extra or {})
     return env
 
 
-def run(command: str, env: dict[str, str], cwd: Path, *, tty: bool = False,
-        timeout: float = 300) -> Result:
+def run(command: str, env: dict[str, str], cwd: Path, *, tty: bool = False, timeout: float = 300) -> Result:
     """``command`` in bash; with ``tty``, stdin, stdout and stderr are a terminal."""
     if not tty:
-        proc = subprocess.run(["bash", "-c", command], env=env, cwd=cwd, capture_output=True,
-                              text=True, timeout=timeout, stdin=subprocess.DEVNULL, check=False)
+        proc = subprocess.run(
+            ["bash", "-c", command],
+            env=env,
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            check=False,
+        )
         return Result(proc.returncode, proc.stdout, proc.stderr)
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 160, 0, 0))  # a real size
-    child = subprocess.Popen(["bash", "-c", command], env=env, cwd=cwd, stdin=slave,
-                             stdout=slave, stderr=slave, start_new_session=True)
+    child = subprocess.Popen(
+        ["bash", "-c", command],
+        env=env,
+        cwd=cwd,
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        start_new_session=True,
+    )
     os.close(slave)
     chunks: list[bytes] = []
     deadline = time.monotonic() + timeout

@@ -46,8 +46,11 @@ def cc(settings: Settings) -> ContainerClient:
 @pytest.fixture
 def clean(settings: Settings, cc: ContainerClient) -> Iterator[None]:
     """An empty sales table, ledger and container for each test."""
-    query(settings, "TRUNCATE sales, etl_runs, customers, products, stores, suppliers,"
-          " etl_key_rotation RESTART IDENTITY CASCADE")
+    query(
+        settings,
+        "TRUNCATE sales, etl_runs, customers, products, stores, suppliers,"
+        " etl_key_rotation RESTART IDENTITY CASCADE",
+    )
     for name in names(cc):
         cc.delete_blob(name)
     yield

@@ -49,11 +49,22 @@ def run_threads(*fns: Callable[[], Any], timeout: float = 180) -> list[Any]:
 def start_python(script: str, *args: str, quiet: bool = True) -> subprocess.Popen[bytes]:
     """Start ``script`` in a new Python process (the checkout's root, this environment)."""
     output = subprocess.DEVNULL if quiet else None
-    return subprocess.Popen([sys.executable, "-c", script, *args], cwd=project_root(),
-                            env=dict(os.environ), stdout=output, stderr=output)
+    return subprocess.Popen(
+        [sys.executable, "-c", script, *args],
+        cwd=project_root(),
+        env=dict(os.environ),
+        stdout=output,
+        stderr=output,
+    )
 
 
 def run_python(script: str, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
     """Run ``script`` in a new Python process to its end (a crash is its exit status)."""
-    return subprocess.run([sys.executable, "-c", script, *args], cwd=project_root(),
-                          env=dict(os.environ), timeout=timeout, capture_output=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", script, *args],
+        cwd=project_root(),
+        env=dict(os.environ),
+        timeout=timeout,
+        capture_output=True,
+        check=False,
+    )

@@ -18,11 +18,21 @@ def test_quick_benchmark_completes(tmp_path: Path) -> None:
     out = tmp_path / "RESULTS.md"
     result = subprocess.run(
         [sys.executable, "-m", "bench.run", "--quick", "--rows", "20000", "--out", str(out)],
-        cwd=project_root(), capture_output=True, text=True, timeout=900, check=False)
+        cwd=project_root(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     table = out.read_text()
-    for case in ("floor: COPY", "sales-etl load", "blob path (function", "all rows duplicates",
-                 "original design"):
+    for case in (
+        "floor: COPY",
+        "sales-etl load",
+        "blob path (function",
+        "all rows duplicates",
+        "original design",
+    ):
         assert case in table
     assert "| 20,000 |" in table
     # the parallel case: 1 and 2 files at once, direct and through PgBouncer (when installed)

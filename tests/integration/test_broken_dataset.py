@@ -18,13 +18,21 @@ from .conftest import names
 
 
 def park(cc: ContainerClient, name: str, dataset_version: str) -> None:
-    cc.get_blob_client(name).upload_blob(b"x\n", metadata={
-        "attempts": "1", "kind": "data", "app_version": __version__,
-        "dataset_version": dataset_version, "source_path": name.replace("failed/", "incoming/")})
+    cc.get_blob_client(name).upload_blob(
+        b"x\n",
+        metadata={
+            "attempts": "1",
+            "kind": "data",
+            "app_version": __version__,
+            "dataset_version": dataset_version,
+            "source_path": name.replace("failed/", "incoming/"),
+        },
+    )
 
 
 def test_the_sweep_keeps_a_broken_datasets_files_until_it_is_fixed(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     extra = tmp_path / "datasets"
     extra.mkdir()
     broken = extra / "customers.toml"
@@ -37,8 +45,7 @@ def test_the_sweep_keeps_a_broken_datasets_files_until_it_is_fixed(
     report = retry.sweep(with_broken)
     assert report.retried == ["incoming/sales/older.csv"]
     assert sorted(report.kept) == ["failed/customers/c.csv", "failed/sales/same.csv"]
-    assert names(cc) == ["failed/customers/c.csv", "failed/sales/same.csv",
-                         "incoming/sales/older.csv"]
+    assert names(cc) == ["failed/customers/c.csv", "failed/sales/same.csv", "incoming/sales/older.csv"]
     broken.unlink()  # fixed (the shipped definition applies again): its files are retried
     report = retry.sweep(with_broken)
     assert report.retried == ["incoming/customers/c.csv"]
@@ -46,7 +53,8 @@ def test_the_sweep_keeps_a_broken_datasets_files_until_it_is_fixed(
 
 
 def test_a_derive_too_deep_to_evaluate_is_a_broken_dataset_not_a_crash(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     """An expression Python's parser cannot nest (RecursionError, not ValueError) must break
     only its own dataset: its files fail with the reason (not an exception out of the
     function), and the sweep still judges the other datasets' failures."""
@@ -55,8 +63,8 @@ def test_a_derive_too_deep_to_evaluate_is_a_broken_dataset_not_a_crash(
     (extra / "customers.toml").write_text(
         'name = "customers"\nversion = 1\nbusiness_key = ["customer_id"]\n'
         '[columns.customer_id]\ntype = "integer"\nrequired = true\n'
-        '[columns.score]\ntype = "integer"\nderive = "' + "customer_id" + "+customer_id" * 30_000
-        + '"\n')
+        '[columns.score]\ntype = "integer"\nderive = "' + "customer_id" + "+customer_id" * 30_000 + '"\n'
+    )
     with_broken = replace(settings, datasets_dir=extra)
     (tmp_path / "c.csv").write_text("customer_id,score\n1,\n")
     customers = storage.upload(cc, tmp_path / "c.csv", dataset="customers")
@@ -70,7 +78,8 @@ def test_a_derive_too_deep_to_evaluate_is_a_broken_dataset_not_a_crash(
 
 
 def test_datasets_and_doctor_name_a_broken_file_and_check_every_other(
-        stack: devstack.StackState, tmp_path: Path) -> None:
+    stack: devstack.StackState, tmp_path: Path
+) -> None:
     """One broken file in DATASETS_DIR: `sales-etl datasets`, `datasets check` and `doctor`
     name it in one line and still list and check the shipped datasets (formerly the first
     broken file stopped each command before any other dataset was looked at, and doctor's
@@ -80,7 +89,8 @@ def test_datasets_and_doctor_name_a_broken_file_and_check_every_other(
     extra.mkdir()
     (extra / "returns.toml").write_text(
         'name = "returns"\nbusiness_key = ["id"]\n[columns.id]\ntype = "text"\n'
-        'required = true\n[columns."qty\\nx"]\ntype = "integer"\nsql = "qty"\ncolour = 3\n')
+        'required = true\n[columns."qty\\nx"]\ntype = "integer"\nsql = "qty"\ncolour = 3\n'
+    )
     env = environment(home, {"DATASETS_DIR": str(extra)})
     broken = f'dataset file {extra / "returns.toml"}: columns."qty\\nx": unknown key(s) colour'
     checked = run("sales-etl datasets check", env, tmp_path)

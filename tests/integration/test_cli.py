@@ -21,8 +21,9 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def test_generate_upload_process_runs_show(settings: Settings, clean: None,
-                                           cc: ContainerClient, tmp_path: Path) -> None:
+def test_generate_upload_process_runs_show(
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     out = tmp_path / "g.csv"
     code, text = cli("generate", "--rows", "120", "--bad-rows", "3", "--seed", "5", "--out", str(out))
     assert code == 0 and "wrote 120 rows (3 bad)" in text
@@ -34,7 +35,8 @@ def test_generate_upload_process_runs_show(settings: Settings, clean: None,
     code, text = cli("runs", "--json", "--limit", "5")
     runs = [json.loads(line) for line in text.splitlines()]
     assert code == 0 and [(r["status"], r["rows_loaded"], r["rows_rejected"]) for r in runs] == [
-        ("loaded", 117, 3)]
+        ("loaded", 117, 3)
+    ]
     [(tx, token)] = query(settings, "SELECT transaction_id, customer_id FROM sales LIMIT 1")
     plain = next(line.split(",")[1] for line in out.read_text().splitlines() if line.startswith(tx))
     assert token != plain
@@ -42,8 +44,7 @@ def test_generate_upload_process_runs_show(settings: Settings, clean: None,
     assert code == 0 and f"customer_id: {plain}" in text
 
 
-def test_load_reports_failures_with_exit_status(settings: Settings, clean: None,
-                                                tmp_path: Path) -> None:
+def test_load_reports_failures_with_exit_status(settings: Settings, clean: None, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("transaction_id,customer_id\nTX-1,C\n")
     code, text = cli("load", str(bad))
@@ -56,15 +57,15 @@ def test_load_reports_failures_with_exit_status(settings: Settings, clean: None,
 
 def test_retry_failed_and_init_storage(settings: Settings, clean: None, cc: ContainerClient) -> None:
     assert cli("init-storage") == (0, "container sales exists\n")
-    cc.get_blob_client("failed/sales/f.csv").upload_blob(b"x", metadata={
-        "attempts": "1", "kind": "data", "dataset_version": "0", "app_version": "0"})
+    cc.get_blob_client("failed/sales/f.csv").upload_blob(
+        b"x", metadata={"attempts": "1", "kind": "data", "dataset_version": "0", "app_version": "0"}
+    )
     code, text = cli("retry-failed")
     assert code == 0 and "retried 1" in text
     assert names(cc) == ["incoming/sales/f.csv"]
 
 
-def test_demo_twice_loads_nothing_new(stack: devstack.StackState, settings: Settings,
-                                      clean: None) -> None:
+def test_demo_twice_loads_nothing_new(stack: devstack.StackState, settings: Settings, clean: None) -> None:
     lines: list[str] = []
     first = run_demo(rows=3000, bad_rows=20, echo=lines.append, state=stack)
     assert sorted((r["rows_loaded"], r["rows_rejected"]) for r in first) == [(1980, 20), (3000, 0)]

@@ -31,20 +31,27 @@ def cli(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def failed_blob(cc: ContainerClient, name: str, body: bytes, attempts: int,
-                source: str) -> None:
-    cc.get_blob_client(name).upload_blob(body, overwrite=True, metadata={
-        "attempts": str(attempts), "kind": "data", "reason_code": "missing_columns",
-        "reason": "line 1: missing required column(s) quantity", "source_path": source,
-        "dataset_version": "0", "app_version": "0"})
+def failed_blob(cc: ContainerClient, name: str, body: bytes, attempts: int, source: str) -> None:
+    cc.get_blob_client(name).upload_blob(
+        body,
+        overwrite=True,
+        metadata={
+            "attempts": str(attempts),
+            "kind": "data",
+            "reason_code": "missing_columns",
+            "reason": "line 1: missing required column(s) quantity",
+            "source_path": source,
+            "dataset_version": "0",
+            "app_version": "0",
+        },
+    )
 
 
 @pytest.mark.usefixtures("clean")
 def test_requeue_by_name_and_all(settings: Settings, cc: ContainerClient, tmp_path: Path) -> None:
     good = generate(tmp_path / "a.csv", 30, seed=21).path.read_bytes()
     failed_blob(cc, "failed/sales/a.csv", good, 3, "incoming/sales/a.csv")
-    failed_blob(cc, "deadletter/sales/b.csv", good.replace(b"TX-", b"TY-"), 5,
-                "incoming/sales/b.csv")
+    failed_blob(cc, "deadletter/sales/b.csv", good.replace(b"TX-", b"TY-"), 5, "incoming/sales/b.csv")
     failed_blob(cc, "deadletter/sales/c.csv", b"x", 5, "incoming/sales/c.csv")
     # a new upload took a.csv's name meanwhile: requeue must not overwrite it
     cc.get_blob_client("incoming/sales/a.csv").upload_blob(b"newer upload")
@@ -65,26 +72,31 @@ def test_requeue_by_name_and_all(settings: Settings, cc: ContainerClient, tmp_pa
     assert names(cc, "deadletter/") == []
     assert {"incoming/sales/b.csv", "incoming/sales/c.csv"} <= set(names(cc, "incoming/"))
 
-    ledger = query(settings, "SELECT blob_path, trigger, status, reason_code, attempt, error"
-                   " FROM etl_runs ORDER BY run_id")
+    ledger = query(
+        settings,
+        "SELECT blob_path, trigger, status, reason_code, attempt, error FROM etl_runs ORDER BY run_id",
+    )
     assert [(r[0], r[1], r[2], r[3], r[4]) for r in ledger] == [
         (moved[0], "requeue", "skipped", "requeued", 3),
         ("incoming/sales/b.csv", "requeue", "skipped", "requeued", 5),
-        ("incoming/sales/c.csv", "requeue", "skipped", "requeued", 5)]
+        ("incoming/sales/c.csv", "requeue", "skipped", "requeued", 5),
+    ]
     assert "from failed/sales/a.csv" in ledger[0][5] and "missing required" in ledger[0][5]
 
     # the retry state is reset: the next attempt is attempt 1, and it loads
     code, text = cli("process", "incoming/sales/b.csv")
     assert code == 0 and "loaded" in text, text
-    assert query(settings, "SELECT attempt, status, rows_loaded FROM etl_runs"
-                 " WHERE trigger = 'cli'") == [(1, "loaded", 30)]
+    assert query(settings, "SELECT attempt, status, rows_loaded FROM etl_runs WHERE trigger = 'cli'") == [
+        (1, "loaded", 30)
+    ]
     code, text = cli("requeue", "b.csv")  # now in processed/: nothing to requeue
     assert code == 1 and "matches: b.csv" in text
 
 
 @pytest.mark.usefixtures("clean")
-def test_retry_failed_force_respects_max_attempts(stack: devstack.StackState,
-                                                  cc: ContainerClient, tmp_path: Path) -> None:
+def test_retry_failed_force_respects_max_attempts(
+    stack: devstack.StackState, cc: ContainerClient, tmp_path: Path
+) -> None:
     failed_blob(cc, "failed/sales/spent.csv", b"x", 5, "incoming/sales/spent.csv")  # the max
     failed_blob(cc, "failed/sales/again.csv", b"y", 2, "incoming/sales/again.csv")
     home = project(tmp_path / "checkout", stack)
@@ -98,8 +110,9 @@ def test_retry_failed_force_respects_max_attempts(stack: devstack.StackState,
 
 
 @pytest.mark.usefixtures("clean")
-def test_local_stack_follows_a_key_rotation(stack: devstack.StackState, settings: Settings,
-                                            tmp_path: Path) -> None:
+def test_local_stack_follows_a_key_rotation(
+    stack: devstack.StackState, settings: Settings, tmp_path: Path
+) -> None:
     data = generate(tmp_path / "r.csv", 25, seed=31)
     pipeline.load_file(data.path, get_dataset("sales"), settings)
     tx = next(line.split(",")[0] for line in data.path.read_text().splitlines()[1:])
@@ -111,8 +124,9 @@ def test_local_stack_follows_a_key_rotation(stack: devstack.StackState, settings
     session_state = (Path(stack.home) / "stack.json").read_text()
     try:
         # README step 1 and 2: the new key first, the old after it
-        step2 = run("sales-etl rotate-keys --batch 10", environment(
-            home, {"FERNET_KEYS": f"{new},{old}"}), work)
+        step2 = run(
+            "sales-etl rotate-keys --batch 10", environment(home, {"FERNET_KEYS": f"{new},{old}"}), work
+        )
         assert_clean(step2, "rotate-keys")
         assert step2.code == 0, step2.text
         assert "sales: 25 rows scanned, 25 rotated in 3 batch(es), 0 left" in step2.out
@@ -141,23 +155,27 @@ def test_local_stack_follows_a_key_rotation(stack: devstack.StackState, settings
 
 
 @pytest.mark.usefixtures("clean")
-def test_requeue_with_tampered_metadata_stays_in_incoming(settings: Settings,
-                                                          cc: ContainerClient) -> None:
-    cc.get_blob_client("deadletter/sales/t.csv").upload_blob(b"z", metadata={
-        "attempts": "many", "source_path": "incoming/../processed/sales/t.csv"})
-    cc.get_blob_client("failed/sales/u.csv").upload_blob(b"z", metadata={
-        "attempts": "-4", "source_path": "/deadletter/sales/u.csv"})
+def test_requeue_with_tampered_metadata_stays_in_incoming(settings: Settings, cc: ContainerClient) -> None:
+    cc.get_blob_client("deadletter/sales/t.csv").upload_blob(
+        b"z", metadata={"attempts": "many", "source_path": "incoming/../processed/sales/t.csv"}
+    )
+    cc.get_blob_client("failed/sales/u.csv").upload_blob(
+        b"z", metadata={"attempts": "-4", "source_path": "/deadletter/sales/u.csv"}
+    )
     code, text = cli("requeue", "--all")
     assert code == 0 and "requeued 2" in text, text
     # a source_path outside incoming/ is refused, not repaired: back to its own name's path
     assert names(cc) == ["incoming/sales/t.csv", "incoming/sales/u.csv"]
     assert query(settings, "SELECT blob_path, attempt FROM etl_runs ORDER BY blob_path") == [
-        ("incoming/sales/t.csv", 0), ("incoming/sales/u.csv", 0)]
+        ("incoming/sales/t.csv", 0),
+        ("incoming/sales/u.csv", 0),
+    ]
 
 
 @pytest.mark.usefixtures("clean")
-def test_requeue_says_when_the_ledger_cannot_record(stack: devstack.StackState,
-                                                    cc: ContainerClient, tmp_path: Path) -> None:
+def test_requeue_says_when_the_ledger_cannot_record(
+    stack: devstack.StackState, cc: ContainerClient, tmp_path: Path
+) -> None:
     failed_blob(cc, "failed/sales/v.csv", b"v", 1, "incoming/sales/v.csv")
     home = project(tmp_path / "checkout", stack)
     env = {**stack.env(), "POSTGRES_PORT": str(devstack.free_ports(1)[0])}  # database gone
@@ -168,8 +186,9 @@ def test_requeue_says_when_the_ledger_cannot_record(stack: devstack.StackState,
 
 
 @pytest.mark.usefixtures("clean")
-def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
-                                                    settings: Settings, tmp_path: Path) -> None:
+def test_local_stack_follows_a_blind_index_rotation(
+    stack: devstack.StackState, settings: Settings, tmp_path: Path
+) -> None:
     from sales_etl_dev.generate import generate_model
 
     files = generate_model(tmp_path / "model", sales_rows=10, customers=6, seed=4)
@@ -177,8 +196,11 @@ def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
     home = project(tmp_path / "checkout", stack)
     new = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     try:
-        rotated = run("sales-etl rotate-keys --blind-index --dataset customers",
-                      environment(home, {"BLIND_INDEX_KEY_NEW": new}), tmp_path)
+        rotated = run(
+            "sales-etl rotate-keys --blind-index --dataset customers",
+            environment(home, {"BLIND_INDEX_KEY_NEW": new}),
+            tmp_path,
+        )
         assert_clean(rotated, "rotate-keys --blind-index")
         assert rotated.code == 0, rotated.text
         assert "customers: 6 rows scanned, 6 rotated in 1 batch(es), 0 left" in rotated.out
@@ -189,17 +211,20 @@ def test_local_stack_follows_a_blind_index_rotation(stack: devstack.StackState,
         doctor = run("sales-etl doctor", environment(home), tmp_path)
         assert "stored hashes match BLIND_INDEX_KEY" in doctor.out, doctor.text
         # with the old key exported, the row is not found (and the command says so)
-        old = run("sales-etl show --dataset customers CUST-004",
-                  environment(home, {"BLIND_INDEX_KEY": stack.blind_index_key}), tmp_path)
+        old = run(
+            "sales-etl show --dataset customers CUST-004",
+            environment(home, {"BLIND_INDEX_KEY": stack.blind_index_key}),
+            tmp_path,
+        )
         assert old.code == 1 and "no customers row with key 'CUST-004'" in old.err, old.text
     finally:
         query(settings, "TRUNCATE customers, etl_key_rotation")  # hashed under another key
 
 
 @pytest.mark.usefixtures("clean")
-def test_pasted_names_and_printed_commands_with_spaces(stack: devstack.StackState,
-                                                      settings: Settings, cc: ContainerClient,
-                                                      tmp_path: Path) -> None:
+def test_pasted_names_and_printed_commands_with_spaces(
+    stack: devstack.StackState, settings: Settings, cc: ContainerClient, tmp_path: Path
+) -> None:
     """The commands `upload`, `requeue` and `process` print for a file name with a space
     run as printed when pasted into a shell; `requeue` takes the forms `process` takes
     (the path `upload` prints, with the container in front, and the blob's URL)."""
@@ -216,16 +241,17 @@ def test_pasted_names_and_printed_commands_with_spaces(stack: devstack.StackStat
 
     def printed_command(text: str) -> str:
         line = next(line for line in text.splitlines() if "sales-etl process " in line)
-        return line[line.index("sales-etl process "):].rstrip("`").strip()
+        return line[line.index("sales-etl process ") :].rstrip("`").strip()
 
     hint = printed_command(sh("sales-etl upload 'data/bad file.csv' --dataset sales"))
     assert "Error: " in sh(hint) and names(cc, "failed/") == ["failed/sales/bad file.csv"]
     refused = sh("sales-etl process 'failed/sales/bad file.csv'")
-    suggested = refused[refused.index("sales-etl requeue "):].strip()
-    for pasted in ("'sales/failed/sales/bad file.csv'",
-                   f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/failed/sales/"
-                   "bad%20file.csv",
-                   suggested.removeprefix("sales-etl requeue ")):
+    suggested = refused[refused.index("sales-etl requeue ") :].strip()
+    for pasted in (
+        "'sales/failed/sales/bad file.csv'",
+        f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/failed/sales/bad%20file.csv",
+        suggested.removeprefix("sales-etl requeue "),
+    ):
         text = sh(f"sales-etl requeue {pasted}")
         assert "requeued 1" in text, f"requeue {pasted}:\n{text}"
         assert names(cc, "incoming/") == ["incoming/sales/bad file.csv"]
@@ -235,8 +261,9 @@ def test_pasted_names_and_printed_commands_with_spaces(stack: devstack.StackStat
 
 
 @pytest.mark.usefixtures("clean")
-def test_runs_blob_filter_is_the_text_given(stack: devstack.StackState, settings: Settings,
-                                           tmp_path: Path) -> None:
+def test_runs_blob_filter_is_the_text_given(
+    stack: devstack.StackState, settings: Settings, tmp_path: Path
+) -> None:
     """`runs --blob` keeps the runs whose path contains the text as typed: '_' and '%' in
     file names are not wildcards, and the path `upload` printed (container in front) or
     the blob's URL finds the blob's runs."""
@@ -246,8 +273,10 @@ def test_runs_blob_filter_is_the_text_given(stack: devstack.StackState, settings
     body = generate(work / "data" / "x.csv", 10, seed=4).path.read_bytes()
     for name in ("my_file.csv", "myXfile.csv", "100%.csv"):
         (work / "data" / name).write_bytes(body)
-        for command in (f"sales-etl upload 'data/{name}' --dataset sales",
-                        f"sales-etl process 'incoming/sales/{name}'"):
+        for command in (
+            f"sales-etl upload 'data/{name}' --dataset sales",
+            f"sales-etl process 'incoming/sales/{name}'",
+        ):
             assert run(command, env, work).code == 0, command
 
     def shown(*args: str) -> list[str]:
@@ -265,10 +294,9 @@ def test_runs_blob_filter_is_the_text_given(stack: devstack.StackState, settings
 
 
 @pytest.mark.usefixtures("clean")
-def test_storage_endpoint_that_accepts_but_never_answers(stack: devstack.StackState,
-                                                        settings: Settings,
-                                                        cc: ContainerClient,
-                                                        tmp_path: Path) -> None:
+def test_storage_endpoint_that_accepts_but_never_answers(
+    stack: devstack.StackState, settings: Settings, cc: ContainerClient, tmp_path: Path
+) -> None:
     """A storage setting pointing at a port where something accepts connections but never
     answers (a wrong port, a firewall holding connections): one line saying so, instead of
     the storage client's four attempts of 60 s each."""
@@ -279,21 +307,21 @@ def test_storage_endpoint_that_accepts_but_never_answers(stack: devstack.StackSt
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # accepts (in the kernel), never reads nor writes
         port = silent.getsockname()[1]
-        conn = stack.storage_connection_string.replace(
-            f":{stack.blob_port}/", f":{port}/")
+        conn = stack.storage_connection_string.replace(f":{stack.blob_port}/", f":{port}/")
         for command in ("upload data/t.csv --dataset sales", "process incoming/sales/t.csv"):
-            result = run(f"sales-etl {command}", {**env, "SalesStorage": conn}, work,
-                         timeout=120)
+            result = run(f"sales-etl {command}", {**env, "SalesStorage": conn}, work, timeout=120)
             assert_clean(result, command)
             assert result.code == 1, result.text
-            assert f"storage unreachable at http://127.0.0.1:{port}: something listens there" \
-                in result.err, result.text
+            assert f"storage unreachable at http://127.0.0.1:{port}: something listens there" in result.err, (
+                result.text
+            )
     assert names(cc) == [] and query(settings, "SELECT count(*) FROM etl_runs") == [(0,)]
 
 
 @pytest.mark.usefixtures("clean")
-def test_process_again_says_the_blob_was_processed(stack: devstack.StackState,
-                                                   settings: Settings, tmp_path: Path) -> None:
+def test_process_again_says_the_blob_was_processed(
+    stack: devstack.StackState, settings: Settings, tmp_path: Path
+) -> None:
     """`process` of a blob already taken from incoming/ says so and names its last run,
     not "not found (was it uploaded?)"; no ledger row is written for the refusal."""
     env = environment(project(tmp_path / "checkout", stack))
@@ -306,14 +334,15 @@ def test_process_again_says_the_blob_was_processed(stack: devstack.StackState,
     assert again.code == 1, again.text
     assert again.err.strip().splitlines() == [
         "Error: sales/incoming/sales/t.csv: not in incoming/ any more (its last run, 1, is "
-        "loaded; all of them: sales-etl runs --blob incoming/sales/t.csv)"], again.text
+        "loaded; all of them: sales-etl runs --blob incoming/sales/t.csv)"
+    ], again.text
     assert query(settings, "SELECT count(*) FROM etl_runs") == [(1,)]
 
 
 @pytest.mark.usefixtures("clean")
-def test_runs_escapes_control_characters_of_blob_names(stack: devstack.StackState,
-                                                       cc: ContainerClient,
-                                                       tmp_path: Path) -> None:
+def test_runs_escapes_control_characters_of_blob_names(
+    stack: devstack.StackState, cc: ContainerClient, tmp_path: Path
+) -> None:
     """A blob named by another uploader with an escape sequence and a newline in it: the
     pipeline refuses it (unsafe_name), and neither `process` nor `runs` writes those
     characters to the operator's terminal (escaped as \\x1b, one line per run)."""
@@ -323,8 +352,7 @@ def test_runs_escapes_control_characters_of_blob_names(stack: devstack.StackStat
     name = "incoming/sales/a\x1b[2Jb\nc.csv"  # clear the screen; a second line
     blob = cc.get_blob_client(name)
     blob.upload_blob(b"transaction_id\nTX-1\n")
-    url = (f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/"
-           + urllib.parse.quote(name))
+    url = f"http://127.0.0.1:{stack.blob_port}/devstoreaccount1/sales/" + urllib.parse.quote(name)
     try:
         for command, code in ((f"sales-etl process '{url}'", 1), ("sales-etl runs", 0)):
             for tty in (False, True):

@@ -36,9 +36,9 @@ def first_valid_tx(path: Path) -> str:
 
 @pytest.mark.parametrize("tty", MODES)
 @pytest.mark.usefixtures("clean")
-def test_every_command_in_a_terminal_and_a_pipe(stack: devstack.StackState, settings: Settings,
-                                                cc: ContainerClient, tmp_path: Path,
-                                                tty: bool) -> None:
+def test_every_command_in_a_terminal_and_a_pipe(
+    stack: devstack.StackState, settings: Settings, cc: ContainerClient, tmp_path: Path, tty: bool
+) -> None:
     home = project(tmp_path / "checkout", stack)
     work = tmp_path / "work"
     work.mkdir()
@@ -56,8 +56,11 @@ def test_every_command_in_a_terminal_and_a_pipe(stack: devstack.StackState, sett
     ok("--version", "sales-etl")
     ok("generate --rows 300 --bad-rows 3 --seed 11 --out data/t.csv", "wrote 300 rows (3 bad)")
     ok("generate --model --rows 20 --seed 3 --out data/model", "customers: data/model/customers.csv")
-    ok("upload data/t.csv --dataset sales", "to sales/incoming/sales/t.csv",
-       "sales-etl process incoming/sales/t.csv")
+    ok(
+        "upload data/t.csv --dataset sales",
+        "to sales/incoming/sales/t.csv",
+        "sales-etl process incoming/sales/t.csv",
+    )
     ok("process sales/incoming/sales/t.csv", "loaded", "rejects: rejected/sales/t.csv.")
     assert query(settings, "SELECT count(*) FROM sales") == [(297,)]
     ok("upload data/t.csv --name u.csv", "sales/incoming/u.csv")
@@ -123,72 +126,106 @@ def _rows_unchanged(settings: Settings, _cc: ContainerClient) -> None:
 
 
 MISTAKES = {
-    "upload-unknown-dataset": Mistake("upload data/t.csv --dataset nosuch", 1,
-                                      ("unknown dataset 'nosuch'",), check=_nothing_uploaded),
+    "upload-unknown-dataset": Mistake(
+        "upload data/t.csv --dataset nosuch", 1, ("unknown dataset 'nosuch'",), check=_nothing_uploaded
+    ),
     # a name `process` could not be given back (it strips what is pasted): refused
-    "upload-name-trailing-space": Mistake("upload data/t.csv --name 't.csv '", 1,
-                                          ("spaces at the start or end",),
-                                          check=_nothing_uploaded),
-    "upload-name-only-spaces": Mistake("upload data/t.csv --name ' '", 1,
-                                       ("spaces at the start or end",),
-                                       check=_nothing_uploaded),
-    "upload-name-control-chars": Mistake("upload data/t.csv --name $'a\\x1b[31mb.csv'", 1,
-                                         ("a%1B%5B31mb.csv: refused: the name holds control "
-                                          "characters",), check=_nothing_uploaded),
-    "load-unknown-dataset": Mistake("load data/t.csv --dataset nosuch", 1,
-                                    ("unknown dataset 'nosuch'",), check=_no_ledger_row),
+    "upload-name-trailing-space": Mistake(
+        "upload data/t.csv --name 't.csv '", 1, ("spaces at the start or end",), check=_nothing_uploaded
+    ),
+    "upload-name-only-spaces": Mistake(
+        "upload data/t.csv --name ' '", 1, ("spaces at the start or end",), check=_nothing_uploaded
+    ),
+    "upload-name-control-chars": Mistake(
+        "upload data/t.csv --name $'a\\x1b[31mb.csv'",
+        1,
+        ("a%1B%5B31mb.csv: refused: the name holds control characters",),
+        check=_nothing_uploaded,
+    ),
+    "load-unknown-dataset": Mistake(
+        "load data/t.csv --dataset nosuch", 1, ("unknown dataset 'nosuch'",), check=_no_ledger_row
+    ),
     "load-missing-file": Mistake("load nosuch.csv", 2, ("'nosuch.csv' does not exist",)),
-    "upload-missing-file": Mistake("upload nosuch.csv", 2, ("'nosuch.csv' does not exist",),
-                                   check=_nothing_uploaded),
-    "process-blob-not-found": Mistake("process incoming/sales/does-not-exist.csv", 1,
-                                      ("does-not-exist.csv: not found",), check=_no_ledger_row),
-    "process-bare-file-name": Mistake("process t.csv", 1, ("expected incoming/[<dataset>/]",),
-                                      check=_no_ledger_row),
-    "process-failed-blob": Mistake("process failed/sales/t.csv", 1,
-                                   ("sales-etl requeue failed/sales/t.csv",)),
+    "upload-missing-file": Mistake(
+        "upload nosuch.csv", 2, ("'nosuch.csv' does not exist",), check=_nothing_uploaded
+    ),
+    "process-blob-not-found": Mistake(
+        "process incoming/sales/does-not-exist.csv",
+        1,
+        ("does-not-exist.csv: not found",),
+        check=_no_ledger_row,
+    ),
+    "process-bare-file-name": Mistake(
+        "process t.csv", 1, ("expected incoming/[<dataset>/]",), check=_no_ledger_row
+    ),
+    "process-failed-blob": Mistake(
+        "process failed/sales/t.csv", 1, ("sales-etl requeue failed/sales/t.csv",)
+    ),
     "process-other-container-url": Mistake(
-        "process http://127.0.0.1:1/devstoreaccount1/other/incoming/t.csv", 1,
-        ("not in container 'sales'",)),
-    "show-wrong-key": Mistake("show TX-SEE-TEST", 1, ("does not decrypt with any key",),
-                              where="wrong-key", loaded=True),
-    "rotate-wrong-key": Mistake("rotate-keys", 1, ("does not decrypt with any key",),
-                                where="wrong-key", loaded=True, check=_rows_unchanged),
-    "doctor-wrong-key": Mistake("doctor", 1, ("decrypt with none of them",
-                                              "FERNET_KEYS lacks the key"),
-                                where="wrong-key", loaded=True),
-    "no-stack-runs": Mistake("runs", 1, ("POSTGRES_HOST: not set", "sales-etl dev up"),
-                             where="none"),
-    "no-stack-upload": Mistake("upload data/t.csv", 1, ("SalesStorage: not set",
-                                                        "sales-etl dev up"), where="none"),
+        "process http://127.0.0.1:1/devstoreaccount1/other/incoming/t.csv", 1, ("not in container 'sales'",)
+    ),
+    "show-wrong-key": Mistake(
+        "show TX-SEE-TEST", 1, ("does not decrypt with any key",), where="wrong-key", loaded=True
+    ),
+    "rotate-wrong-key": Mistake(
+        "rotate-keys",
+        1,
+        ("does not decrypt with any key",),
+        where="wrong-key",
+        loaded=True,
+        check=_rows_unchanged,
+    ),
+    "doctor-wrong-key": Mistake(
+        "doctor",
+        1,
+        ("decrypt with none of them", "FERNET_KEYS lacks the key"),
+        where="wrong-key",
+        loaded=True,
+    ),
+    "no-stack-runs": Mistake("runs", 1, ("POSTGRES_HOST: not set", "sales-etl dev up"), where="none"),
+    "no-stack-upload": Mistake(
+        "upload data/t.csv", 1, ("SalesStorage: not set", "sales-etl dev up"), where="none"
+    ),
     "no-stack-show": Mistake("show TX-1", 1, ("not set", "sales-etl dev up"), where="none"),
-    "no-stack-doctor": Mistake("doctor", 1, ("1 check(s) failed: settings", "sales-etl dev up"),
-                               where="none"),
+    "no-stack-doctor": Mistake(
+        "doctor", 1, ("1 check(s) failed: settings", "sales-etl dev up"), where="none"
+    ),
     "no-stack-dev-env": Mistake("dev env", 1, ("not running", "sales-etl dev up"), where="none"),
     "no-stack-dev-status": Mistake("dev status", 1, ("not running",), where="none"),
     "no-stack-dev-down": Mistake("dev down", 0, ("not running",), where="none"),
-    "stopped-stack-runs": Mistake("runs", 1, ("is not running", "sales-etl dev up"),
-                                  where="stopped"),
-    "stale-settings-runs": Mistake("runs", 1, ("database unreachable", "sales-etl dev up"),
-                                   where="stale-exported"),
-    "stale-settings-upload": Mistake("upload data/t.csv", 1, ("storage unreachable",
-                                                              "sales-etl dev up"),
-                                     where="stale-exported"),
-    "stale-settings-process": Mistake("process incoming/sales/t.csv", 1,
-                                      ("storage unreachable",), where="stale-exported"),
-    "stale-settings-retry": Mistake("retry-failed --force", 1, ("storage unreachable",),
-                                    where="stale-exported"),
+    "stopped-stack-runs": Mistake("runs", 1, ("is not running", "sales-etl dev up"), where="stopped"),
+    "stale-settings-runs": Mistake(
+        "runs", 1, ("database unreachable", "sales-etl dev up"), where="stale-exported"
+    ),
+    "stale-settings-upload": Mistake(
+        "upload data/t.csv", 1, ("storage unreachable", "sales-etl dev up"), where="stale-exported"
+    ),
+    "stale-settings-process": Mistake(
+        "process incoming/sales/t.csv", 1, ("storage unreachable",), where="stale-exported"
+    ),
+    "stale-settings-retry": Mistake(
+        "retry-failed --force", 1, ("storage unreachable",), where="stale-exported"
+    ),
     # the stack was restarted (new ports) after its settings were exported
-    "restarted-stack-runs": Mistake("runs", 1, ("database unreachable", "on other ports now",
-                                                'eval "$(sales-etl dev env)"'),
-                                    where="restarted"),
-    "restarted-stack-process": Mistake("process incoming/sales/t.csv", 1,
-                                       ("storage unreachable", "on other ports now",
-                                        'eval "$(sales-etl dev env)"'),
-                                       where="restarted", check=_no_ledger_row),
-    "loader-instead-of-admin": Mistake("migrate", 1, ("permission denied",
-                                                      "POSTGRES_ADMIN_USER"), where="loader"),
-    "requeue-unknown-name": Mistake("requeue nosuch.csv", 1, ("no blob in failed/ or "
-                                                             "deadletter/ matches: nosuch.csv",)),
+    "restarted-stack-runs": Mistake(
+        "runs",
+        1,
+        ("database unreachable", "on other ports now", 'eval "$(sales-etl dev env)"'),
+        where="restarted",
+    ),
+    "restarted-stack-process": Mistake(
+        "process incoming/sales/t.csv",
+        1,
+        ("storage unreachable", "on other ports now", 'eval "$(sales-etl dev env)"'),
+        where="restarted",
+        check=_no_ledger_row,
+    ),
+    "loader-instead-of-admin": Mistake(
+        "migrate", 1, ("permission denied", "POSTGRES_ADMIN_USER"), where="loader"
+    ),
+    "requeue-unknown-name": Mistake(
+        "requeue nosuch.csv", 1, ("no blob in failed/ or deadletter/ matches: nosuch.csv",)
+    ),
     "requeue-without-names": Mistake("requeue", 2, ("name the blobs to requeue, or give --all",)),
     "unknown-option": Mistake("runs --nosuch", 2, ("No such option",)),
 }
@@ -210,9 +247,12 @@ def _env_for(kind: str, stack: devstack.StackState, tmp_path: Path) -> dict[str,
         old_pg, old_blob, old_queue, old_table = devstack.free_ports(4)
         env["POSTGRES_PORT"] = str(old_pg)
         for name in ("SalesStorage", "AzureWebJobsStorage"):
-            env[name] = (env[name].replace(f":{stack.blob_port}/", f":{old_blob}/")
-                         .replace(f":{stack.queue_port}/", f":{old_queue}/")
-                         .replace(f":{stack.table_port}/", f":{old_table}/"))
+            env[name] = (
+                env[name]
+                .replace(f":{stack.blob_port}/", f":{old_blob}/")
+                .replace(f":{stack.queue_port}/", f":{old_queue}/")
+                .replace(f":{stack.table_port}/", f":{old_table}/")
+            )
         return environment(home, env)
     if kind == "loader":
         env = {k: v for k, v in stack.env().items() if not k.startswith("POSTGRES_ADMIN")}
@@ -225,14 +265,17 @@ def _env_for(kind: str, stack: devstack.StackState, tmp_path: Path) -> dict[str,
 
 # Each mistake once (the suite stays fast), every other one in a terminal: both kinds of
 # output are covered for the mistakes as a whole; every command ran in both above.
-CASES = [pytest.param(case, i % 2 == 1, id=f"{case}-{'terminal' if i % 2 else 'pipe'}")
-         for i, case in enumerate(MISTAKES)]
+CASES = [
+    pytest.param(case, i % 2 == 1, id=f"{case}-{'terminal' if i % 2 else 'pipe'}")
+    for i, case in enumerate(MISTAKES)
+]
 
 
 @pytest.mark.parametrize(("case", "tty"), CASES)
 @pytest.mark.usefixtures("clean")
-def test_common_mistakes(case: str, tty: bool, stack: devstack.StackState, settings: Settings,
-                         cc: ContainerClient, tmp_path: Path) -> None:
+def test_common_mistakes(
+    case: str, tty: bool, stack: devstack.StackState, settings: Settings, cc: ContainerClient, tmp_path: Path
+) -> None:
     mistake = MISTAKES[case]
     env = _env_for(mistake.where, stack, tmp_path)
     work = tmp_path / "work"

@@ -25,8 +25,9 @@ def by_name(checks: list[Check]) -> dict[str, Check]:
 
 
 @pytest.fixture
-def loaded(stack: devstack.StackState, settings: Settings, clean: None, cc: ContainerClient,
-           tmp_path: Path) -> None:
+def loaded(
+    stack: devstack.StackState, settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     g = generate(tmp_path / "doc.csv", 200, seed=81)
     hostcall.invoke_blob_trigger(settings.container, upload(cc, g.path))
 
@@ -35,33 +36,51 @@ def test_healthy_stack_is_green(stack: devstack.StackState, loaded: None) -> Non
     checks = run(stack.env())
     assert [c.name for c in checks if not c.ok] == []
     names = {c.name for c in checks}
-    assert names >= {"settings", "function bindings", "storage", "dead letters", "database",
-                     "TLS", "migrations", "encryption keys", "blind-index key", "datasets"}
+    assert names >= {
+        "settings",
+        "function bindings",
+        "storage",
+        "dead letters",
+        "database",
+        "TLS",
+        "migrations",
+        "encryption keys",
+        "blind-index key",
+        "datasets",
+    }
     result = CliRunner().invoke(main, ["doctor"], env=stack.env())
     assert result.exit_code == 0 and "all checks passed" in result.output
 
 
-@pytest.mark.parametrize(("change", "failing", "fix"), [
-    ({"POSTGRES_PORT": "1", "POSTGRES_CONNECT_TIMEOUT": "1"}, "database", ""),
-    ({"SALES_CONTAINER": "nosuchcontainer"}, "storage", "init-storage"),
-    ({"POSTGRES_SSLMODE": "require"}, "TLS", "verify-full"),
-    ({"FERNET_KEYS": "NEWKEY,OLDKEY"}, "encryption keys", "rotate-keys"),
-    ({"BLIND_INDEX_KEY": "V1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkc="}, "blind-index key",
-     "BLIND_INDEX_KEY"),
-    ({"SWEEP_SCHEDULE": "every ten minutes"}, "function bindings", "settings named"),
-    ({"SALES_TRIGGER_SOURCE": "webhook"}, "function bindings", "settings named"),
-    ({"AzureWebJobsStorage": ""}, "host storage", "AzureWebJobsStorage"),
-    # what the host receives when App Service could not resolve the reference
-    ({"AzureWebJobsStorage": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/)"},
-     "host storage", "AzureWebJobsStorage"),
-])
-def test_each_fault_is_named_with_its_fix(stack: devstack.StackState, loaded: None,
-                                          change: dict[str, str], failing: str,
-                                          fix: str) -> None:
+@pytest.mark.parametrize(
+    ("change", "failing", "fix"),
+    [
+        ({"POSTGRES_PORT": "1", "POSTGRES_CONNECT_TIMEOUT": "1"}, "database", ""),
+        ({"SALES_CONTAINER": "nosuchcontainer"}, "storage", "init-storage"),
+        ({"POSTGRES_SSLMODE": "require"}, "TLS", "verify-full"),
+        ({"FERNET_KEYS": "NEWKEY,OLDKEY"}, "encryption keys", "rotate-keys"),
+        (
+            {"BLIND_INDEX_KEY": "V1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkdfV1JPTkc="},
+            "blind-index key",
+            "BLIND_INDEX_KEY",
+        ),
+        ({"SWEEP_SCHEDULE": "every ten minutes"}, "function bindings", "settings named"),
+        ({"SALES_TRIGGER_SOURCE": "webhook"}, "function bindings", "settings named"),
+        ({"AzureWebJobsStorage": ""}, "host storage", "AzureWebJobsStorage"),
+        # what the host receives when App Service could not resolve the reference
+        (
+            {"AzureWebJobsStorage": "@Microsoft.KeyVault(SecretUri=https://v.vault.azure.net/secrets/s/)"},
+            "host storage",
+            "AzureWebJobsStorage",
+        ),
+    ],
+)
+def test_each_fault_is_named_with_its_fix(
+    stack: devstack.StackState, loaded: None, change: dict[str, str], failing: str, fix: str
+) -> None:
     env = dict(stack.env())
     for key, value in change.items():
-        env[key] = value.replace("NEWKEY", Fernet.generate_key().decode()).replace(
-            "OLDKEY", stack.fernet_key)
+        env[key] = value.replace("NEWKEY", Fernet.generate_key().decode()).replace("OLDKEY", stack.fernet_key)
     checks = by_name(run(env))
     assert not checks[failing].ok, checks[failing]
     assert fix in checks[failing].fix
@@ -69,8 +88,7 @@ def test_each_fault_is_named_with_its_fix(stack: devstack.StackState, loaded: No
     assert result.exit_code == 1 and f"FAIL  {failing}" in result.output
 
 
-def test_only_the_original_connection_name_is_not_a_green_doctor(
-        stack: devstack.StackState) -> None:
+def test_only_the_original_connection_name_is_not_a_green_doctor(stack: devstack.StackState) -> None:
     """AZ_CONNECTION_STRING alone: the host cannot start the trigger with it, so doctor
     must not pass; it says which name to use."""
     env = {k: v for k, v in stack.env().items() if k != "SalesStorage"}
@@ -84,9 +102,9 @@ def test_only_the_original_connection_name_is_not_a_green_doctor(
     assert not settings.ok and "SalesStorage__queueServiceUri" in settings.detail
 
 
-def test_pending_migration_and_dead_letters(stack: devstack.StackState, settings: Settings,
-                                            clean: None, cc: ContainerClient,
-                                            tmp_path: Path) -> None:
+def test_pending_migration_and_dead_letters(
+    stack: devstack.StackState, settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     extra = tmp_path / "migrations"
     extra.mkdir()
     (extra / "V900__later.sql").write_text("SELECT 1")

@@ -50,7 +50,7 @@ def test_the_event_carries_the_blob_as_it_is(settings: Settings, cc: ContainerCl
 
 def test_the_guide_posts_an_array_to_the_blob_extension_of_the_real_function() -> None:
     guide = GUIDE.read_text()
-    section = guide[guide.index("### Local Event Grid emulation"):]
+    section = guide[guide.index("### Local Event Grid emulation") :]
     body = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))  # type: ignore[union-attr]
     assert isinstance(body, list)
     for event in body:
@@ -59,6 +59,10 @@ def test_the_guide_posts_an_array_to_the_blob_extension_of_the_real_function() -
     assert "aeg-event-type: Notification" in section
     names = set(re.findall(r"/runtime/webhooks/blobs\?functionName=Host\.Functions\.(\w+)", guide))
     tree = ast.parse(Path(project_root() / "function_app.py").read_text())
-    blob_functions = {node.name for node in ast.walk(tree) if isinstance(node, ast.FunctionDef)
-                      and any("blob_trigger" in ast.unparse(d) for d in node.decorator_list)}
+    blob_functions = {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and any("blob_trigger" in ast.unparse(d) for d in node.decorator_list)
+    }
     assert names and names <= blob_functions

@@ -35,10 +35,12 @@ def where(cc: ContainerClient, rel: str) -> list[str]:
 
 def assert_exact(settings: Settings, expected: int) -> None:
     assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [
-        (expected, expected)]
+        (expected, expected)
+    ]
     for read, loaded, dupes, rejected in query(
-            settings, "SELECT rows_read, rows_loaded, rows_duplicate, rows_rejected"
-            " FROM etl_runs WHERE status = 'loaded'"):
+        settings,
+        "SELECT rows_read, rows_loaded, rows_duplicate, rows_rejected FROM etl_runs WHERE status = 'loaded'",
+    ):
         assert read == loaded + dupes + rejected
 
 
@@ -47,9 +49,14 @@ def sweep_until_incoming(settings: Settings, cc: ContainerClient) -> None:
     assert report.retried, "the sweep should have sent the blob back to incoming/"
 
 
-def test_database_stopped_mid_load(stack: devstack.StackState, settings: Settings, clean: None,
-                                   cc: ContainerClient, tmp_path: Path,
-                                   pause_after_first_chunk: Pause) -> None:
+def test_database_stopped_mid_load(
+    stack: devstack.StackState,
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    pause_after_first_chunk: Pause,
+) -> None:
     loaded, resume = pause_after_first_chunk
     small = Settings(**{**settings.__dict__, "chunk_rows": 2000})
     g = generate(tmp_path / "pgdown.csv", 20_000, seed=51)
@@ -72,10 +79,15 @@ def test_database_stopped_mid_load(stack: devstack.StackState, settings: Setting
     assert len(where(cc, "pgdown.csv")) == 1 and where(cc, "pgdown.csv")[0].startswith("processed/")
 
 
-def test_storage_stopped_mid_download(stack: devstack.StackState, settings: Settings,
-                                      clean: None, cc: ContainerClient, tmp_path: Path,
-                                      monkeypatch: pytest.MonkeyPatch,
-                                      pause_after_first_range: RangePause) -> None:
+def test_storage_stopped_mid_download(
+    stack: devstack.StackState,
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pause_after_first_range: RangePause,
+) -> None:
     fetched, resume, original = pause_after_first_range
     g = generate(tmp_path / "azdown.csv", 30_000, seed=52)
     blob = storage.upload(cc, g.path)
@@ -103,15 +115,17 @@ def _worker(container: str, blob: str) -> subprocess.Popen[bytes]:
     return start_python(WORKER, container, blob)
 
 
-def test_worker_killed_mid_file(settings: Settings, clean: None, cc: ContainerClient,
-                                tmp_path: Path) -> None:
+def test_worker_killed_mid_file(settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
     g = generate(tmp_path / "killed.csv", 300_000, seed=53)
     blob = storage.upload(cc, g.path)
     proc = _worker(settings.container, blob)
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:  # wait until its COPY is running, then kill it
-        active = query(settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
-                       " = 'sales-etl' AND query LIKE 'COPY%%' AND state = 'active'")
+        active = query(
+            settings,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+            " = 'sales-etl' AND query LIKE 'COPY%%' AND state = 'active'",
+        )
         if active[0][0] or proc.poll() is not None:
             break
         time.sleep(0.02)
@@ -119,8 +133,14 @@ def test_worker_killed_mid_file(settings: Settings, clean: None, cc: ContainerCl
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     deadline = time.monotonic() + 30  # the server notices the dead client and rolls back
-    while query(settings, "SELECT count(*) FROM pg_stat_activity WHERE application_name"
-                " = 'sales-etl' AND pid <> pg_backend_pid()")[0][0] and time.monotonic() < deadline:
+    while (
+        query(
+            settings,
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name"
+            " = 'sales-etl' AND pid <> pg_backend_pid()",
+        )[0][0]
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
     assert where(cc, "killed.csv") == [blob]  # still in incoming/, for the next attempt
@@ -128,8 +148,9 @@ def test_worker_killed_mid_file(settings: Settings, clean: None, cc: ContainerCl
     assert_exact(settings, 300_000)
 
 
-def test_same_blob_delivered_eight_times_at_once(settings: Settings, clean: None,
-                                                 cc: ContainerClient, tmp_path: Path) -> None:
+def test_same_blob_delivered_eight_times_at_once(
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     g = generate(tmp_path / "eight.csv", 20_000, seed=54)
     blob = storage.upload(cc, g.path)
     barrier = threading.Barrier(4)
@@ -154,9 +175,14 @@ def test_same_blob_delivered_eight_times_at_once(settings: Settings, clean: None
     assert len(where(cc, "eight.csv")) == 1 and where(cc, "eight.csv")[0].startswith("processed/")
 
 
-def test_blob_overwritten_while_processing(settings: Settings, clean: None, cc: ContainerClient,
-                                           tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                           pause_after_first_range: RangePause) -> None:
+def test_blob_overwritten_while_processing(
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    pause_after_first_range: RangePause,
+) -> None:
     """Defined outcome: the version being read changes under the reader (If-Match fails),
     so that attempt loads nothing; the new version stays in incoming/ and is processed in
     its turn. Nothing is deleted that was not processed."""
@@ -178,11 +204,18 @@ def test_blob_overwritten_while_processing(settings: Settings, clean: None, cc: 
     assert_exact(settings, 5_000)
 
 
-def test_sweep_works_while_the_database_is_down(stack: devstack.StackState, settings: Settings,
-                                                clean: None, cc: ContainerClient) -> None:
-    cc.get_blob_client("failed/sales/due.csv").upload_blob(b"x\n", metadata={
-        "attempts": "1", "kind": "transient", "source_path": "incoming/sales/due.csv",
-        "next_attempt_at": "2000-01-01T00:00:00+00:00"})
+def test_sweep_works_while_the_database_is_down(
+    stack: devstack.StackState, settings: Settings, clean: None, cc: ContainerClient
+) -> None:
+    cc.get_blob_client("failed/sales/due.csv").upload_blob(
+        b"x\n",
+        metadata={
+            "attempts": "1",
+            "kind": "transient",
+            "source_path": "incoming/sales/due.csv",
+            "next_attempt_at": "2000-01-01T00:00:00+00:00",
+        },
+    )
     devstack.stop_postgres(Path(stack.home), Path(stack.pg_bin))
     try:
         report = retry.sweep(settings)
@@ -206,8 +239,9 @@ for name in sys.argv[2:]:
 """
 
 
-def test_fifty_overlapping_files_by_four_workers(settings: Settings, clean: None,
-                                                 cc: ContainerClient, tmp_path: Path) -> None:
+def test_fifty_overlapping_files_by_four_workers(
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     """50 files of 20,000 rows, 10% of each file's transactions also in the next file,
     loaded by 4 worker processes at once: each transaction lands once, every row counted."""
     import pandas as pd
@@ -227,8 +261,7 @@ def test_fifty_overlapping_files_by_four_workers(settings: Settings, clean: None
         pending = names(cc, "incoming/")
         if not pending:
             break
-        procs = [start_python(LOAD_WORKER, settings.container, *pending[k::4], quiet=False)
-                 for k in range(4)]
+        procs = [start_python(LOAD_WORKER, settings.container, *pending[k::4], quiet=False) for k in range(4)]
         for p in procs:
             assert p.wait(600) == 0
         if names(cc, "failed/"):
@@ -237,7 +270,9 @@ def test_fifty_overlapping_files_by_four_workers(settings: Settings, clean: None
     assert len(names(cc, "processed/")) == 50
     assert_exact(settings, expected)
     [(read, loaded, dupes, rejected)] = query(
-        settings, "SELECT sum(rows_read), sum(rows_loaded), sum(rows_duplicate),"
-        " sum(rows_rejected) FROM etl_runs WHERE status = 'loaded'")
+        settings,
+        "SELECT sum(rows_read), sum(rows_loaded), sum(rows_duplicate),"
+        " sum(rows_rejected) FROM etl_runs WHERE status = 'loaded'",
+    )
     assert (read, loaded, rejected) == (50 * 20_000, expected, 0)
     assert dupes == read - loaded

@@ -17,7 +17,8 @@ from sales_etl_dev import devstack
 
 
 def test_func_settings_writes_what_both_functions_need(
-        stack: devstack.StackState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    stack: devstack.StackState, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(devstack, "read_state", lambda *a, **k: stack)
     target = tmp_path / "local.settings.json"
     result = CliRunner().invoke(main, ["dev", "func-settings", "--output", str(target)])
@@ -40,19 +41,20 @@ def test_func_settings_writes_what_both_functions_need(
     # the same command refuses to overwrite unless told
     again = CliRunner().invoke(main, ["dev", "func-settings", "--output", str(target)])
     assert again.exit_code != 0 and "--force" in again.output
-    assert CliRunner().invoke(main, ["dev", "func-settings", "--output", str(target),
-                                     "--force"]).exit_code == 0
+    assert (
+        CliRunner().invoke(main, ["dev", "func-settings", "--output", str(target), "--force"]).exit_code == 0
+    )
 
 
 def test_func_settings_needs_the_stack(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(devstack, "read_state", lambda *a, **k: None)
-    result = CliRunner().invoke(main, ["dev", "func-settings", "--output",
-                                       str(tmp_path / "x.json")])
+    result = CliRunner().invoke(main, ["dev", "func-settings", "--output", str(tmp_path / "x.json")])
     assert result.exit_code != 0 and "not running" in result.output
     assert not (tmp_path / "x.json").exists()
 
 
 def test_local_settings_json_is_never_committed() -> None:
-    ignored = subprocess.run(["git", "check-ignore", "-q", "local.settings.json"],
-                             cwd=project_root(), check=False)
+    ignored = subprocess.run(
+        ["git", "check-ignore", "-q", "local.settings.json"], cwd=project_root(), check=False
+    )
     assert ignored.returncode == 0

@@ -41,14 +41,22 @@ SCRIPT = textwrap.dedent("""
 
 
 def test_the_blob_trigger_runs_without_the_cli_packages(
-        stack: StackState, settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    stack: StackState, settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     blob = storage.upload(cc, generate(tmp_path / "lean.csv", 500, bad_rows=3, seed=51).path)
     env = {**os.environ, **stack.env()}
-    result = subprocess.run([sys.executable, "-c", SCRIPT, settings.container, blob, ",".join(CLI_ONLY)],
-                            cwd=project_root(), env=env, capture_output=True, text=True, check=False,
-                            timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", SCRIPT, settings.container, blob, ",".join(CLI_ONLY)],
+        cwd=project_root(),
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=300,
+    )
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-3000:]
     assert names(cc, "processed/") == [f"processed/sales/{datetime.now(UTC):%Y/%m/%d}/lean.csv"]
     assert query(settings, "SELECT status, rows_read, rows_loaded, rows_rejected FROM etl_runs") == [
-        ("loaded", 500, 497, 3)]
+        ("loaded", 500, 497, 3)
+    ]
     assert query(settings, "SELECT count(*) FROM sales") == [(497,)]

@@ -44,35 +44,51 @@ SECRET2 = "CUST-LEAK-B41C2"
 
 def _sas(stack: devstack.StackState, cc: ContainerClient) -> str:
     return generate_account_sas(
-        cc.account_name, account_key=stack.account_key,
+        cc.account_name,
+        account_key=stack.account_key,
         resource_types=ResourceTypes(service=True, container=True, object=True),
-        permission=AccountSasPermissions(read=True, write=True, delete=True, list=True,
-                                         add=True, create=True, update=True, tag=True),
-        expiry=datetime.now(UTC) + timedelta(hours=2))
+        permission=AccountSasPermissions(
+            read=True, write=True, delete=True, list=True, add=True, create=True, update=True, tag=True
+        ),
+        expiry=datetime.now(UTC) + timedelta(hours=2),
+    )
 
 
 def _raw_path(name: str) -> str:
     """The URL path of a blob name as stored: '.' and '..' segments sent percent-encoded,
     so that no HTTP stack resolves them (how an attacker stores them literally)."""
-    return "/".join("%2E" * len(p) if p in (".", "..") else urllib.parse.quote(p, safe="")
-                    for p in name.split("/"))
+    return "/".join(
+        "%2E" * len(p) if p in (".", "..") else urllib.parse.quote(p, safe="") for p in name.split("/")
+    )
 
 
-def _raw(method: str, cc: ContainerClient, sas: str, name: str, data: bytes = b"",
-         metadata: dict[str, str] | None = None) -> None:
+def _raw(
+    method: str,
+    cc: ContainerClient,
+    sas: str,
+    name: str,
+    data: bytes = b"",
+    metadata: dict[str, str] | None = None,
+) -> None:
     headers = {"x-ms-blob-type": "BlockBlob"} if method == "PUT" else {}
     headers.update({f"x-ms-meta-{k}": v for k, v in (metadata or {}).items()})
     url = f"{cc.url}/{_raw_path(name)}?{sas}"
     assert url.startswith("http://127.0.0.1:")  # the test's own Azurite
-    request = urllib.request.Request(url, method=method,  # noqa: S310
-                                     data=data if method == "PUT" else None, headers=headers)
+    request = urllib.request.Request(  # noqa: S310
+        url,
+        method=method,
+        data=data if method == "PUT" else None,
+        headers=headers,
+    )
     with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
         assert response.status in (201, 202)
 
 
 def _snapshot(cc: ContainerClient, prefix: str = "") -> dict[str, tuple[str, dict[str, str]]]:
-    return {b.name: (b.etag, dict(b.metadata or {}))
-            for b in cc.list_blobs(name_starts_with=prefix, include=["metadata"])}
+    return {
+        b.name: (b.etag, dict(b.metadata or {}))
+        for b in cc.list_blobs(name_starts_with=prefix, include=["metadata"])
+    }
 
 
 def _all_text(caplog: pytest.LogCaptureFixture) -> str:
@@ -110,8 +126,8 @@ def _bad_file(tmp_path: Path) -> Path:
 
 
 def test_row_content_never_leaves_in_error_text_metadata_or_logs(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG)  # every logger, every level
     leak = storage.upload(cc, _bad_file(tmp_path))
     g = generate(tmp_path / "reject.csv", 20, seed=92)
@@ -124,11 +140,14 @@ def test_row_content_never_leaves_in_error_text_metadata_or_logs(
     hostcall.invoke_blob_trigger(settings.container, leak)
     hostcall.invoke_blob_trigger(settings.container, rejected)
     # the sweep reads and logs the failure reason too (dead-letter line)
-    retry.sweep(replace(settings, retry=replace(settings.retry, max_attempts=1)),
-                now=storage.now_utc() + timedelta(days=1))
+    retry.sweep(
+        replace(settings, retry=replace(settings.retry, max_attempts=1)),
+        now=storage.now_utc() + timedelta(days=1),
+    )
 
-    runs = query(settings, "SELECT blob_path, status, reason_code, coalesce(error, '') "
-                           "FROM etl_runs ORDER BY run_id")
+    runs = query(
+        settings, "SELECT blob_path, status, reason_code, coalesce(error, '') FROM etl_runs ORDER BY run_id"
+    )
     by_path = {r[0]: r for r in runs}
     # the file is accounted for: failed as a whole (bad_csv, with its line) or its bad row
     # rejected alone; either way, what is said about it never quotes the row
@@ -159,8 +178,8 @@ def test_row_content_never_leaves_in_error_text_metadata_or_logs(
 
 
 def test_a_file_without_header_never_quotes_its_first_row(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A file sent without its header: its first row is read as one. When that row holds
     one value twice (a customer id in two columns), the duplicate_column error names the
     positions, never the value (it is a row's content, not a column name)."""
@@ -199,14 +218,22 @@ def test_database_data_errors_lose_the_value(settings: Settings) -> None:
 
 
 def test_sas_signature_never_reaches_a_log_line(
-        stack: devstack.StackState, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    stack: devstack.StackState,
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     token = _sas(stack, cc)
     signature = urllib.parse.parse_qs(token)["sig"][0]
     endpoint = storage.service_client(settings.require_storage()).url.rstrip("/")
-    sas_settings = replace(settings, storage=StorageSettings(
-        "SalesStorage", connection_string=Secret(
-            f"BlobEndpoint={endpoint};SharedAccessSignature={token}")))
+    sas_settings = replace(
+        settings,
+        storage=StorageSettings(
+            "SalesStorage", connection_string=Secret(f"BlobEndpoint={endpoint};SharedAccessSignature={token}")
+        ),
+    )
     caplog.set_level(logging.DEBUG)
     sas_cc = storage.container_client(sas_settings)
     good = storage.upload(sas_cc, generate(tmp_path / "sas.csv", 50, seed=93).path)
@@ -217,8 +244,12 @@ def test_sas_signature_never_reaches_a_log_line(
     text = _all_text(caplog)
     http_lines = [r.getMessage() for r in caplog.records if r.name.startswith("urllib3")]
     assert any("sig=***" in line for line in http_lines)  # the HTTP stack did log its URLs
-    for form in {signature, urllib.parse.quote(signature, safe=""),
-                 urllib.parse.quote(signature), signature[:12]}:
+    for form in {
+        signature,
+        urllib.parse.quote(signature, safe=""),
+        urllib.parse.quote(signature),
+        signature[:12],
+    }:
         assert form not in text
 
 
@@ -226,7 +257,8 @@ def test_sas_signature_never_reaches_a_log_line(
 
 
 def test_traversal_names_touch_nothing_through_pipeline_trigger_and_cli(
-        settings: Settings, sas: str, cc: ContainerClient, tmp_path: Path) -> None:
+    settings: Settings, sas: str, cc: ContainerClient, tmp_path: Path
+) -> None:
     data = generate(tmp_path / "victim.csv", 40, seed=94).path.read_bytes()
     victim = "processed/sales/2026/01/01/victim.csv"
     cc.get_blob_client(victim).upload_blob(data)
@@ -239,10 +271,13 @@ def test_traversal_names_touch_nothing_through_pipeline_trigger_and_cli(
     before = _snapshot(cc)
     assert "incoming/../deadletter/sales/dl.csv" in before
 
-    attempts = ["incoming/../processed/sales/2026/01/01/victim.csv",
-                "incoming/../deadletter/sales/dl.csv", "incoming/./sales/x.csv",
-                "incoming/%2e%2e/processed/sales/2026/01/01/victim.csv",
-                "incoming/sales/%2E%2E/%2E%2E/deadletter/sales/dl.csv"]
+    attempts = [
+        "incoming/../processed/sales/2026/01/01/victim.csv",
+        "incoming/../deadletter/sales/dl.csv",
+        "incoming/./sales/x.csv",
+        "incoming/%2e%2e/processed/sales/2026/01/01/victim.csv",
+        "incoming/sales/%2E%2E/%2E%2E/deadletter/sales/dl.csv",
+    ]
     for name in attempts:
         rec = pipeline.process_blob(cc.get_blob_client(name), settings, trigger="cli")
         assert (rec.status, rec.reason_code) == ("failed", "unsafe_name"), name
@@ -261,18 +296,24 @@ def test_traversal_names_touch_nothing_through_pipeline_trigger_and_cli(
 
 
 def test_traversal_names_and_tampered_paths_through_the_sweep(
-        settings: Settings, sas: str, cc: ContainerClient, caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, sas: str, cc: ContainerClient, caplog: pytest.LogCaptureFixture
+) -> None:
     victim = "processed/sales/2026/01/01/victim.csv"
     cc.get_blob_client(victim).upload_blob(b"victim\n")
     cc.get_blob_client("deadletter/sales/dl.csv").upload_blob(b"dl\n")
     meta = {"attempts": "1", "kind": "transient"}
     _raw("PUT", cc, sas, "failed/sales/../../" + victim, b"evil\n", meta)
-    tampered = {"incoming/../" + victim, "incoming/%252e%252e/deadletter/sales/dl.csv",
-                "incoming/sales/../../deadletter/sales/dl.csv", "processed/sales/x.csv",
-                "incoming\\..\\" + victim}
+    tampered = {
+        "incoming/../" + victim,
+        "incoming/%252e%252e/deadletter/sales/dl.csv",
+        "incoming/sales/../../deadletter/sales/dl.csv",
+        "processed/sales/x.csv",
+        "incoming\\..\\" + victim,
+    }
     for i, path in enumerate(sorted(tampered)):
         cc.get_blob_client(f"failed/sales/t{i}.csv").upload_blob(
-            b"t\n", metadata={**meta, "source_path": storage.quote_meta(path)})
+            b"t\n", metadata={**meta, "source_path": storage.quote_meta(path)}
+        )
     kept = {**_snapshot(cc, "processed/"), **_snapshot(cc, "deadletter/")}
 
     report = retry.sweep(settings, now=storage.now_utc() + timedelta(days=1))
@@ -286,7 +327,8 @@ def test_traversal_names_and_tampered_paths_through_the_sweep(
 
 
 def test_requeue_all_refuses_traversal_names_and_goes_on(
-        settings: Settings, sas: str, cc: ContainerClient) -> None:
+    settings: Settings, sas: str, cc: ContainerClient
+) -> None:
     """`sales-etl requeue --all` lists failed/ and deadletter/ like the sweep: a literal
     '..' name is refused (never addressed: with a shared key the request fails to
     authenticate and stopped the whole requeue), the other blobs are requeued, and a
@@ -295,15 +337,18 @@ def test_requeue_all_refuses_traversal_names_and_goes_on(
     cc.get_blob_client(victim).upload_blob(b"victim\n")
     _raw("PUT", cc, sas, "failed/sales/../../" + victim, b"evil\n", {"attempts": "1"})
     cc.get_blob_client("failed/sales/sound.csv").upload_blob(b"sound\n")
-    cc.get_blob_client("deadletter/sales/tampered.csv").upload_blob(b"t\n", metadata={
-        "source_path": storage.quote_meta("incoming/sales/../../processed/sales/t.csv")})
+    cc.get_blob_client("deadletter/sales/tampered.csv").upload_blob(
+        b"t\n", metadata={"source_path": storage.quote_meta("incoming/sales/../../processed/sales/t.csv")}
+    )
     kept = _snapshot(cc, "processed/")
 
     report = requeue(settings, everything=True)
 
     assert report.refused == ["failed/sales/../../" + victim]
-    assert sorted(m.target for m in report.moved) == ["incoming/sales/sound.csv",
-                                                      "incoming/sales/tampered.csv"]
+    assert sorted(m.target for m in report.moved) == [
+        "incoming/sales/sound.csv",
+        "incoming/sales/tampered.csv",
+    ]
     assert _snapshot(cc, "processed/") == kept
     assert names(cc, "incoming/") == ["incoming/sales/sound.csv", "incoming/sales/tampered.csv"]
     assert names(cc, "failed/") == ["failed/sales/../../" + victim]
@@ -313,13 +358,12 @@ def test_requeue_all_refuses_traversal_names_and_goes_on(
 
 
 def _failed(cc: ContainerClient, name: str, **meta: str) -> None:
-    cc.get_blob_client(f"failed/sales/{name}").upload_blob(
-        b"data\n", metadata={"kind": "transient", **meta})
+    cc.get_blob_client(f"failed/sales/{name}").upload_blob(b"data\n", metadata={"kind": "transient", **meta})
 
 
 def test_tampered_retry_metadata_never_stops_the_sweep(
-        settings: Settings, clean: None, cc: ContainerClient,
-        caplog: pytest.LogCaptureFixture) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, caplog: pytest.LogCaptureFixture
+) -> None:
     now = storage.now_utc()
     naive = "%Y-%m-%dT%H:%M:%S"
     _failed(cc, "a.csv", attempts="abc")
@@ -336,15 +380,15 @@ def test_tampered_retry_metadata_never_stops_the_sweep(
 
     first = retry.sweep(settings, now=now)
 
-    assert sorted(first.retried) == [f"incoming/sales/{n}.csv" for n in ("a", "b", "c", "d",
-                                                                       "h", "zz")]
+    assert sorted(first.retried) == [f"incoming/sales/{n}.csv" for n in ("a", "b", "c", "d", "h", "zz")]
     assert sorted(first.waiting) == ["failed/sales/e.csv", "failed/sales/f.csv"]
     assert first.deadlettered == ["deadletter/sales/g.csv"]
     assert first.errors == ["failed/sales/i.csv"]
-    assert any(r.levelno == logging.ERROR and "failed/sales/i.csv" in r.getMessage()
-               for r in caplog.records)
-    attempts = {n: cc.get_blob_client(f"incoming/sales/{n}.csv").get_blob_properties()
-                .metadata["attempts"] for n in "abc"}
+    assert any(r.levelno == logging.ERROR and "failed/sales/i.csv" in r.getMessage() for r in caplog.records)
+    attempts = {
+        n: cc.get_blob_client(f"incoming/sales/{n}.csv").get_blob_properties().metadata["attempts"]
+        for n in "abc"
+    }
     assert attempts == {"a": "1", "b": "1", "c": "2"}  # sound again, whatever it said
     cc.get_blob_client("failed/sales/i.csv").delete_blob(delete_snapshots="include")
 
@@ -354,7 +398,8 @@ def test_tampered_retry_metadata_never_stops_the_sweep(
 
 
 def test_retry_metadata_at_the_edges_of_its_types_never_stops_the_sweep(
-        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    settings: Settings, clean: None, cc: ContainerClient
+) -> None:
     """Times that overflow when converted to UTC are unreadable, so due; a count written
     with a huge exponent is clamped without being expanded (it would take minutes)."""
     now = storage.now_utc()
@@ -364,14 +409,14 @@ def test_retry_metadata_at_the_edges_of_its_types_never_stops_the_sweep(
     _failed(cc, "tiny.csv", attempts="-1e9999999")
     report = retry.sweep(settings, now=now)
     assert report.errors == []
-    assert sorted(report.retried) == [f"incoming/sales/{n}.csv" for n in ("early", "late",
-                                                                        "tiny")]
+    assert sorted(report.retried) == [f"incoming/sales/{n}.csv" for n in ("early", "late", "tiny")]
     assert report.deadlettered == ["deadletter/sales/huge.csv"]
     assert names(cc, "failed/") == []
 
 
 def test_tampered_attempts_never_stop_requeue_recording_its_moves(
-        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    settings: Settings, clean: None, cc: ContainerClient
+) -> None:
     """requeue reads the count as the sweep does: a huge one (past the ledger's integer)
     is clamped, so every move is still recorded."""
     _failed(cc, "huge.csv", attempts="99999999999999999999")
@@ -380,19 +425,24 @@ def test_tampered_attempts_never_stop_requeue_recording_its_moves(
     report = requeue(settings, everything=True)
     assert report.unrecorded == ""
     assert {m.source: m.attempts for m in report.moved} == {
-        "failed/sales/huge.csv": settings.retry.max_attempts, "failed/sales/float.csv": 2,
-        "failed/sales/junk.csv": 0}
+        "failed/sales/huge.csv": settings.retry.max_attempts,
+        "failed/sales/float.csv": 2,
+        "failed/sales/junk.csv": 0,
+    }
     assert sorted(query(settings, "SELECT blob_path, attempt FROM etl_runs")) == [
-        ("incoming/sales/float.csv", 2), ("incoming/sales/huge.csv", 5),
-        ("incoming/sales/junk.csv", 0)]
+        ("incoming/sales/float.csv", 2),
+        ("incoming/sales/huge.csv", 5),
+        ("incoming/sales/junk.csv", 0),
+    ]
 
 
-@pytest.mark.parametrize(("claimed", "attempt"), [("abc", 1), ("-50", 1), ("2.0", 3),
-                                                  ("99999", 6), ("1e9999999", 6),
-                                                  ("-1e9999999", 1)])
+@pytest.mark.parametrize(
+    ("claimed", "attempt"),
+    [("abc", 1), ("-50", 1), ("2.0", 3), ("99999", 6), ("1e9999999", 6), ("-1e9999999", 1)],
+)
 def test_tampered_attempts_on_an_incoming_blob_still_load_once(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path, claimed: str,
-        attempt: int) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path, claimed: str, attempt: int
+) -> None:
     assert settings.retry.max_attempts == 5
     g = generate(tmp_path / "t.csv", 30, seed=95)
     name = "incoming/sales/tampered.csv"

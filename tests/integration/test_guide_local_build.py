@@ -27,9 +27,24 @@ def _guide_command() -> list[str]:
 
 
 def _pip(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--quiet",
-                           "--disable-pip-version-check", "--ignore-installed", *args],
-                          cwd=ROOT, capture_output=True, text=True, timeout=600, check=False)
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--dry-run",
+            "--quiet",
+            "--disable-pip-version-check",
+            "--ignore-installed",
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
 
 
 def test_the_guides_local_build_finds_a_wheel_for_every_requirement(tmp_path: Path) -> None:

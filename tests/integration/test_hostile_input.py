@@ -37,8 +37,7 @@ FILE_FAILURES = [
     ("image.png", b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 8, "not_csv"),
     ("sheet.xlsx", b"PK\x03\x04" + bytes(range(256)) * 8, "not_csv"),
     ("binary.csv", bytes(range(256)) * 8, "not_csv"),
-    ("latin1-header.csv", HEADER.replace("store_id", "st\xf6re_id").encode("latin-1") + b"\n",
-     "not_utf8"),
+    ("latin1-header.csv", HEADER.replace("store_id", "st\xf6re_id").encode("latin-1") + b"\n", "not_utf8"),
     ("fake.csv.gz", b"this is not gzip", "not_gzip"),
     ("corrupt.csv.gz", gzip.compress(body(*good(50, "GZ")))[:-30] + b"\x00" * 8, "bad_gzip"),
     ("dupcols.csv", body(header=HEADER + ",quantity"), "duplicate_column"),
@@ -48,8 +47,9 @@ FILE_FAILURES = [
 
 
 @pytest.mark.parametrize(("name", "data", "code"), FILE_FAILURES, ids=[f[0] for f in FILE_FAILURES])
-def test_whole_file_failures(settings: Settings, clean: None, cc: ContainerClient, name: str,
-                             data: bytes, code: str) -> None:
+def test_whole_file_failures(
+    settings: Settings, clean: None, cc: ContainerClient, name: str, data: bytes, code: str
+) -> None:
     process(cc, settings, name, data)
     assert names(cc, "incoming/") == [] and names(cc, "failed/") == [f"failed/sales/{name}"]
     meta = cc.get_blob_client(f"failed/sales/{name}").get_blob_properties().metadata
@@ -87,7 +87,8 @@ ROW_REJECTS = {
 
 
 def test_bad_rows_are_rejected_with_their_codes_and_the_rest_loads(
-        settings: Settings, clean: None, cc: ContainerClient) -> None:
+    settings: Settings, clean: None, cc: ContainerClient
+) -> None:
     lines = good(40, "G")
     expected: dict[int, str] = {}
     for bad, code in ROW_REJECTS.values():
@@ -105,38 +106,45 @@ def test_bad_rows_are_rejected_with_their_codes_and_the_rest_loads(
     got = {int(r["line"]): r["reason_code"] for r in csv.DictReader(io.StringIO(rejects))}
     assert got == expected
     assert query(settings, "SELECT count(*) FROM sales") == [(80,)]
-    [(read, loaded, rejected)] = query(settings, "SELECT rows_read, rows_loaded, rows_rejected"
-                                       " FROM etl_runs WHERE status = 'loaded'")
+    [(read, loaded, rejected)] = query(
+        settings, "SELECT rows_read, rows_loaded, rows_rejected FROM etl_runs WHERE status = 'loaded'"
+    )
     assert (read, loaded, rejected) == (80 + len(expected), 80, len(expected))
     assert "'=1+2,CUST-001" in rejects
     # (a raw row that starts like a formula is neutralised for spreadsheets)
 
 
 def test_extra_and_reordered_columns(settings: Settings, clean: None, cc: ContainerClient) -> None:
-    header = ("note,timestamp,payment_method,total_amount,discount,unit_price,quantity,"
-              "store_id,product_id,customer_id,transaction_id")
-    lines = [f"hello {i},2025-10-09 08:00:00,cash,20.00,0,10.00,2,S-1,P-1,C-1,RO-{i}"
-             for i in range(25)]
+    header = (
+        "note,timestamp,payment_method,total_amount,discount,unit_price,quantity,"
+        "store_id,product_id,customer_id,transaction_id"
+    )
+    lines = [f"hello {i},2025-10-09 08:00:00,cash,20.00,0,10.00,2,S-1,P-1,C-1,RO-{i}" for i in range(25)]
     process(cc, settings, "reordered.csv", body(*lines, header=header))
     assert query(settings, "SELECT count(*) FROM sales") == [(25,)]
     assert query(settings, "SELECT unknown_columns FROM etl_runs") == [(["note"],)]
 
 
-@pytest.mark.parametrize("name", [
-    "with spaces and ünïcødé 名前.csv",
-    "a/..b/...c.csv",  # (a ".." segment itself is refused by the storage service)
-    "x" * 200 + "/" + "y" * 200 + ".csv",
-    "sales'; DROP TABLE sales;--.csv",
-])
-def test_strange_blob_names(settings: Settings, clean: None, cc: ContainerClient,
-                            name: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "name",
+    [
+        "with spaces and ünïcødé 名前.csv",
+        "a/..b/...c.csv",  # (a ".." segment itself is refused by the storage service)
+        "x" * 200 + "/" + "y" * 200 + ".csv",
+        "sales'; DROP TABLE sales;--.csv",
+    ],
+)
+def test_strange_blob_names(
+    settings: Settings, clean: None, cc: ContainerClient, name: str, tmp_path: Path
+) -> None:
     blob = f"incoming/{name}"
     cc.get_blob_client(blob).upload_blob(body(*good(5, "N")), overwrite=True)
     hostcall.invoke_blob_trigger(settings.container, blob)
     placed = names(cc)
     assert len(placed) == 1 and placed[0].split("/")[0] in ("processed", "failed")
     assert ".." not in placed[0].split("/")
-    assert query(settings, "SELECT count(*) FROM sales") == [(5 if placed[0].startswith(
-        "processed/") else 0,)]
+    assert query(settings, "SELECT count(*) FROM sales") == [
+        (5 if placed[0].startswith("processed/") else 0,)
+    ]
     assert query(settings, "SELECT blob_path FROM etl_runs") == [(blob,)]
     assert query(settings, "SELECT to_regclass('sales') IS NOT NULL") == [(True,)]

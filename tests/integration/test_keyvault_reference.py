@@ -30,8 +30,13 @@ def fresh_settings() -> Iterator[None]:
 
 
 def test_an_unresolved_reference_fails_the_invocation_and_loses_nothing(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path,
-        monkeypatch: pytest.MonkeyPatch, fresh_settings: None) -> None:
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    fresh_settings: None,
+) -> None:
     blob = storage.upload(cc, generate(tmp_path / "kv.csv", 200, seed=41).path)
     monkeypatch.setenv("FERNET_KEYS", REF)
     with pytest.raises(hostcall.InvocationFailed) as err:  # the worker reports the failure

@@ -29,15 +29,27 @@ def test_load_accounts_for_every_row(settings: Settings, clean: None, tmp_path: 
     rec = pipeline.load_file(g.path, SALES, settings)
     assert rec.status == "loaded"
     assert (rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected) == (
-        3000, 3000 - len(g.bad), 0, len(g.bad))
+        3000,
+        3000 - len(g.bad),
+        0,
+        len(g.bad),
+    )
     assert rejects_of(Path(rec.rejects_path or "")) == g.bad
     # the table holds exactly the loaded rows, tagged with the run, and no plaintext ids
-    [(count, plain)] = query(settings, "SELECT count(*), count(*) FILTER (WHERE customer_id LIKE"
-                             " 'CUST-%%' OR store_id LIKE 'STORE-%%') FROM sales WHERE"
-                             " etl_run_id = %s", (rec.run_id,))
+    [(count, plain)] = query(
+        settings,
+        "SELECT count(*), count(*) FILTER (WHERE customer_id LIKE"
+        " 'CUST-%%' OR store_id LIKE 'STORE-%%') FROM sales WHERE"
+        " etl_run_id = %s",
+        (rec.run_id,),
+    )
     assert (count, plain) == (rec.rows_loaded, 0)
-    [ledger] = query(settings, "SELECT status, rows_read, rows_loaded, rows_rejected,"
-                     " content_sha256 FROM etl_runs WHERE run_id = %s", (rec.run_id,))
+    [ledger] = query(
+        settings,
+        "SELECT status, rows_read, rows_loaded, rows_rejected,"
+        " content_sha256 FROM etl_runs WHERE run_id = %s",
+        (rec.run_id,),
+    )
     assert ledger == ("loaded", 3000, rec.rows_loaded, len(g.bad), rec.content_sha256)
 
 
@@ -53,7 +65,8 @@ def test_same_file_twice_adds_nothing(settings: Settings, clean: None, tmp_path:
 
 
 def test_duplicates_inside_a_file_are_rejected_with_the_first_line(
-        settings: Settings, clean: None, tmp_path: Path) -> None:
+    settings: Settings, clean: None, tmp_path: Path
+) -> None:
     g = generate(tmp_path / "d.csv", 50, seed=13)
     lines = g.path.read_text().splitlines()
     lines.insert(10, lines[3])  # line 11 repeats line 4's transaction
@@ -64,21 +77,23 @@ def test_duplicates_inside_a_file_are_rejected_with_the_first_line(
     with open(rec.rejects_path or "", newline="") as f:
         rejects = list(csv.DictReader(f))
     assert {(int(r["line"]), r["reason_code"]) for r in rejects} == {
-        (11, "duplicate_in_file"), (53, "duplicate_in_file")}
+        (11, "duplicate_in_file"),
+        (53, "duplicate_in_file"),
+    }
     assert all("already appears on line" in r["reason"] for r in rejects)
     assert all(r["raw_row"].startswith("TX-") for r in rejects)
 
 
 def test_missing_column_fails_the_file_and_loads_nothing(
-        settings: Settings, clean: None, tmp_path: Path) -> None:
+    settings: Settings, clean: None, tmp_path: Path
+) -> None:
     g = generate(tmp_path / "m.csv", 20, seed=14)
     text = g.path.read_text().replace("store_id,", "", 1)
     g.path.write_text(text)
     with pytest.raises(DataError, match="missing required column"):
         pipeline.load_file(g.path, SALES, settings)
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
-    assert query(settings, "SELECT status, reason_code FROM etl_runs") == [
-        ("failed", "missing_columns")]
+    assert query(settings, "SELECT status, reason_code FROM etl_runs") == [("failed", "missing_columns")]
 
 
 def test_gzip_file_loads(settings: Settings, clean: None, tmp_path: Path) -> None:
@@ -97,7 +112,8 @@ def test_chunk_boundaries_lose_nothing(settings: Settings, clean: None, tmp_path
 
 
 def test_duplicates_across_chunks_and_partial_overlap(
-        settings: Settings, clean: None, tmp_path: Path) -> None:
+    settings: Settings, clean: None, tmp_path: Path
+) -> None:
     """Fast path (COPY into the target) until a key collides, then staging + merge: the
     counts and the rejects are the same either way."""
     small = Settings(**{**settings.__dict__, "chunk_rows": 100})
@@ -111,11 +127,12 @@ def test_duplicates_across_chunks_and_partial_overlap(
     lines.append(lines[3])  # and a duplicate of line 4, 1000 lines later (another chunk)
     b.path.write_text("\n".join(lines) + "\n")
     rec = pipeline.load_file(b.path, SALES, small)
-    assert (rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected) == (
-        1001, 900, 100, 1)
+    assert (rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected) == (1001, 900, 100, 1)
     assert rejects_of(Path(rec.rejects_path or "")) == {1002: "duplicate_in_file"}
-    assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [
-        (1900, 1900)]
+    assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [(1900, 1900)]
     # lineage: each row names its run and line
-    assert query(settings, "SELECT etl_run_id, source_line FROM sales WHERE transaction_id"
-                 " = %s", (lines[1].split(",")[0],)) == [(rec.run_id, 2)]
+    assert query(
+        settings,
+        "SELECT etl_run_id, source_line FROM sales WHERE transaction_id = %s",
+        (lines[1].split(",")[0],),
+    ) == [(rec.run_id, 2)]

@@ -87,4 +87,7 @@ def test_readme_examples_run_as_shown(stack: devstack.StackState, tmp_path: Path
         assert result.code == 0, f"README command failed ({result.code}): {command}\n{shown}"
         assert pattern(expected).fullmatch(shown), (
             f"README command printed something else: {command}\n--- README shows:\n"
-            + "\n".join(expected) + "\n--- it printed:\n" + shown)
+            + "\n".join(expected)
+            + "\n--- it printed:\n"
+            + shown
+        )

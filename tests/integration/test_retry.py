@@ -21,13 +21,18 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def failed_blob(cc: ContainerClient, name: str, **meta: str) -> None:
-    base = {"attempts": "1", "kind": "transient", "source_path": f"incoming/sales/{name}",
-            "next_attempt_at": (T0 + timedelta(minutes=1)).isoformat()}
+    base = {
+        "attempts": "1",
+        "kind": "transient",
+        "source_path": f"incoming/sales/{name}",
+        "next_attempt_at": (T0 + timedelta(minutes=1)).isoformat(),
+    }
     cc.get_blob_client(f"failed/sales/{name}").upload_blob(b"data\n", metadata={**base, **meta})
 
 
-def test_transient_waits_for_backoff_then_returns(settings: Settings, clean: None,
-                                                  cc: ContainerClient) -> None:
+def test_transient_waits_for_backoff_then_returns(
+    settings: Settings, clean: None, cc: ContainerClient
+) -> None:
     failed_blob(cc, "a.csv")
     early = retry.sweep(settings, now=T0)
     assert early.waiting == ["failed/sales/a.csv"] and names(cc, "incoming/") == []
@@ -38,16 +43,16 @@ def test_transient_waits_for_backoff_then_returns(settings: Settings, clean: Non
     assert meta["attempts"] == "1"  # the count travels with the blob
 
 
-def test_exhausted_blobs_are_deadlettered(settings: Settings, clean: None,
-                                          cc: ContainerClient) -> None:
+def test_exhausted_blobs_are_deadlettered(settings: Settings, clean: None, cc: ContainerClient) -> None:
     failed_blob(cc, "b.csv", attempts=str(settings.retry.max_attempts))
     report = retry.sweep(settings, now=T0 + timedelta(days=1))
     assert report.deadlettered == ["deadletter/sales/b.csv"]
     assert names(cc) == ["deadletter/sales/b.csv"]
 
 
-def test_data_failures_wait_for_a_change_or_force(settings: Settings, clean: None,
-                                                  cc: ContainerClient) -> None:
+def test_data_failures_wait_for_a_change_or_force(
+    settings: Settings, clean: None, cc: ContainerClient
+) -> None:
     current = dataset_version(get_dataset("sales"))
     failed_blob(cc, "same.csv", kind="data", dataset_version=current, app_version=__version__)
     failed_blob(cc, "old.csv", kind="data", dataset_version="0-old", app_version=__version__)
@@ -59,8 +64,7 @@ def test_data_failures_wait_for_a_change_or_force(settings: Settings, clean: Non
     assert names(cc, "failed/") == []
 
 
-def test_two_sweeps_at_once_move_each_blob_once(settings: Settings, clean: None,
-                                                cc: ContainerClient) -> None:
+def test_two_sweeps_at_once_move_each_blob_once(settings: Settings, clean: None, cc: ContainerClient) -> None:
     for i in range(12):
         failed_blob(cc, f"c{i}.csv")
     reports: list[retry.SweepReport] = []
@@ -80,8 +84,9 @@ def test_two_sweeps_at_once_move_each_blob_once(settings: Settings, clean: None,
     assert names(cc) == sorted(moved)
 
 
-def test_transient_database_failure_round_trip(settings: Settings, clean: None,
-                                               cc: ContainerClient, tmp_path: Path) -> None:
+def test_transient_database_failure_round_trip(
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     """Database unreachable: failed/ as transient with backoff; the sweep returns it; the
     next attempt loads it; the attempt count went up."""
     g = generate(tmp_path / "rt.csv", 250, seed=31)
@@ -96,5 +101,4 @@ def test_transient_database_failure_round_trip(settings: Settings, clean: None,
     assert retry.sweep(settings, now=due - timedelta(seconds=1)).waiting
     assert retry.sweep(settings, now=due + timedelta(seconds=1)).retried == [blob]
     hostcall.invoke_blob_trigger(settings.container, blob)
-    assert query(settings, "SELECT status, attempt, rows_loaded FROM etl_runs") == [
-        ("loaded", 2, 250)]
+    assert query(settings, "SELECT status, attempt, rows_loaded FROM etl_runs") == [("loaded", 2, 250)]

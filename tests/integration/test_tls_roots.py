@@ -25,8 +25,9 @@ def _connect(settings: Settings, rootcert: str) -> list[tuple[object, ...]]:
     return rows
 
 
-def test_verify_full_through_the_shipped_roots_plus_a_ca(tls: StackState, settings: Settings,
-                                                         tmp_path: Path) -> None:
+def test_verify_full_through_the_shipped_roots_plus_a_ca(
+    tls: StackState, settings: Settings, tmp_path: Path
+) -> None:
     assert tls.ca_file is not None  # a TLS stack has its CA
     bundle = tmp_path / "bundle.pem"
     bundle.write_bytes(AZURE_PG_ROOTS.read_bytes() + b"\n" + Path(tls.ca_file).read_bytes())

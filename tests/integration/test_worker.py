@@ -51,8 +51,13 @@ def upload(cc: ContainerClient, tmp_path: Path, name: str, rows: int, seed: int)
 
 
 def test_the_host_payload_loads_a_file_on_the_worker_pool(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker: hostcall.WorkerHost,
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     blob = upload(cc, tmp_path, "w1.csv", 30_000, 91)
     request = worker.blob_request(settings.container, blob)
     ir = request.invocation_request
@@ -60,7 +65,11 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
     [param] = ir.input_data
     mbd = param.data.model_binding_data
     assert (param.name, mbd.version, mbd.source, mbd.content_type) == (
-        "client", "1.0", "AzureStorageBlobs", "application/json")
+        "client",
+        "1.0",
+        "AzureStorageBlobs",
+        "application/json",
+    )
     assert ir.trigger_metadata["BlobTrigger"].string == f"{settings.container}/{blob}"
     assert ir.trigger_metadata["name"].string == blob.removeprefix("incoming/")
     # spy on the thread that runs the user function and on the COPY thread it starts
@@ -84,7 +93,8 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
     assert result.ok, result.message
     assert query(settings, "SELECT count(*) FROM sales") == [(30_000,)]
     assert query(settings, "SELECT status, trigger, rows_loaded FROM etl_runs") == [
-        ("loaded", "blob", 30_000)]
+        ("loaded", "blob", 30_000)
+    ]
     assert names(cc, "incoming/") == []
     assert names(cc, "processed/") == [f"processed/sales/{datetime.now(UTC):%Y/%m/%d}/w1.csv"]
     assert seen["copy"].startswith("copy")
@@ -101,13 +111,17 @@ def test_the_host_payload_loads_a_file_on_the_worker_pool(
     ours = [r for r in records if r.category.startswith("sales_etl")]
     assert ours and {r.invocation_id for r in ours} == {result.invocation_id}
     assert not [r for r in records if r.category.startswith("azure.core.pipeline")]
-    assert next(r for r in records if r.category == "azure.functions"
-            and "Function name: load_blob" in r.message).invocation_id == result.invocation_id
+    assert (
+        next(
+            r for r in records if r.category == "azure.functions" and "Function name: load_blob" in r.message
+        ).invocation_id
+        == result.invocation_id
+    )
 
 
 def test_prefetch_thread_records_carry_the_invocation_id(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path) -> None:
+    worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     """Re-enable the SDK's HTTP logging for this test: its records from the prefetch
     (blob-range) thread must still name the invocation (the context is carried over)."""
     blob = upload(cc, tmp_path, "w2.csv", 40_000, 92)
@@ -126,23 +140,27 @@ def test_prefetch_thread_records_carry_the_invocation_id(
 
 
 def test_concurrent_deliveries_of_one_blob_load_it_once(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path) -> None:
+    worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     blob = upload(cc, tmp_path, "w3.csv", 5_000, 93)
     requests = [worker.blob_request(settings.container, blob) for _ in range(4)]
     results = worker.deliver(requests)
     assert len({r.invocation_id for r in results}) == 4
     assert all(r.ok for r in results), [r.message for r in results]
-    assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [
-        (5_000, 5_000)]
+    assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [(5_000, 5_000)]
     assert query(settings, "SELECT count(*) FROM etl_runs WHERE status = 'loaded'") == [(1,)]
     assert len(names(cc, "processed/")) == 1 and names(cc, "incoming/") == []
     assert names(cc, "failed/") == []
 
 
 def test_redelivery_after_success_is_a_no_op(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker: hostcall.WorkerHost,
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     blob = upload(cc, tmp_path, "w4.csv", 2_000, 94)
     clients: list[Any] = []
     on_blob = triggers.on_blob
@@ -158,7 +176,9 @@ def test_redelivery_after_success_is_a_no_op(
     assert first.ok and again.ok, again.message
     assert query(settings, "SELECT count(*) FROM sales") == [(2_000,)]
     assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
-        ("loaded", None), ("skipped", "gone")]
+        ("loaded", None),
+        ("skipped", "gone"),
+    ]
     assert len(names(cc, "processed/")) == 1 and names(cc, "incoming/") == []
     # the injected client, built by the blob extension from the SalesStorage setting; the
     # runtime (1.3.0) builds one per delivery: nothing but the setting is shared
@@ -167,8 +187,13 @@ def test_redelivery_after_success_is_a_no_op(
 
 
 def test_an_invocation_that_raises_is_reported_failed_and_the_retry_loads(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient,
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    worker: hostcall.WorkerHost,
+    settings: Settings,
+    clean: None,
+    cc: ContainerClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """Storage fails mid-read and the blob cannot even be parked in failed/: the function
     raises, the worker reports Failure, the host retries (up to poisonBlobThreshold) and
     the retry loads the file once."""
@@ -189,14 +214,13 @@ def test_an_invocation_that_raises_is_reported_failed_and_the_retry_loads(
     monkeypatch.setattr(moves, "move", original_move)
     [retried] = worker.deliver([worker.blob_request(settings.container, blob, retry_count=1)])
     assert retried.ok, retried.message
-    assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [
-        (3_000, 3_000)]
+    assert query(settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [(3_000, 3_000)]
     assert len(names(cc, "processed/")) == 1 and names(cc, "incoming/") == []
 
 
 def test_a_function_failure_reaches_the_host_as_failure(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    worker: hostcall.WorkerHost, settings: Settings, clean: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def boom(client: Any) -> None:
         raise RuntimeError("database unreachable")
 
@@ -209,22 +233,31 @@ def test_a_function_failure_reaches_the_host_as_failure(
 
 
 def test_the_timer_with_the_host_json_runs_the_sweep(
-        worker: hostcall.WorkerHost, settings: Settings, clean: None,
-        cc: ContainerClient) -> None:
-    cc.get_blob_client("failed/sales/t.csv").upload_blob(b"x\n", metadata={
-        "attempts": "1", "kind": "transient", "next_attempt_at": "2000-01-01T00:00:00+00:00",
-        "source_path": "incoming/sales/t.csv"})
+    worker: hostcall.WorkerHost, settings: Settings, clean: None, cc: ContainerClient
+) -> None:
+    cc.get_blob_client("failed/sales/t.csv").upload_blob(
+        b"x\n",
+        metadata={
+            "attempts": "1",
+            "kind": "transient",
+            "next_attempt_at": "2000-01-01T00:00:00+00:00",
+            "source_path": "incoming/sales/t.csv",
+        },
+    )
     request = worker.timer_request(past_due=True)
     assert '"IsPastDue": true' in request.invocation_request.input_data[0].data.json
     [result] = worker.deliver([request])
     assert result.ok, result.message
     assert names(cc) == ["incoming/sales/t.csv"]
-    assert any("retry sweep is running late" in r.message and
-               r.invocation_id == result.invocation_id for r in worker.logs)
+    assert any(
+        "retry sweep is running late" in r.message and r.invocation_id == result.invocation_id
+        for r in worker.logs
+    )
 
 
 def test_a_broken_dataset_fails_only_its_own_files(
-        settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path) -> None:
+    settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
+) -> None:
     """DATASETS_DIR overrides customers with a broken file: a customers file fails with
     the reason, a sales file still loads (the worker reports the broken one at start)."""
     extra = tmp_path / "datasets"

@@ -12,16 +12,18 @@ from sales_etl.extract import Chunk, Header, iter_chunks
 from sales_etl.transform import Transformed, transform
 
 SALES = get_dataset("sales")
-HEADER = ("transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
-          "total_amount,payment_method,timestamp")
+HEADER = (
+    "transaction_id,customer_id,product_id,store_id,quantity,unit_price,discount,"
+    "total_amount,payment_method,timestamp"
+)
 GOOD = "TX-1,CUST-001,PROD-001,STORE-001,2,10.00,0.10,18.00,Credit Card ,2025-10-09 08:00:00"
 
 
-def parse(text: str | bytes, name: str = "test.csv", chunk_rows: int = 1000,
-          block_bytes: int = 1 << 20) -> tuple[Header, list[Chunk]]:
+def parse(
+    text: str | bytes, name: str = "test.csv", chunk_rows: int = 1000, block_bytes: int = 1 << 20
+) -> tuple[Header, list[Chunk]]:
     data = text.encode("utf-8") if isinstance(text, str) else text
-    header, chunks = iter_chunks(io.BytesIO(data), SALES, name, chunk_rows,
-                                 block_bytes=block_bytes)
+    header, chunks = iter_chunks(io.BytesIO(data), SALES, name, chunk_rows, block_bytes=block_bytes)
     return header, list(chunks)
 
 
@@ -33,7 +35,8 @@ def run(text: str | bytes, chunk_rows: int = 1000, block_bytes: int = 1 << 20) -
     return Transformed(
         columns={k: pa.concat_arrays([r.columns[k] for r in results]) for k in results[0].columns},
         lines=np.concatenate([r.lines for r in results]),
-        rejects=[rej for r in results for rej in r.rejects])
+        rejects=[rej for r in results for rej in r.rejects],
+    )
 
 
 def csv_of(*rows: str) -> str:

@@ -26,8 +26,7 @@ class FakeBlob:
     def get_blob_properties(self) -> Any:
         if self.etag is None:
             raise ResourceNotFoundError("gone")
-        return SimpleNamespace(etag=self.etag, size=10, last_modified=LANDED,
-                               metadata={"attempts": "2"})
+        return SimpleNamespace(etag=self.etag, size=10, last_modified=LANDED, metadata={"attempts": "2"})
 
     def upload_blob(self, data: Any, **kwargs: Any) -> None:
         self.uploads.append({"data": data.read(), **kwargs})
@@ -45,12 +44,18 @@ class FakeContainer:
 def pinned(cc: FakeContainer, name: str = "incoming/sales/2026/day.csv") -> IncomingBlob:
     client = cc.get_blob_client(name)
     props = client.get_blob_properties()
-    return IncomingBlob(cc, client, name, props.etag, props.size,  # type: ignore[arg-type]
-                        props.last_modified, dict(props.metadata))
+    return IncomingBlob(
+        cc,  # type: ignore[arg-type]
+        client,  # type: ignore[arg-type]
+        name,
+        props.etag,
+        props.size,
+        props.last_modified,
+        dict(props.metadata),
+    )
 
 
-def test_find_pins_the_current_version_or_says_it_is_gone(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_find_pins_the_current_version_or_says_it_is_gone(monkeypatch: pytest.MonkeyPatch) -> None:
     cc = FakeContainer()
     service = SimpleNamespace(get_container_client=lambda name: cc)
     monkeypatch.setattr(blobs, "service_client", lambda storage: service)
@@ -60,8 +65,9 @@ def test_find_pins_the_current_version_or_says_it_is_gone(
     assert (found.etag, found.size, found.last_modified) == ('"0x1"', 10, LANDED)
     assert found.metadata == {"attempts": "2"} and found.route.dataset == "sales"
     gone = FakeContainer(etag=None)
-    monkeypatch.setattr(blobs, "service_client", lambda storage: SimpleNamespace(
-        get_container_client=lambda name: gone))
+    monkeypatch.setattr(
+        blobs, "service_client", lambda storage: SimpleNamespace(get_container_client=lambda name: gone)
+    )
     assert IncomingBlob.find(settings, "sales", "incoming/a.csv") is None  # type: ignore[arg-type]
 
 
@@ -86,8 +92,7 @@ def test_rejects_are_the_runs_own_file_never_overwritten() -> None:
     assert upload["content_settings"].content_type == "text/csv"
 
 
-def test_moves_are_of_the_pinned_version_and_name_the_run(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_moves_are_of_the_pinned_version_and_name_the_run(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[str, str, dict[str, Any]]] = []
 
     def move(container: Any, source: str, target: str, **kwargs: Any) -> str:
@@ -96,8 +101,10 @@ def test_moves_are_of_the_pinned_version_and_name_the_run(
 
     monkeypatch.setattr(moves, "move", move)
     blob = pinned(FakeContainer())
-    assert blob.to_processed(UUID, {"status": "loaded", "attempts": "3"}) == \
-        "processed/sales/2026/03/04/2026/day.csv"  # the day the version landed
+    assert (
+        blob.to_processed(UUID, {"status": "loaded", "attempts": "3"})
+        == "processed/sales/2026/03/04/2026/day.csv"
+    )  # the day the version landed
     assert blob.to_failed(UUID, {"reason_code": "bad_csv"}) == "failed/sales/2026/day.csv"
     (_, _, done), (_, _, failed) = calls
     assert done["metadata"] == {"status": "loaded", "attempts": "3", "run_uuid": UUID}

@@ -20,21 +20,29 @@ def test_pipeline_imports_no_storage_sdk_and_holds_no_sql() -> None:
     imported = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]
     imported += [n.module or "" for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
     assert not [m for m in imported if m.split(".")[0] in ("azure", "psycopg2")]
-    texts = [n.value for n in ast.walk(tree)
-             if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-    docstrings = {ast.get_docstring(n, clean=False) for n in ast.walk(tree)
-                  if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)}
+    texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
+    docstrings = {
+        ast.get_docstring(n, clean=False)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)
+    }
     assert not [t for t in texts if t not in docstrings and SQL.search(t)]
 
 
 def _scripts(path: Path) -> list[tuple[str, str]]:
     """Module-level ``NAME = \"\"\"...\"\"\"`` strings that a test runs with ``python -c``."""
     tree = ast.parse(path.read_text())
-    return [(node.targets[0].id, node.value.value) for node in tree.body
-            if isinstance(node, ast.Assign) and len(node.targets) == 1
-            and isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()
-            and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-            and "\n" in node.value.value]
+    return [
+        (node.targets[0].id, node.value.value)
+        for node in tree.body
+        if isinstance(node, ast.Assign)
+        and len(node.targets) == 1
+        and isinstance(node.targets[0], ast.Name)
+        and node.targets[0].id.isupper()
+        and isinstance(node.value, ast.Constant)
+        and isinstance(node.value.value, str)
+        and "\n" in node.value.value
+    ]
 
 
 def _undefined(code: str) -> set[str]:
@@ -56,15 +64,20 @@ def _undefined(code: str) -> set[str]:
     return used - defined
 
 
-SCRIPTS = [(f"{path.name}:{name}", code)
-           for path in sorted((ROOT / "tests" / "integration").rglob("*.py"))
-           for name, code in _scripts(path)]
+SCRIPTS = [
+    (f"{path.name}:{name}", code)
+    for path in sorted((ROOT / "tests" / "integration").rglob("*.py"))
+    for name, code in _scripts(path)
+]
 
 
 def test_the_crash_tests_have_their_scripts() -> None:
     found = {label for label, _ in SCRIPTS}
-    assert {"test_guarantees_moves.py:CRASH_AFTER_COPY", "interleave.py:WORKER",
-            "test_faults.py:LOAD_WORKER"} <= found
+    assert {
+        "test_guarantees_moves.py:CRASH_AFTER_COPY",
+        "interleave.py:WORKER",
+        "test_faults.py:LOAD_WORKER",
+    } <= found
 
 
 @pytest.mark.parametrize(("label", "code"), SCRIPTS, ids=[label for label, _ in SCRIPTS])

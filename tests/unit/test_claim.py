@@ -44,6 +44,7 @@ def never(calls: list[str]) -> Callable[[], Moved | None]:
     def current() -> Moved | None:
         calls.append("current")
         return None
+
     return current
 
 
@@ -80,8 +81,7 @@ def test_a_held_lock_is_waited_for_then_the_claim_goes_on() -> None:
     assert cur.rollbacks == 2  # between tries nothing is held open
 
 
-def test_a_lock_still_held_after_the_wait_is_in_progress(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lock_still_held_after_the_wait_is_in_progress(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(ledger, "CLAIM_WAIT_SECONDS", 0.0)
     cur = FakeCursor([False])
     with pytest.raises(Skipped) as caught:

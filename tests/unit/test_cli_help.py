@@ -43,10 +43,30 @@ def test_top_level_help_documents_exit_status() -> None:
 
 def test_expected_commands_exist() -> None:
     names = {" ".join(p) for p in all_commands(main)}
-    assert names >= {"migrate", "process", "load", "generate", "upload", "init-storage", "runs",
-                     "retry-failed", "show", "dev", "dev up", "dev down", "dev status",
-                     "dev env", "demo", "datasets", "keys generate", "requeue", "rotate-keys",
-                     "doctor", "datasets check", "dev compose-env"}
+    assert names >= {
+        "migrate",
+        "process",
+        "load",
+        "generate",
+        "upload",
+        "init-storage",
+        "runs",
+        "retry-failed",
+        "show",
+        "dev",
+        "dev up",
+        "dev down",
+        "dev status",
+        "dev env",
+        "demo",
+        "datasets",
+        "keys generate",
+        "requeue",
+        "rotate-keys",
+        "doctor",
+        "datasets check",
+        "dev compose-env",
+    }
 
 
 def test_bad_option_exits_non_zero() -> None:

@@ -16,8 +16,13 @@ from sales_etl.settings import load_settings, project_root
 
 COMPOSE = project_root() / "docker-compose.yml"
 KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
-FAKE_ENV = {"POSTGRES_ADMIN_PASSWORD": "p1", "POSTGRES_LOADER_PASSWORD": "p2",
-            "AZURITE_ACCOUNT_KEY": "a2V5", "FERNET_KEYS": KEY, "BLIND_INDEX_KEY": KEY}
+FAKE_ENV = {
+    "POSTGRES_ADMIN_PASSWORD": "p1",
+    "POSTGRES_LOADER_PASSWORD": "p2",
+    "AZURITE_ACCOUNT_KEY": "a2V5",
+    "FERNET_KEYS": KEY,
+    "BLIND_INDEX_KEY": KEY,
+}
 
 
 def spec() -> dict:
@@ -29,11 +34,15 @@ def test_compose_validates_without_an_engine(tmp_path: Path) -> None:
     if tool is None:
         if os.environ.get("CI"):
             pytest.fail("docker-compose is missing: make test installs it with apt-get")
-        pytest.skip("docker-compose not installed (apt-get install --no-install-recommends "
-                    "docker-compose)")
-    result = subprocess.run([tool, "-f", str(COMPOSE), "config", "-q"], cwd=project_root(),
-                            env={**os.environ, **FAKE_ENV}, capture_output=True, text=True,
-                            check=False)
+        pytest.skip("docker-compose not installed (apt-get install --no-install-recommends docker-compose)")
+    result = subprocess.run(
+        [tool, "-f", str(COMPOSE), "config", "-q"],
+        cwd=project_root(),
+        env={**os.environ, **FAKE_ENV},
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -41,11 +50,11 @@ def test_services_and_start_order() -> None:
     services = spec()["services"]
     assert set(services) == {"postgres", "flyway", "db-roles", "azurite", "functions"}
     assert services["flyway"]["depends_on"]["postgres"]["condition"] == "service_healthy"
-    assert services["db-roles"]["depends_on"]["flyway"]["condition"] == (
-        "service_completed_successfully")
+    assert services["db-roles"]["depends_on"]["flyway"]["condition"] == ("service_completed_successfully")
     assert services["functions"]["depends_on"] == {
         "db-roles": {"condition": "service_completed_successfully"},
-        "azurite": {"condition": "service_healthy"}}
+        "azurite": {"condition": "service_healthy"},
+    }
     for name in ("postgres", "azurite"):
         assert "healthcheck" in services[name]
     assert "./certs/generated:/certs:ro" in services["postgres"]["volumes"]
@@ -56,16 +65,16 @@ def test_services_and_start_order() -> None:
 
 def test_function_app_settings_match_what_the_app_reads() -> None:
     services = spec()["services"]
-    env = {k: str(v).replace("${", "").replace("}", "") for k, v in
-           services["functions"]["environment"].items()}
+    env = {
+        k: str(v).replace("${", "").replace("}", "") for k, v in services["functions"]["environment"].items()
+    }
     for key, value in FAKE_ENV.items():
         env = {k: v.replace(key, value) for k, v in env.items()}
     env["POSTGRES_SSLROOTCERT"] = str(COMPOSE)  # a file that exists here, in place of /certs
     settings = load_settings(env)  # every setting is one the app knows and accepts
     db = settings.require_database()
     assert db.host == "postgres" and db.port == 5432 and db.sslmode == "verify-full"
-    assert db.user == "sales_loader" and db.dbname == services["postgres"]["environment"][
-        "POSTGRES_DB"]
+    assert db.user == "sales_loader" and db.dbname == services["postgres"]["environment"]["POSTGRES_DB"]
     assert "5432:5432" in services["postgres"]["ports"]
     storage = settings.require_storage().connection_string
     assert storage is not None
@@ -84,7 +93,7 @@ def test_postgres_refuses_plaintext_tcp() -> None:
 
     command = spec()["services"]["postgres"]["command"][0]
     words = shlex.split(command)
-    hba_file = words[words.index("-c", words.index("postgres")) + 1:]
+    hba_file = words[words.index("-c", words.index("postgres")) + 1 :]
     hba = next(w.split("=", 1)[1] for w in hba_file if w.startswith("hba_file="))
     match = re.search(r"printf '%s\\n' (.*?) > (\S+)", command)
     assert match is not None and match.group(2) == hba

@@ -19,25 +19,40 @@ def test_unknown_dataset() -> None:
         get_dataset("nope")
 
 
-@pytest.mark.parametrize(("body", "words"), [
-    ('name = "x"\ntable = "x; drop table sales"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true',
-     "table"),
-    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="blob"\nrequired=true', "columns.a.type"),
-    ('name = "x"\nbusiness_key=["b"]\n[columns.a]\ntype="text"\nrequired=true', "business_key"),
-    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\ncolour=1', "colour"),
-    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\n'
-     '[columns.b]\ntype="decimal"\nscale=2\nderive="__import__(1)"', "derive"),
-    ('name = "x"\nbusiness_key=["a"\n', "not valid TOML"),
-    # values of a shape no check foresaw: still a ConfigError naming the file (a TypeError
-    # would escape scan_datasets and fail every dataset's start-up report and sweep)
-    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\npattern=5',
-     "columns.a.pattern"),
-    ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\nvalues=5',
-     "columns.a.values"),
-    ('name = "x"\nbusiness_key=["a"]\n[columns]\na=5', "columns.a: must be a table of keys"),
-    ('name = "x"\nversion = true\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true',
-     "version: True must be a positive whole number"),
-])
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        (
+            'name = "x"\ntable = "x; drop table sales"\n'
+            'business_key=["a"]\n[columns.a]\ntype="text"\nrequired=true',
+            "table",
+        ),
+        ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="blob"\nrequired=true', "columns.a.type"),
+        ('name = "x"\nbusiness_key=["b"]\n[columns.a]\ntype="text"\nrequired=true', "business_key"),
+        ('name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\ncolour=1', "colour"),
+        (
+            'name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\n'
+            '[columns.b]\ntype="decimal"\nscale=2\nderive="__import__(1)"',
+            "derive",
+        ),
+        ('name = "x"\nbusiness_key=["a"\n', "not valid TOML"),
+        # values of a shape no check foresaw: still a ConfigError naming the file (a TypeError
+        # would escape scan_datasets and fail every dataset's start-up report and sweep)
+        (
+            'name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\npattern=5',
+            "columns.a.pattern",
+        ),
+        (
+            'name = "x"\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true\nvalues=5',
+            "columns.a.values",
+        ),
+        ('name = "x"\nbusiness_key=["a"]\n[columns]\na=5', "columns.a: must be a table of keys"),
+        (
+            'name = "x"\nversion = true\nbusiness_key=["a"]\n[columns.a]\ntype="text"\nrequired=true',
+            "version: True must be a positive whole number",
+        ),
+    ],
+)
 def test_malformed_spec_names_file_and_key(tmp_path: Path, body: str, words: str) -> None:
     path = tmp_path / "x.toml"
     path.write_text(body)
@@ -48,7 +63,8 @@ def test_malformed_spec_names_file_and_key(tmp_path: Path, body: str, words: str
 
 def test_extra_directory_adds_datasets(tmp_path: Path) -> None:
     (tmp_path / "things.toml").write_text(
-        'name = "things"\nbusiness_key=["id"]\n[columns.id]\ntype="text"\nrequired=true\n')
+        'name = "things"\nbusiness_key=["id"]\n[columns.id]\ntype="text"\nrequired=true\n'
+    )
     found = load_datasets(tmp_path)
     assert set(found) >= {"sales", "things"}
 
@@ -69,10 +85,10 @@ def test_the_worker_does_not_import_pandas() -> None:
     import subprocess
     import sys
 
-    code = ("import sys, function_app, sales_etl.pipeline, sales_etl.retry;"
-            "print('pandas' in sys.modules)")
+    code = "import sys, function_app, sales_etl.pipeline, sales_etl.retry;print('pandas' in sys.modules)"
     from sales_etl.settings import project_root
 
-    out = subprocess.run([sys.executable, "-c", code], cwd=project_root(), capture_output=True,
-                         text=True, check=True).stdout.strip()
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=project_root(), capture_output=True, text=True, check=True
+    ).stdout.strip()
     assert out == "False"  # pandas costs ~40 MB of RSS and cold-start time in every worker

@@ -7,8 +7,7 @@ import pytest
 from sales_etl_dev.demo import command_prefix
 
 
-def test_bare_name_only_when_this_one_is_on_path(monkeypatch: pytest.MonkeyPatch,
-                                                 tmp_path: Path) -> None:
+def test_bare_name_only_when_this_one_is_on_path(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import sys
 
     script = Path(sys.executable).parent / "sales-etl"

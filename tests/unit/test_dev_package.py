@@ -19,7 +19,8 @@ DEV_MODULES = {"cli", "demo", "devstack", "funcsettings", "generate", "hostcall"
 
 def test_the_dev_modules_left_the_runtime_package() -> None:
     runtime = {p.stem for p in (ROOT / "sales_etl").glob("*.py")} | {
-        p.name for p in (ROOT / "sales_etl").iterdir() if p.is_dir()}
+        p.name for p in (ROOT / "sales_etl").iterdir() if p.is_dir()
+    }
     assert not (DEV_MODULES - {"cli"}) & runtime
     dev = {p.stem for p in (ROOT / "dev" / "sales_etl_dev").glob("*.py")} | {"rpc"}
     assert dev >= DEV_MODULES
@@ -37,23 +38,30 @@ def _module_level_imports(path: Path) -> set[str]:
 
 
 def test_no_runtime_module_imports_the_dev_package_at_load_time() -> None:
-    offenders = {str(p.relative_to(ROOT)): sorted(n for n in _module_level_imports(p)
-                                                   if n.split(".")[0] == "sales_etl_dev")
-                 for p in (ROOT / "sales_etl").rglob("*.py")}
+    offenders = {
+        str(p.relative_to(ROOT)): sorted(
+            n for n in _module_level_imports(p) if n.split(".")[0] == "sales_etl_dev"
+        )
+        for p in (ROOT / "sales_etl").rglob("*.py")
+    }
     assert {k: v for k, v in offenders.items() if v} == {}
 
 
 def test_importing_the_command_line_loads_no_dev_module() -> None:
-    code = ("import sys, sales_etl.cli, function_app; "
-            "print(sorted(m for m in sys.modules if m.startswith('sales_etl_dev')))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True)
+    code = (
+        "import sys, sales_etl.cli, function_app; "
+        "print(sorted(m for m in sys.modules if m.startswith('sales_etl_dev')))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
 
 
 def test_the_dockerfile_copies_no_dev_tooling() -> None:
-    copies = [line.split()[1:-1] for line in (ROOT / "Dockerfile").read_text().splitlines()
-              if line.startswith("COPY ")]
+    copies = [
+        line.split()[1:-1]
+        for line in (ROOT / "Dockerfile").read_text().splitlines()
+        if line.startswith("COPY ")
+    ]
     sources = {s for srcs in copies for s in srcs}
     assert "sales_etl" in sources
     assert not any(s.startswith(("dev", "sales_etl_dev", "tests", "bench", "tools")) for s in sources)
@@ -63,12 +71,42 @@ def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
     pytest.importorskip("setuptools")
     # built from a clean copy: setuptools reuses a build/ folder, stale modules and all
     src = tmp_path / "src"
-    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(
-        ".git", ".venv", "node_modules", ".devstack", "build", "dist", "*.egg-info",
-        "__pycache__", ".mypy_cache", ".hypothesis", ".pytest_cache", ".ruff_cache", "data"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--disable-pip-version-check", "-w", str(tmp_path),
-                    str(src)], check=True, capture_output=True)
+    shutil.copytree(
+        ROOT,
+        src,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "node_modules",
+            ".devstack",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".mypy_cache",
+            ".hypothesis",
+            ".pytest_cache",
+            ".ruff_cache",
+            "data",
+        ),
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-w",
+            str(tmp_path),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = tmp_path.glob("sales_etl-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -79,10 +117,10 @@ def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
 
 def _cli(*args: str, hide_dev: bool = False) -> subprocess.CompletedProcess[str]:
     hide = "sys.modules['sales_etl_dev'] = None; " if hide_dev else ""
-    code = (f"import sys; {hide}sys.argv = ['sales-etl', *sys.argv[1:]]; "
-            "from sales_etl.cli import main; main()")
-    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True,
-                          text=True)
+    code = (
+        f"import sys; {hide}sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()"
+    )
+    return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
 
 
 def test_installed_dev_package_adds_its_commands() -> None:
@@ -119,12 +157,19 @@ def _bare_env(**extra: str) -> dict[str, str]:
 def test_without_the_dev_package_no_hint_names_a_dev_command(tmp_path: Path) -> None:
     # An installed wheel: nothing to start a local stack with, so no hint may send the user
     # to `sales-etl dev up` (which would only answer that it is not installed).
-    code = ("import sys; sys.modules['sales_etl_dev'] = None; "
-            "sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()")
+    code = (
+        "import sys; sys.modules['sales_etl_dev'] = None; "
+        "sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()"
+    )
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-c", code, *args], cwd=tmp_path,
-                              env=_bare_env(**env), capture_output=True, text=True)
+        return subprocess.run(
+            [sys.executable, "-c", code, *args],
+            cwd=tmp_path,
+            env=_bare_env(**env),
+            capture_output=True,
+            text=True,
+        )
 
     missing = run("runs")
     assert missing.returncode == 1 and "POSTGRES_HOST: not set" in missing.stderr
@@ -133,8 +178,15 @@ def test_without_the_dev_package_no_hint_names_a_dev_command(tmp_path: Path) -> 
     doctor = run("doctor")
     assert "export the settings of your deployment" in doctor.stdout
     assert "dev up" not in doctor.stdout + doctor.stderr
-    down = run("runs", POSTGRES_HOST="127.0.0.1", POSTGRES_PORT="9", POSTGRES_USER="u",
-               POSTGRES_PASSWORD="p", POSTGRES_DB="d", POSTGRES_CONNECT_TIMEOUT="2")
+    down = run(
+        "runs",
+        POSTGRES_HOST="127.0.0.1",
+        POSTGRES_PORT="9",
+        POSTGRES_USER="u",
+        POSTGRES_PASSWORD="p",
+        POSTGRES_DB="d",
+        POSTGRES_CONNECT_TIMEOUT="2",
+    )
     assert down.returncode == 1 and "database unreachable" in down.stderr, down.stderr
     assert "dev up" not in down.stderr and "dev env" not in down.stderr
 
@@ -146,8 +198,7 @@ def test_a_checkout_from_before_the_split_builds_a_clean_wheel(tmp_path: Path) -
     import shutil
 
     src = tmp_path / "src"
-    shutil.copytree(ROOT / "sales_etl", src / "sales_etl",
-                    ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copytree(ROOT / "sales_etl", src / "sales_etl", ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md", "requirements.txt", "requirements-cli.txt"):
         shutil.copy(ROOT / name, src / name)
     stale = src / "sales_etl" / "rpc" / "_generated"
@@ -157,23 +208,45 @@ def test_a_checkout_from_before_the_split_builds_a_clean_wheel(tmp_path: Path) -
     (src / "sales_etl" / "devstack.py.orig").write_text("stale\n")
     egg = src / "sales_etl.egg-info"
     egg.mkdir()
-    (egg / "SOURCES.txt").write_text("sales_etl/rpc/_generated/__init__.py\n"
-                                     "sales_etl/rpc/_generated/function_rpc_pb2.py\n")
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps",
-                    "--no-build-isolation", "--disable-pip-version-check", "-w",
-                    str(tmp_path / "out"), str(src)], check=True, capture_output=True)
+    (egg / "SOURCES.txt").write_text(
+        "sales_etl/rpc/_generated/__init__.py\nsales_etl/rpc/_generated/function_rpc_pb2.py\n"
+    )
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--disable-pip-version-check",
+            "-w",
+            str(tmp_path / "out"),
+            str(src),
+        ],
+        check=True,
+        capture_output=True,
+    )
     (wheel,) = (tmp_path / "out").glob("sales_etl-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
     assert not [n for n in names if "/rpc/" in n or n.endswith(".orig")], names
-    for needed in ("sales_etl/py.typed", "sales_etl/certs/azure-postgres-roots.pem",
-                   "sales_etl/datasets/sales.toml", "sales_etl/datasets/__init__.py",
-                   "sales_etl/triggers.py"):
+    for needed in (
+        "sales_etl/py.typed",
+        "sales_etl/certs/azure-postgres-roots.pem",
+        "sales_etl/datasets/sales.toml",
+        "sales_etl/datasets/__init__.py",
+        "sales_etl/triggers.py",
+    ):
         assert needed in names, needed
 
 
 def test_the_image_leaves_out_what_older_checkouts_left_behind() -> None:
     # `COPY sales_etl` copies the folder as it is on disk, untracked leftovers included
-    ignored = {line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines()
-               if line.strip() and not line.startswith("#")}
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
     assert "sales_etl/rpc" in ignored and "**/__pycache__" in ignored

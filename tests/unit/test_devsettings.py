@@ -17,8 +17,9 @@ def test_unset_means_look_for_them() -> None:
 def test_set_values_are_paths_that_exist(tmp_path: Path) -> None:
     (tmp_path / "postgres").write_text("")
     (tmp_path / "pgbouncer").write_text("")
-    got = dev_settings({"SALES_ETL_PG_BIN": str(tmp_path),
-                        "SALES_ETL_PGBOUNCER": str(tmp_path / "pgbouncer")})
+    got = dev_settings(
+        {"SALES_ETL_PG_BIN": str(tmp_path), "SALES_ETL_PGBOUNCER": str(tmp_path / "pgbouncer")}
+    )
     assert got.pg_bin == tmp_path and got.pgbouncer == tmp_path / "pgbouncer"
 
 
@@ -35,8 +36,9 @@ def test_dev_up_names_the_bad_setting_in_one_line(tmp_path: Path) -> None:
     import sys
 
     env = {**os.environ, "SALES_ETL_HOME": str(tmp_path), "SALES_ETL_PG_BIN": str(tmp_path)}
-    out = subprocess.run([sys.executable, "-m", "sales_etl", "dev", "up"], env=env,
-                         capture_output=True, text=True, timeout=120)
+    out = subprocess.run(
+        [sys.executable, "-m", "sales_etl", "dev", "up"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert out.returncode == 1
     assert out.stderr.startswith("Error: SALES_ETL_PG_BIN: ") and "Traceback" not in out.stderr
     assert not (tmp_path / ".devstack" / "stack.json").exists()

@@ -45,8 +45,11 @@ class _Response:
         return ""
 
 
-def http_error(status: int, cls: type[azure_errors.HttpResponseError] = azure_errors.HttpResponseError,
-               message: str = "the service said no") -> azure_errors.HttpResponseError:
+def http_error(
+    status: int,
+    cls: type[azure_errors.HttpResponseError] = azure_errors.HttpResponseError,
+    message: str = "the service said no",
+) -> azure_errors.HttpResponseError:
     exc = cls(message=message, response=_Response(status))  # type: ignore[arg-type]
     assert exc.status_code == status
     return exc
@@ -60,18 +63,32 @@ def judged(exc: BaseException) -> tuple[type[EtlError], str]:
 # ----------------------------------------------------------------------------- database
 
 
-@pytest.mark.parametrize(("sqlstate", "code"), [
-    ("08000", "db_transient"), ("08006", "db_transient"), ("08001", "db_transient"),  # connection
-    ("40001", "db_transient"), ("40P01", "db_transient"),  # serialization, deadlock
-    ("53100", "db_transient"), ("53200", "db_transient"),  # disk full, out of memory
-    ("57P01", "db_transient"), ("57P03", "db_transient"), ("57014", "db_transient"),  # shutdown..
-    ("58030", "db_transient"),  # I/O error
-    ("55P03", "db_transient"), ("55006", "db_transient"), ("25006", "db_transient"),
-    ("53300", "too_many_connections"),
-    ("23505", "db_conflict"),  # a concurrent load's race, retried (see errors.py)
-    ("42P01", "db_error"), ("42703", "db_error"), ("42501", "db_error"),  # schema, permission
-    ("42601", "db_error"), ("XX000", "db_error"),
-])
+@pytest.mark.parametrize(
+    ("sqlstate", "code"),
+    [
+        ("08000", "db_transient"),
+        ("08006", "db_transient"),
+        ("08001", "db_transient"),  # connection
+        ("40001", "db_transient"),
+        ("40P01", "db_transient"),  # serialization, deadlock
+        ("53100", "db_transient"),
+        ("53200", "db_transient"),  # disk full, out of memory
+        ("57P01", "db_transient"),
+        ("57P03", "db_transient"),
+        ("57014", "db_transient"),  # shutdown..
+        ("58030", "db_transient"),  # I/O error
+        ("55P03", "db_transient"),
+        ("55006", "db_transient"),
+        ("25006", "db_transient"),
+        ("53300", "too_many_connections"),
+        ("23505", "db_conflict"),  # a concurrent load's race, retried (see errors.py)
+        ("42P01", "db_error"),
+        ("42703", "db_error"),
+        ("42501", "db_error"),  # schema, permission
+        ("42601", "db_error"),
+        ("XX000", "db_error"),
+    ],
+)
 def test_database_failures_that_may_pass_are_transient(sqlstate: str, code: str) -> None:
     error = classify(pg_error(sqlstate, f"ERROR:  something went wrong\nDETAIL:  {SECRET}"))
     assert (type(error), error.code) == (TransientError, code)
@@ -79,8 +96,9 @@ def test_database_failures_that_may_pass_are_transient(sqlstate: str, code: str)
     assert SECRET not in error.message  # the first line only
 
 
-@pytest.mark.parametrize("sqlstate", ["22P02", "22003", "22001", "22021", "22007", "22012",
-                                      "23502", "23503", "23514"])
+@pytest.mark.parametrize(
+    "sqlstate", ["22P02", "22003", "22001", "22021", "22007", "22012", "23502", "23503", "23514"]
+)
 def test_database_data_errors_are_data_errors(sqlstate: str) -> None:
     error = classify(pg_error(sqlstate, f'ERROR:  invalid input syntax for type integer: "{SECRET}"'))
     assert (type(error), error.code) == (DataError, "db_data")
@@ -94,8 +112,11 @@ def test_data_exceptions_lose_the_value_they_quote(sqlstate: str) -> None:
 
 
 def test_a_unique_violation_loses_the_value_it_quotes() -> None:
-    error = classify(pg_error("23505", 'ERROR:  duplicate key value violates unique constraint '
-                                       f'"sales_email_key" on "{SECRET}"'))
+    error = classify(
+        pg_error(
+            "23505", f'ERROR:  duplicate key value violates unique constraint "sales_email_key" on "{SECRET}"'
+        )
+    )
     assert (type(error), error.code) == (TransientError, "db_conflict")
     assert SECRET not in error.message and "23505" in error.message
 
@@ -111,8 +132,9 @@ def test_schema_and_permission_errors_keep_their_names() -> None:
 def test_a_data_error_quoting_the_connection_limit_text_is_still_a_data_error() -> None:
     """The connection-limit text is looked for only when there is no SQLSTATE: a row value
     must not turn a data error into a retried one (nor keep its value in the message)."""
-    exc = pg_error("22P02", 'ERROR:  invalid input syntax for type integer: '
-                            '"sorry, too many clients already"')
+    exc = pg_error(
+        "22P02", 'ERROR:  invalid input syntax for type integer: "sorry, too many clients already"'
+    )
     error = classify(exc)
     assert (type(error), error.code) == (DataError, "db_data")
     assert "too many clients" not in error.message
@@ -125,17 +147,23 @@ def test_the_sqlstate_is_read_from_a_wrapped_error_too() -> None:
             self.orig = orig
 
     assert judged(Wrapped(pg_error("40001", "ERROR:  could not serialize"))) == (
-        TransientError, "db_transient")
+        TransientError,
+        "db_transient",
+    )
     assert judged(Wrapped(pg_error("22P02", "ERROR:  bad"))) == (DataError, "db_data")
 
 
-@pytest.mark.parametrize("exc", [
-    psycopg2.OperationalError('connection to server at "db" (10.0.0.1), port 5432 failed: '
-                              "Connection refused"),
-    psycopg2.OperationalError("server closed the connection unexpectedly"),
-    psycopg2.InterfaceError("connection already closed"),
-    psycopg2.DatabaseError("SSL SYSCALL error: EOF detected"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        psycopg2.OperationalError(
+            'connection to server at "db" (10.0.0.1), port 5432 failed: Connection refused'
+        ),
+        psycopg2.OperationalError("server closed the connection unexpectedly"),
+        psycopg2.InterfaceError("connection already closed"),
+        psycopg2.DatabaseError("SSL SYSCALL error: EOF detected"),
+    ],
+)
 def test_driver_errors_without_sqlstate_are_a_lost_connection(exc: psycopg2.Error) -> None:
     assert exc.pgcode is None
     error = classify(exc)
@@ -144,8 +172,11 @@ def test_driver_errors_without_sqlstate_are_a_lost_connection(exc: psycopg2.Erro
 
 
 def test_database_messages_never_keep_a_password() -> None:
-    error = classify(psycopg2.OperationalError(
-        "could not connect to postgresql://loader:hunter2@db:5432/sales password=hunter2"))
+    error = classify(
+        psycopg2.OperationalError(
+            "could not connect to postgresql://loader:hunter2@db:5432/sales password=hunter2"
+        )
+    )
     assert error.code == "db_unreachable" and "hunter2" not in error.message
 
 
@@ -157,19 +188,23 @@ def test_a_blob_that_moved_or_changed_is_blob_changed(status: int) -> None:
     assert judged(http_error(status)) == (TransientError, "blob_changed")
 
 
-@pytest.mark.parametrize(("cls", "status"), [
-    (azure_errors.ResourceNotFoundError, 404), (azure_errors.ResourceModifiedError, 412),
-    (azure_errors.ResourceExistsError, 409),
-])
+@pytest.mark.parametrize(
+    ("cls", "status"),
+    [
+        (azure_errors.ResourceNotFoundError, 404),
+        (azure_errors.ResourceModifiedError, 412),
+        (azure_errors.ResourceExistsError, 409),
+    ],
+)
 def test_the_sdks_own_not_found_modified_exists_are_blob_changed(
-        cls: type[azure_errors.HttpResponseError], status: int) -> None:
+    cls: type[azure_errors.HttpResponseError], status: int
+) -> None:
     assert judged(http_error(status, cls)) == (TransientError, "blob_changed")
 
 
 def test_not_found_and_modified_are_known_by_their_type_without_a_response() -> None:
     assert judged(azure_errors.ResourceNotFoundError("gone")) == (TransientError, "blob_changed")
-    assert judged(azure_errors.ResourceModifiedError("changed")) == (TransientError,
-                                                                     "blob_changed")
+    assert judged(azure_errors.ResourceModifiedError("changed")) == (TransientError, "blob_changed")
 
 
 @pytest.mark.parametrize("status", [400, 401, 403, 408, 429, 500, 502, 503, 504])
@@ -179,34 +214,46 @@ def test_other_http_statuses_are_storage_transient(status: int) -> None:
     assert error.message == "storage unavailable: the service said no"
 
 
-@pytest.mark.parametrize("exc", [
-    azure_errors.ServiceRequestError("Connection refused"),
-    azure_errors.ServiceRequestTimeoutError("connect timed out"),
-    azure_errors.ServiceResponseError("connection reset while reading"),
-    azure_errors.ServiceResponseTimeoutError("read timed out"),
-    azure_errors.ClientAuthenticationError("token expired"),
-    azure_errors.IncompleteReadError("incomplete body"),
-    azure_errors.AzureError("anything else from the SDK"),
-])
-def test_connection_and_timeout_errors_of_the_sdk_are_storage_transient(
-        exc: azure_errors.AzureError) -> None:
+@pytest.mark.parametrize(
+    "exc",
+    [
+        azure_errors.ServiceRequestError("Connection refused"),
+        azure_errors.ServiceRequestTimeoutError("connect timed out"),
+        azure_errors.ServiceResponseError("connection reset while reading"),
+        azure_errors.ServiceResponseTimeoutError("read timed out"),
+        azure_errors.ClientAuthenticationError("token expired"),
+        azure_errors.IncompleteReadError("incomplete body"),
+        azure_errors.AzureError("anything else from the SDK"),
+    ],
+)
+def test_connection_and_timeout_errors_of_the_sdk_are_storage_transient(exc: azure_errors.AzureError) -> None:
     assert judged(exc) == (TransientError, "storage_transient")
 
 
 def test_storage_messages_never_keep_a_sas_signature() -> None:
-    error = classify(azure_errors.ServiceRequestError(
-        "Max retries exceeded with url: /c/b?sv=2024&sig=AbC%2Fsecret%3D&se=2"))
+    error = classify(
+        azure_errors.ServiceRequestError(
+            "Max retries exceeded with url: /c/b?sv=2024&sig=AbC%2Fsecret%3D&se=2"
+        )
+    )
     assert "AbC" not in error.message and "sig=***" in error.message
 
 
 # ----------------------------------------------------------------------------- OS, network
 
 
-@pytest.mark.parametrize("exc", [
-    ConnectionRefusedError(111, "Connection refused"), ConnectionResetError(104, "reset"),
-    BrokenPipeError(32, "Broken pipe"), TimeoutError("timed out"), TimeoutError(110, "Connection timed out"),
-    socket.gaierror(-3, "Temporary failure in name resolution"), OSError(5, "I/O error"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ConnectionRefusedError(111, "Connection refused"),
+        ConnectionResetError(104, "reset"),
+        BrokenPipeError(32, "Broken pipe"),
+        TimeoutError("timed out"),
+        TimeoutError(110, "Connection timed out"),
+        socket.gaierror(-3, "Temporary failure in name resolution"),
+        OSError(5, "I/O error"),
+    ],
+)
 def test_os_and_network_errors_are_io_transient(exc: OSError) -> None:
     error = classify(exc)
     assert (type(error), error.code) == (TransientError, "io_transient")
@@ -216,21 +263,29 @@ def test_os_and_network_errors_are_io_transient(exc: OSError) -> None:
 # ----------------------------------------------------------------------------- ours, unknown
 
 
-@pytest.mark.parametrize("exc", [
-    DataError("bad header", code="missing_columns"), TransientError("later", code="in_progress"),
-    ConfigError("no key", code="settings"), Skipped("not mine", code="gone"),
-    UnsafeName("incoming/../x"),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        DataError("bad header", code="missing_columns"),
+        TransientError("later", code="in_progress"),
+        ConfigError("no key", code="settings"),
+        Skipped("not mine", code="gone"),
+        UnsafeName("incoming/../x"),
+    ],
+)
 def test_our_own_errors_pass_through_unchanged(exc: EtlError) -> None:
     assert classify(exc) is exc
 
 
-@pytest.mark.parametrize("exc", [
-    ValueError(f"invalid literal for int() with base 10: '{SECRET}'"),
-    KeyError(SECRET),
-    UnicodeDecodeError("utf-8", b"\xff" + SECRET.encode(), 0, 1, "invalid start byte"),
-    RuntimeError(f'boom "{SECRET}"'),
-])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        ValueError(f"invalid literal for int() with base 10: '{SECRET}'"),
+        KeyError(SECRET),
+        UnicodeDecodeError("utf-8", b"\xff" + SECRET.encode(), 0, 1, "invalid start byte"),
+        RuntimeError(f'boom "{SECRET}"'),
+    ],
+)
 def test_unknown_errors_are_transient_unexpected_without_values(exc: Exception) -> None:
     error = classify(exc)
     assert (type(error), error.code) == (TransientError, "unexpected")

@@ -28,11 +28,14 @@ def test_gzip_is_detected_by_its_bytes() -> None:
     assert chunks[0].table.column("transaction_id")[0].as_py() == "TX-1"
 
 
-@pytest.mark.parametrize(("data", "code"), [
-    (b"", "empty_file"),
-    (b"not gzip at all", "not_gzip"),
-    (gzip.compress(csv_of(GOOD).encode())[:-12] + b"garbage!" * 2, "bad_gzip"),
-])
+@pytest.mark.parametrize(
+    ("data", "code"),
+    [
+        (b"", "empty_file"),
+        (b"not gzip at all", "not_gzip"),
+        (gzip.compress(csv_of(GOOD).encode())[:-12] + b"garbage!" * 2, "bad_gzip"),
+    ],
+)
 def test_broken_containers_fail_the_file(data: bytes, code: str) -> None:
     with pytest.raises(DataError) as err:
         parse(data, name="x.csv.gz" if code != "empty_file" else "x.csv")
@@ -40,11 +43,14 @@ def test_broken_containers_fail_the_file(data: bytes, code: str) -> None:
     assert "x.csv" in err.value.message
 
 
-@pytest.mark.parametrize(("text", "code", "words"), [
-    (HEADER.replace(",", ";") + "\n", "bad_delimiter", "semicolons"),
-    (HEADER.replace("store_id", "quantity") + "\n", "duplicate_column", "appears twice"),
-    (HEADER.replace("customer_id,", "") + "\n", "missing_columns", "customer_id"),
-])
+@pytest.mark.parametrize(
+    ("text", "code", "words"),
+    [
+        (HEADER.replace(",", ";") + "\n", "bad_delimiter", "semicolons"),
+        (HEADER.replace("store_id", "quantity") + "\n", "duplicate_column", "appears twice"),
+        (HEADER.replace("customer_id,", "") + "\n", "missing_columns", "customer_id"),
+    ],
+)
 def test_header_errors_name_the_problem(text: str, code: str, words: str) -> None:
     with pytest.raises(DataError) as err:
         parse(text)
@@ -58,17 +64,26 @@ def test_header_only_is_an_empty_load() -> None:
 
 
 def test_ragged_rows_and_nul_bytes_are_rejected_not_fatal() -> None:
-    result = run(csv_of(GOOD + ",extra", GOOD.replace("TX-1", "TX-2"),
-                        "TX-3,short", GOOD.replace("TX-1", "TX-\x004")))
+    result = run(
+        csv_of(GOOD + ",extra", GOOD.replace("TX-1", "TX-2"), "TX-3,short", GOOD.replace("TX-1", "TX-\x004"))
+    )
     assert [(r.line, r.code) for r in result.rejects] == [
-        (2, "field_count"), (4, "field_count"), (5, "nul_byte")]
+        (2, "field_count"),
+        (4, "field_count"),
+        (5, "nul_byte"),
+    ]
     assert list(result.lines) == [3]
 
 
 def test_latin1_rows_are_rejected_and_the_rest_loads() -> None:
     latin = GOOD.replace("TX-1", "TX-5").replace("CUST-001", "Jos\xe9")
-    data = (csv_of(GOOD).encode() + latin.encode("latin-1") + b"\n"
-            + GOOD.replace("TX-1", "TX-6").encode() + b"\n")
+    data = (
+        csv_of(GOOD).encode()
+        + latin.encode("latin-1")
+        + b"\n"
+        + GOOD.replace("TX-1", "TX-6").encode()
+        + b"\n"
+    )
     result = run(data)
     assert [(r.line, r.code) for r in result.rejects] == [(3, "not_utf8")]
     assert "Jos\ufffd" in result.rejects[0].fields  # the raw row, undecodable bytes marked
@@ -138,14 +153,14 @@ def test_ignored_columns_are_never_materialised() -> None:
     header, chunks = parse(text)
     assert header.width == 310 and len(header.unknown) == 300
     assert chunks[0].table.column_names == HEADER.split(",")  # only what the dataset reads
-    assert chunks[0].raw is not None and record_fields(
-        chunks[0].raw[0].as_py()) == tuple((GOOD + ",v" * 300).split(","))
+    assert chunks[0].raw is not None and record_fields(chunks[0].raw[0].as_py()) == tuple(
+        (GOOD + ",v" * 300).split(",")
+    )
 
 
 def test_decompressed_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(extract, "MAX_DECOMPRESSED_BYTES", 1 << 20)
-    data = gzip.compress(csv_of(*[GOOD.replace("TX-1", f"TX-{i}") for i in range(20_000)]
-                                ).encode())
+    data = gzip.compress(csv_of(*[GOOD.replace("TX-1", f"TX-{i}") for i in range(20_000)]).encode())
     with pytest.raises(DataError) as err:
         parse(data, name="big.csv.gz")
     assert err.value.code == "decompressed_too_large"
@@ -153,8 +168,13 @@ def test_decompressed_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_exact_path_rejects_bad_quoting_and_countless_commas_alone() -> None:
     stray = GOOD.replace("TX-1", 'TX-5"A')  # a quote inside a field: the exact path
-    rows = [stray, GOOD.replace("TX-1", "TX-2"), '"TX-3"x' + GOOD[4:],
-            '"' + "ab," * 70_000 + '"x,' + "cd," * 70_000, GOOD.replace("TX-1", "TX-6")]
+    rows = [
+        stray,
+        GOOD.replace("TX-1", "TX-2"),
+        '"TX-3"x' + GOOD[4:],
+        '"' + "ab," * 70_000 + '"x,' + "cd," * 70_000,
+        GOOD.replace("TX-1", "TX-6"),
+    ]
     _, chunks = parse(csv_of(*rows))
     rejects = {r.line: r.code for c in chunks for r in c.rejects}
     assert rejects == {4: "bad_quoting", 5: "field_count"}
@@ -182,10 +202,11 @@ def test_fast_and_exact_paths_agree_row_for_row() -> None:
     first = GOOD.replace("TX-1", "TX-0").encode()
 
     def outcome(first_row: bytes) -> tuple[dict[int, str], list[int]]:
-        _, chunks = parse(HEADER.encode() + b"\n" + b"\n".join([first_row, *rows]) + b"\n",
-                          chunk_rows=37)
-        return ({r.line: r.code for c in chunks for r in c.rejects},
-                [int(n) for c in chunks for n in c.lines])
+        _, chunks = parse(HEADER.encode() + b"\n" + b"\n".join([first_row, *rows]) + b"\n", chunk_rows=37)
+        return (
+            {r.line: r.code for c in chunks for r in c.rejects},
+            [int(n) for c in chunks for n in c.lines],
+        )
 
     fast = outcome(first)
     exact = outcome(first.replace(b"PROD", b'PR"OD'))  # a stray quote: the exact path
@@ -193,8 +214,7 @@ def test_fast_and_exact_paths_agree_row_for_row() -> None:
     assert set(fast[0].values()) == {"not_utf8", "nul_byte", "field_count", "bare_cr"}
 
 
-def test_both_paths_reject_rows_only_through_the_one_rule_set(
-        monkeypatch: pytest.MonkeyPatch) -> None:
+def test_both_paths_reject_rows_only_through_the_one_rule_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every reject either parse path makes comes out of ``records.row_reject``: no path
     words a row reject of its own."""
     from sales_etl import records, slowpath
@@ -208,8 +228,7 @@ def test_both_paths_reject_rows_only_through_the_one_rule_set(
 
     monkeypatch.setattr(extract, "row_reject", spy)
     monkeypatch.setattr(slowpath, "row_reject", spy)
-    bad = [GOOD.replace("TX-1", "TX-2") + ",extra", GOOD.replace("CUST", "C\x00"),
-           "TX-3,short"]
+    bad = [GOOD.replace("TX-1", "TX-2") + ",extra", GOOD.replace("CUST", "C\x00"), "TX-3,short"]
     quoting = '"TX-4"x' + GOOD[4:]  # a quote inside a field: the exact path
     for rows, expected in ((bad, 3), ([quoting, *bad], 4)):  # the fast path, the exact path
         made.clear()

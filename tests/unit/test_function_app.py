@@ -22,9 +22,15 @@ _OURS = ("SALES_", "SWEEP_", "AZ_", "SalesStorage", "DATASETS_DIR", "AzureWebJob
 
 def index(env: dict[str, str] | None = None) -> dict[str, Any]:
     base = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    run = subprocess.run([sys.executable, "-m", "sales_etl_dev.hostcall", "index"],
-                         cwd=project_root(), env={**base, **(env or {})}, capture_output=True,
-                         text=True, timeout=120, check=False)
+    run = subprocess.run(
+        [sys.executable, "-m", "sales_etl_dev.hostcall", "index"],
+        cwd=project_root(),
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert run.returncode == 0, run.stderr
     return json.loads(run.stdout)
 
@@ -37,15 +43,28 @@ def test_the_worker_indexes_both_functions_with_their_binding_json() -> None:
     result = index()
     assert result["ok"] and errors(result) == []
     assert result["functions"] == {
-        "load_blob": [{
-            "direction": "IN", "type": "blobTrigger", "name": "client",
-            "path": "sales/incoming/{name}", "connection": "SalesStorage",
-            "source": "LogsAndContainerScan",
-            # SDK-type binding: the host sends a reference, never the blob's bytes
-            "properties": {"SupportsDeferredBinding": True}}],
-        "retry_sweep": [{
-            "direction": "IN", "type": "timerTrigger", "name": "timer",
-            "schedule": "0 */10 * * * *", "runOnStartup": False, "useMonitor": True}],
+        "load_blob": [
+            {
+                "direction": "IN",
+                "type": "blobTrigger",
+                "name": "client",
+                "path": "sales/incoming/{name}",
+                "connection": "SalesStorage",
+                "source": "LogsAndContainerScan",
+                # SDK-type binding: the host sends a reference, never the blob's bytes
+                "properties": {"SupportsDeferredBinding": True},
+            }
+        ],
+        "retry_sweep": [
+            {
+                "direction": "IN",
+                "type": "timerTrigger",
+                "name": "timer",
+                "schedule": "0 */10 * * * *",
+                "runOnStartup": False,
+                "useMonitor": True,
+            }
+        ],
     }
     indexed = [r for r in result["logs"] if "Successfully indexed function app" in r["message"]]
     assert len(indexed) == 1 and json.loads(indexed[0]["message"])["function_count"] == 2
@@ -91,8 +110,11 @@ _KV = "@Microsoft.KeyVault(SecretUri=https://vault.vault.azure.net/secrets/conta
 def test_an_unresolved_reference_in_the_container_refuses_the_trigger_and_says_so() -> None:
     """Not a silent fall-back to the default container (or to AZ_CONTAINER_NAME) while the
     log says the function is not registered."""
-    for env in ({"SALES_CONTAINER": _KV}, {"SALES_CONTAINER": _KV, "AZ_CONTAINER_NAME": "other"},
-                {"SALES_CONTAINER": "%CONT%", "CONT": _KV}):
+    for env in (
+        {"SALES_CONTAINER": _KV},
+        {"SALES_CONTAINER": _KV, "AZ_CONTAINER_NAME": "other"},
+        {"SALES_CONTAINER": "%CONT%", "CONT": _KV},
+    ):
         result = index(env)
         assert result["ok"] and set(result["functions"]) == {"retry_sweep"}, (env, result)
         [error] = errors(result)
@@ -107,8 +129,15 @@ def test_eventgrid_source_follows_the_setting() -> None:
 
 def test_a_broken_dataset_is_reported_at_start_and_indexing_goes_on(tmp_path: Path) -> None:
     (tmp_path / "broken.toml").write_text('name = "broken"\nbusiness_key = ["a"]\n')
-    result = index({"DATASETS_DIR": str(tmp_path), "SalesStorage": "UseDevelopmentStorage=true",
-                    "POSTGRES_HOST": "localhost", "POSTGRES_USER": "u", "POSTGRES_DB": "d"})
+    result = index(
+        {
+            "DATASETS_DIR": str(tmp_path),
+            "SalesStorage": "UseDevelopmentStorage=true",
+            "POSTGRES_HOST": "localhost",
+            "POSTGRES_USER": "u",
+            "POSTGRES_DB": "d",
+        }
+    )
     assert set(result["functions"]) == {"load_blob", "retry_sweep"}
     [error] = errors(result)
     assert "dataset broken is broken" in error and "broken.toml" in error
@@ -117,8 +146,10 @@ def test_a_broken_dataset_is_reported_at_start_and_indexing_goes_on(tmp_path: Pa
 def test_an_exception_at_import_would_remove_every_function(tmp_path: Path) -> None:
     """Why nothing read at import may raise: the worker reports a failed init."""
     app = tmp_path / "function_app.py"
-    app.write_text("import azure.functions as func\napp = func.FunctionApp()\n"
-                   "raise RuntimeError('a setting could not be read')\n")
+    app.write_text(
+        "import azure.functions as func\napp = func.FunctionApp()\n"
+        "raise RuntimeError('a setting could not be read')\n"
+    )
     result = index({"SALES_ETL_HOME": str(tmp_path)})
     assert not result["ok"] and result["functions"] == {}
     assert "a setting could not be read" in result["error"]

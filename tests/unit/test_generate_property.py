@@ -13,14 +13,14 @@ from .helpers import run
 
 VALUES = {
     "quantity": st.one_of(st.integers(-5, 10).map(str), st.sampled_from(["", "1.5", "x", "99999999999"])),
-    "unit_price": st.one_of(st.decimals(-10, 1000, places=2).map(str),
-                            st.sampled_from(["", "1.234", "1,00", "abc"])),
+    "unit_price": st.one_of(
+        st.decimals(-10, 1000, places=2).map(str), st.sampled_from(["", "1.234", "1,00", "abc"])
+    ),
     "discount": st.sampled_from(["", "0", "0.05", "0.10", "0.15", "1.5", "-0.1", "0.12345"]),
     "total_amount": st.sampled_from(["", "0.00", "10.00", "abc", "-1"]),
     "payment_method": st.sampled_from(["cash", " PayPal ", "bitcoin", "", "Debit Card"]),
     "timestamp": st.sampled_from(["2025-10-09 08:00:00", "2025-02-30 10:00:00", "", "2025-10-09"]),
-    "customer_id": st.one_of(st.sampled_from(["CUST-1", "", " ", "=1+1"]),
-                             st.text(max_size=120)),
+    "customer_id": st.one_of(st.sampled_from(["CUST-1", "", " ", "=1+1"]), st.text(max_size=120)),
 }
 
 
@@ -30,9 +30,20 @@ def rows(draw: st.DrawFn) -> list[list[str]]:
     out: list[list[str]] = []
     for i in range(n):
         fields = {k: draw(v) for k, v in VALUES.items()}
-        out.append([f"TX-{i}", fields["customer_id"], "PROD-1", "STORE-1", fields["quantity"],
-                    fields["unit_price"], fields["discount"], fields["total_amount"],
-                    fields["payment_method"], fields["timestamp"]])
+        out.append(
+            [
+                f"TX-{i}",
+                fields["customer_id"],
+                "PROD-1",
+                "STORE-1",
+                fields["quantity"],
+                fields["unit_price"],
+                fields["discount"],
+                fields["total_amount"],
+                fields["payment_method"],
+                fields["timestamp"],
+            ]
+        )
     return out
 
 
@@ -41,8 +52,20 @@ def rows(draw: st.DrawFn) -> list[list[str]]:
 def test_every_row_lands_exactly_once(data: list[list[str]]) -> None:
     buffer = io.StringIO()
     writer = csv.writer(buffer)  # CRLF line ends: fields holding \r or \n get quoted
-    writer.writerow(["transaction_id", "customer_id", "product_id", "store_id", "quantity",
-                     "unit_price", "discount", "total_amount", "payment_method", "timestamp"])
+    writer.writerow(
+        [
+            "transaction_id",
+            "customer_id",
+            "product_id",
+            "store_id",
+            "quantity",
+            "unit_price",
+            "discount",
+            "total_amount",
+            "payment_method",
+            "timestamp",
+        ]
+    )
     writer.writerows(data)
     result = run(buffer.getvalue())
     valid, rejected = set(result.lines.tolist()), {r.line for r in result.rejects}

@@ -57,20 +57,29 @@ def test_every_az_command_of_the_guide_is_found() -> None:
 
 
 def test_the_checker_fails_on_an_unknown_flag_value_or_command(fake_az: str) -> None:
-    good = ("```bash\naz functionapp create --name x --https-only true --instance-memory 2048"
-            " --query id\n```\n")
+    good = (
+        "```bash\naz functionapp create --name x --https-only true --instance-memory 2048 --query id\n```\n"
+    )
     assert check(fake_az, good) == []
-    bad = ("```bash\nAPP=$(az functionapp create --name x --instance-mem 2048 --https-only yes)\n"
-           "az functionap create --name x\n```\n")
+    bad = (
+        "```bash\nAPP=$(az functionapp create --name x --instance-mem 2048 --https-only yes)\n"
+        "az functionap create --name x\n```\n"
+    )
     problems = check(fake_az, bad)
     assert any("unknown flag --instance-mem" in p for p in problems)
     assert any("--https-only yes" in p for p in problems)
     assert any("az functionap create: not a command" in p for p in problems)
 
 
-@pytest.mark.skipif(not os.environ.get("AZ_CLI"), reason="set AZ_CLI=<path to az> to check the guide "
-                    "against a real Azure CLI (pip install azure-cli)")
+@pytest.mark.skipif(
+    not os.environ.get("AZ_CLI"),
+    reason="set AZ_CLI=<path to az> to check the guide against a real Azure CLI (pip install azure-cli)",
+)
 def test_the_guide_against_the_real_azure_cli() -> None:
-    result = subprocess.run([sys.executable, str(ROOT / "docs" / "check_az_commands.py"),
-                             "--az", os.environ["AZ_CLI"]], capture_output=True, text=True, check=False)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "docs" / "check_az_commands.py"), "--az", os.environ["AZ_CLI"]],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

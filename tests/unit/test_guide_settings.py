@@ -31,9 +31,17 @@ HOST_SETTINGS = {
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker's Azure Monitor setup",
     "PYTHON_ENABLE_OPENTELEMETRY": "the Python worker's OpenTelemetry mode (OTLP)",
 }
-NOT_ON_FLEX = {"FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION", "FUNCTIONS_WORKER_RUNTIME_VERSION",
-               "WEBSITE_RUN_FROM_PACKAGE", "WEBSITE_CONTENTSHARE", "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
-               "SCM_DO_BUILD_DURING_DEPLOYMENT", "ENABLE_ORYX_BUILD", "WEBSITE_NODE_DEFAULT_VERSION"}
+NOT_ON_FLEX = {
+    "FUNCTIONS_WORKER_RUNTIME",
+    "FUNCTIONS_EXTENSION_VERSION",
+    "FUNCTIONS_WORKER_RUNTIME_VERSION",
+    "WEBSITE_RUN_FROM_PACKAGE",
+    "WEBSITE_CONTENTSHARE",
+    "WEBSITE_CONTENTAZUREFILECONNECTIONSTRING",
+    "SCM_DO_BUILD_DURING_DEPLOYMENT",
+    "ENABLE_ORYX_BUILD",
+    "WEBSITE_NODE_DEFAULT_VERSION",
+}
 _NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+|SalesStorage(?:__\w+)?|AzureWebJobsStorage(?:__\w+)?")
 _NOT_SETTINGS = {"SC_AVPHYS_PAGES", "SC_PAGE_SIZE"}  # os.sysconf names in settings.py
 
@@ -53,22 +61,34 @@ def code_reads() -> set[str]:
     plus every setting-like constant of settings.py and its settings_*.py parts, and every
     os.environ read of the package."""
     seen: set[str] = set()
-    for env in ({}, {"POSTGRES_HOST": "db.example.com", "POSTGRES_SSLMODE": "require"},
-                {"DESIRED_CHUNK_FRACTION": "0.1"},
-                {"SalesStorage__blobServiceUri": "https://x.blob.core.windows.net",
-                 "SalesStorage__queueServiceUri": "https://x.queue.core.windows.net"}):
+    for env in (
+        {},
+        {"POSTGRES_HOST": "db.example.com", "POSTGRES_SSLMODE": "require"},
+        {"DESIRED_CHUNK_FRACTION": "0.1"},
+        {
+            "SalesStorage__blobServiceUri": "https://x.blob.core.windows.net",
+            "SalesStorage__queueServiceUri": "https://x.queue.core.windows.net",
+        },
+    ):
         with contextlib.suppress(Exception):  # only the names read matter here
             load_settings(_Recorder(env, seen))
         read_bindings(_Recorder(env, seen))
     for part in Path(settings_module.__file__).parent.glob("settings*.py"):  # settings and its parts
         tree = ast.parse(part.read_text())
-        seen |= {n.value for n in ast.walk(tree) if isinstance(n, ast.Constant)
-                 and isinstance(n.value, str) and _NAME.fullmatch(n.value)} - _NOT_SETTINGS
+        seen |= {
+            n.value
+            for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, str) and _NAME.fullmatch(n.value)
+        } - _NOT_SETTINGS
     for path in (ROOT / "sales_etl").rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if (isinstance(node, ast.Call) and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
-                    and node.args and isinstance(node.args[0], ast.Constant)
-                    and isinstance(node.args[0].value, str)):
+            if (
+                isinstance(node, ast.Call)
+                and ast.unparse(node.func) in ("os.environ.get", "os.getenv")
+                and node.args
+                and isinstance(node.args[0], ast.Constant)
+                and isinstance(node.args[0].value, str)
+            ):
                 seen.add(node.args[0].value)
     return seen
 

@@ -11,15 +11,23 @@ from azure.identity import ManagedIdentityCredential
 from sales_etl import identity, storage
 from sales_etl.settings import load_settings
 
-BASE = {"POSTGRES_HOST": "db.example.com", "POSTGRES_USER": "sales-etl-identity",
-        "POSTGRES_DB": "sales", "POSTGRES_AUTH": "entra"}
+BASE = {
+    "POSTGRES_HOST": "db.example.com",
+    "POSTGRES_USER": "sales-etl-identity",
+    "POSTGRES_DB": "sales",
+    "POSTGRES_AUTH": "entra",
+}
 
 
 def test_storage_client_uses_the_managed_identity() -> None:
-    settings = load_settings({
-        "SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
-        "SalesStorage__queueServiceUri": "https://acct.queue.core.windows.net",
-        "SalesStorage__credential": "managedidentity", "SalesStorage__clientId": "1234"})
+    settings = load_settings(
+        {
+            "SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+            "SalesStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+            "SalesStorage__credential": "managedidentity",
+            "SalesStorage__clientId": "1234",
+        }
+    )
     client = storage.service_client(settings.require_storage())
     assert client.url.startswith("https://acct.blob.core.windows.net")
     assert isinstance(client.credential, ManagedIdentityCredential)

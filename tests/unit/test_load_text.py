@@ -15,8 +15,11 @@ def frame(**overrides: object) -> dict[str, pa.Array]:
 
 
 def test_copy_text_escapes_and_nulls() -> None:
-    text = copy_text(frame(transaction_id="a\tb\\c\nd", discount=None),
-                     np.array([7]), SALES, run_id=42).to_pybytes().decode()
+    text = (
+        copy_text(frame(transaction_id="a\tb\\c\nd", discount=None), np.array([7]), SALES, run_id=42)
+        .to_pybytes()
+        .decode()
+    )
     fields = text.rstrip("\n").split("\t")
     assert fields[0] == "a\\tb\\\\c\\nd"
     assert fields[SALES.sql_columns.index("discount")] == "\\N"

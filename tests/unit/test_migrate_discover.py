@@ -22,8 +22,7 @@ def test_the_checkout_finds_its_migrations() -> None:
     assert found and found[0].version == 1
 
 
-def test_a_missing_shipped_folder_is_an_error(tmp_path: Path,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_shipped_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SALES_ETL_HOME", str(tmp_path))  # as site-packages/ after `pip install .`
     with pytest.raises(ConfigError) as info:
         migrate.discover(migrate.default_dir())
@@ -32,8 +31,7 @@ def test_a_missing_shipped_folder_is_an_error(tmp_path: Path,
     assert "pip install -e ." in info.value.message
 
 
-def test_an_empty_shipped_folder_is_an_error(tmp_path: Path,
-                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_empty_shipped_folder_is_an_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SALES_ETL_HOME", str(tmp_path))
     (tmp_path / "migrations").mkdir()
     with pytest.raises(ConfigError, match="no migration in"):
@@ -48,12 +46,17 @@ def test_an_extra_folder_may_be_empty(tmp_path: Path) -> None:
 
 def test_the_command_says_so_in_one_line(tmp_path: Path) -> None:
     # Nothing listens there: the error comes before any connection.
-    env = {**{k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "Sales"))},
-           "SALES_ETL_HOME": str(tmp_path), "POSTGRES_HOST": "127.0.0.1", "POSTGRES_PORT": "9",
-           "POSTGRES_USER": "u", "POSTGRES_PASSWORD": "p", "POSTGRES_DB": "d"}
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("POSTGRES_", "Sales"))},
+        "SALES_ETL_HOME": str(tmp_path),
+        "POSTGRES_HOST": "127.0.0.1",
+        "POSTGRES_PORT": "9",
+        "POSTGRES_USER": "u",
+        "POSTGRES_PASSWORD": "p",
+        "POSTGRES_DB": "d",
+    }
     code = "import sys; sys.argv = ['sales-etl', 'migrate']; from sales_etl.cli import main; main()"
-    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
-                         capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "up to date" not in out.stdout
     assert out.stderr.startswith("Error: migrations folder not found"), out.stderr

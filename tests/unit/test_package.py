@@ -18,9 +18,18 @@ from tools.package import ROOT, build, matcher, published
 # (`sales_etl_dev`), which neither the zip, the image nor the wheel holds. A module added to
 # the package outside the function path and outside this set fails the test.
 OPERATOR_MODULES = {
-    "sales_etl.__main__", "sales_etl.blobpath", "sales_etl.cli", "sales_etl.dbcheck",
-    "sales_etl.doctor", "sales_etl.hints", "sales_etl.lookup", "sales_etl.manual",
-    "sales_etl.migrate", "sales_etl.preflight", "sales_etl.requeue", "sales_etl.rotate",
+    "sales_etl.__main__",
+    "sales_etl.blobpath",
+    "sales_etl.cli",
+    "sales_etl.dbcheck",
+    "sales_etl.doctor",
+    "sales_etl.hints",
+    "sales_etl.lookup",
+    "sales_etl.manual",
+    "sales_etl.migrate",
+    "sales_etl.preflight",
+    "sales_etl.requeue",
+    "sales_etl.rotate",
 }
 SECRET_CONTENT = [
     re.compile(rb"-----BEGIN [A-Z ]*PRIVATE KEY-----"),
@@ -40,12 +49,24 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> dict[str, bytes]:
 
 def test_the_package_holds_the_app_and_the_tls_roots(package: dict[str, bytes]) -> None:
     names = set(package)
-    for required in ("function_app.py", "host.json", "requirements.txt", "sales_etl/__init__.py",
-                     "sales_etl/triggers.py", "sales_etl/settings.py", "sales_etl/datasets/sales.toml",
-                     "sales_etl/certs/azure-postgres-roots.pem"):
+    for required in (
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "sales_etl/__init__.py",
+        "sales_etl/triggers.py",
+        "sales_etl/settings.py",
+        "sales_etl/datasets/sales.toml",
+        "sales_etl/certs/azure-postgres-roots.pem",
+    ):
         assert required in names, required
     assert {PurePosixPath(n).parts[0] for n in names} == {
-        "function_app.py", "host.json", "requirements.txt", "sales_etl", "migrations"}
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "sales_etl",
+        "migrations",
+    }
     shipped = _modules(names)
     assert shipped <= package_modules()
     assert function_path().modules <= shipped  # everything the functions import ships
@@ -54,14 +75,33 @@ def test_the_package_holds_the_app_and_the_tls_roots(package: dict[str, bytes]) 
 def test_nothing_secret_generated_or_dev_only_ships(package: dict[str, bytes]) -> None:
     for name, content in package.items():
         parts = PurePosixPath(name).parts
-        assert not any(p.startswith((".env", ".devstack", ".venv", "__pycache__", "node_modules",
-                                     "tests", "bench", ".git")) for p in parts), name
+        assert not any(
+            p.startswith(
+                (".env", ".devstack", ".venv", "__pycache__", "node_modules", "tests", "bench", ".git")
+            )
+            for p in parts
+        ), name
         assert not name.endswith((".pyc", ".key", ".crt", "local.settings.json", ".example")), name
         assert not any(p.endswith(".egg-info") for p in parts), name
-        assert parts[0] not in {"build", "dist", "docs", "data", "certs", "tools", "Makefile",
-                                "pyproject.toml", "requirements-dev.txt", "requirements-cli.txt",
-                                "package.json", "package-lock.json", "Dockerfile",
-                                "docker-compose.yml", "README.md", ".funcignore", ".gitignore"}, name
+        assert parts[0] not in {
+            "build",
+            "dist",
+            "docs",
+            "data",
+            "certs",
+            "tools",
+            "Makefile",
+            "pyproject.toml",
+            "requirements-dev.txt",
+            "requirements-cli.txt",
+            "package.json",
+            "package-lock.json",
+            "Dockerfile",
+            "docker-compose.yml",
+            "README.md",
+            ".funcignore",
+            ".gitignore",
+        }, name
         for pattern in SECRET_CONTENT:
             assert not pattern.search(content), (name, pattern.pattern)
 
@@ -77,8 +117,7 @@ def _modules(names: set[str]) -> set[str]:
     return out
 
 
-def test_modules_off_the_function_path_are_only_the_operators_command_line(
-        package: dict[str, bytes]) -> None:
+def test_modules_off_the_function_path_are_only_the_operators_command_line(package: dict[str, bytes]) -> None:
     off_path = _modules(set(package)) - function_path().modules
     assert off_path <= OPERATOR_MODULES, sorted(off_path - OPERATOR_MODULES)
     assert not any("sales_etl_dev" in name or name.startswith("dev/") for name in package)
@@ -94,34 +133,75 @@ def test_publishing_a_worktree_full_of_generated_files_uploads_none_of_them(tmp_
     """`func azure functionapp publish` zips the working folder, not the commit: everything the
     dev tools generate must be denied by .funcignore (or by Core Tools itself)."""
     shutil.copy(ROOT / ".funcignore", tmp_path / ".funcignore")
-    wanted = ["function_app.py", "host.json", "requirements.txt", "sales_etl/__init__.py",
-              "sales_etl/certs/azure-postgres-roots.pem", "sales_etl/datasets/sales.toml",
-              "migrations/V1__x.sql",
-              # a local build for `publish --no-build` must ship
-              ".python_packages/lib/site-packages/numpy/__init__.py"]
+    wanted = [
+        "function_app.py",
+        "host.json",
+        "requirements.txt",
+        "sales_etl/__init__.py",
+        "sales_etl/certs/azure-postgres-roots.pem",
+        "sales_etl/datasets/sales.toml",
+        "migrations/V1__x.sql",
+        # a local build for `publish --no-build` must ship
+        ".python_packages/lib/site-packages/numpy/__init__.py",
+    ]
     generated = [
-        ".env", "sales_etl/.env", ".devstack/pg/postgresql.conf", ".devstack/certs/server.key",
-        "certs/generated/server.key", "certs/generated/ca.crt", "certs/README.md",
-        "local.settings.json", "sales_etl/local.settings.json", "local.settings.json.example",
-        "sales_etl.egg-info/PKG-INFO", "sales_etl/sales_etl.egg-info/PKG-INFO",
-        "build/lib/sales_etl/x.py", "dist/functionapp.zip",
-        "__pycache__/function_app.cpython-311.pyc", "sales_etl/__pycache__/x.cpython-311.pyc",
-        "sales_etl/datasets/__pycache__/x.pyc", ".venv/bin/python", ".mypy_cache/x.json",
-        ".ruff_cache/x", ".pytest_cache/v/x", ".hypothesis/examples/x", "node_modules/azurite/x.js",
-        "data/mine.csv", "bench/work/x.csv", "tests/unit/test_x.py", ".git/config",
-        "sales_etl/.vscode/settings.json", "server.key", "sales_etl/x.key", "docs/operations.md",
-        "tools/package.py", "Makefile", "pyproject.toml", "requirements-dev.txt",
-        "requirements-cli.txt", "package.json", "Dockerfile", "docker-compose.yml",
+        ".env",
+        "sales_etl/.env",
+        ".devstack/pg/postgresql.conf",
+        ".devstack/certs/server.key",
+        "certs/generated/server.key",
+        "certs/generated/ca.crt",
+        "certs/README.md",
+        "local.settings.json",
+        "sales_etl/local.settings.json",
+        "local.settings.json.example",
+        "sales_etl.egg-info/PKG-INFO",
+        "sales_etl/sales_etl.egg-info/PKG-INFO",
+        "build/lib/sales_etl/x.py",
+        "dist/functionapp.zip",
+        "__pycache__/function_app.cpython-311.pyc",
+        "sales_etl/__pycache__/x.cpython-311.pyc",
+        "sales_etl/datasets/__pycache__/x.pyc",
+        ".venv/bin/python",
+        ".mypy_cache/x.json",
+        ".ruff_cache/x",
+        ".pytest_cache/v/x",
+        ".hypothesis/examples/x",
+        "node_modules/azurite/x.js",
+        "data/mine.csv",
+        "bench/work/x.csv",
+        "tests/unit/test_x.py",
+        ".git/config",
+        "sales_etl/.vscode/settings.json",
+        "server.key",
+        "sales_etl/x.key",
+        "docs/operations.md",
+        "tools/package.py",
+        "Makefile",
+        "pyproject.toml",
+        "requirements-dev.txt",
+        "requirements-cli.txt",
+        "package.json",
+        "Dockerfile",
+        "docker-compose.yml",
         # the development package, and its generated RPC stubs
-        "dev/pyproject.toml", "dev/sales_etl_dev/devstack.py", "dev/sales_etl_dev/hostcall.py",
-        "dev/sales_etl_dev/rpc/_generated/function_rpc_pb2.py", "sales_etl_dev/devstack.py",
+        "dev/pyproject.toml",
+        "dev/sales_etl_dev/devstack.py",
+        "dev/sales_etl_dev/hostcall.py",
+        "dev/sales_etl_dev/rpc/_generated/function_rpc_pb2.py",
+        "sales_etl_dev/devstack.py",
         # whatever else lands in the folder: nothing ships unless the allow-list names it
-        "secrets.txt", ".env.production", "notes/todo.md", "sales_etl/.env.local",
-        "sales_etl/datasets/__pycache__/sales.cpython-311.pyc", "migrations/.env",
+        "secrets.txt",
+        ".env.production",
+        "notes/todo.md",
+        "sales_etl/.env.local",
+        "sales_etl/datasets/__pycache__/sales.cpython-311.pyc",
+        "migrations/.env",
         "migrations/README.md",
         # a client key or a private CA dropped beside the shipped roots (PEM files there are
         # git-ignored, so `make package` never sees them, but publish zips the folder)
-        "sales_etl/certs/client-key.pem", "sales_etl/certs/dev-ca.pem",
+        "sales_etl/certs/client-key.pem",
+        "sales_etl/certs/dev-ca.pem",
     ]
     for rel in wanted + generated:
         _touch(tmp_path, rel)

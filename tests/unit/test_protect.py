@@ -14,8 +14,11 @@ BLIND = b"b" * 32
 
 def test_tokens_decrypt_to_the_normalised_value_and_hashes_are_stable() -> None:
     p = Protector((NEW,), BLIND)
-    columns = {"customer_id": pa.array(["CUST-001", "CUST-002", "CUST-001"]),
-               "product_id": pa.array(["P", "P", "P"]), "store_id": pa.array(["S", "S", "S"])}
+    columns = {
+        "customer_id": pa.array(["CUST-001", "CUST-002", "CUST-001"]),
+        "product_id": pa.array(["P", "P", "P"]),
+        "store_id": pa.array(["S", "S", "S"]),
+    }
     out = {k: v.to_pylist() for k, v in p.protect(columns, get_dataset("sales")).items()}
     assert [p.decrypt(t) for t in out["customer_id"]] == ["CUST-001", "CUST-002", "CUST-001"]
     assert out["customer_id_hash"][0] == out["customer_id_hash"][2] != out["customer_id_hash"][1]

@@ -11,13 +11,12 @@ ROOT = Path(__file__).resolve().parents[2]
 def _layout() -> str:
     text = (ROOT / "README.md").read_text()
     start = text.index("\n## Layout\n")
-    return text[start:text.index("\n## ", start + 1)]
+    return text[start : text.index("\n## ", start + 1)]
 
 
 def _modules(package: Path) -> set[str]:
     found = {p.stem for p in package.glob("*.py") if p.stem not in {"__init__", "__main__"}}
-    found |= {f"{p.name}/" for p in package.iterdir()
-              if p.is_dir() and (p / "__init__.py").exists()}
+    found |= {f"{p.name}/" for p in package.iterdir() if p.is_dir() and (p / "__init__.py").exists()}
     return found
 
 
@@ -39,8 +38,9 @@ def test_layout_names_no_module_that_is_gone() -> None:
 def test_layout_places_each_module_in_its_package() -> None:
     """The dev/ row names only the development package's modules, the other rows only the
     deployed package's (the dev tools once were listed as if they shipped)."""
-    rows = [line.split("|")[1:3] for line in _layout().splitlines()
-            if line.startswith("| ") and "---" not in line][1:]
+    rows = [
+        line.split("|")[1:3] for line in _layout().splitlines() if line.startswith("| ") and "---" not in line
+    ][1:]
     runtime, dev = _modules(ROOT / "sales_etl"), _modules(ROOT / "dev" / "sales_etl_dev")
     for group, cell in rows:
         named = set(re.findall(r"`([a-z_]+/?)`", cell))

@@ -20,7 +20,7 @@ _CODE = re.compile(r"`([a-z][a-z0-9_]*)`")
 def _between(text: str, start: str, end: str) -> str:
     assert text.count(start) == 1, start
     head = text.index(start) + len(start)
-    return text[head:text.index(end, head)]
+    return text[head : text.index(end, head)]
 
 
 def readme_codes() -> dict[str, set[str]]:
@@ -28,8 +28,9 @@ def readme_codes() -> dict[str, set[str]]:
     text = (ROOT / "README.md").read_text()
     return {
         "row": set(_CODE.findall(_between(text, "Reason codes:", "The `line` is"))),
-        "file": set(_CODE.findall(_between(text, "Whole-file failures (the file goes to",
-                                           "Commands that refuse"))),
+        "file": set(
+            _CODE.findall(_between(text, "Whole-file failures (the file goes to", "Commands that refuse"))
+        ),
         "command": set(_CODE.findall(_between(text, "Commands that refuse", "Every code,"))),
     }
 
@@ -79,17 +80,20 @@ def _code_values(tree: ast.AST) -> list[tuple[int, ast.expr]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.Assign):
             for target in node.targets:
-                pairs = (list(zip(target.elts, node.value.elts, strict=False))
-                         if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
-                         else [(target, node.value)])
-                found.extend((node.lineno, v) for t, v in pairs
-                             if isinstance(t, ast.Attribute) and t.attr == "reason_code")
+                pairs = (
+                    list(zip(target.elts, node.value.elts, strict=False))
+                    if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
+                    else [(target, node.value)]
+                )
+                found.extend(
+                    (node.lineno, v)
+                    for t, v in pairs
+                    if isinstance(t, ast.Attribute) and t.attr == "reason_code"
+                )
         if not isinstance(node, ast.Call):
             continue
-        found.extend((node.lineno, kw.value) for kw in node.keywords
-                     if kw.arg in ("code", "reason_code"))
-        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(
-            node.func, "id", "")
+        found.extend((node.lineno, kw.value) for kw in node.keywords if kw.arg in ("code", "reason_code"))
+        name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
         if name in ("Reject", "set") and len(node.args) >= 2:
             found.append((node.lineno, node.args[1]))
     return found
@@ -116,7 +120,8 @@ def _built(value: ast.expr) -> bool:
     if isinstance(value, ast.Call):
         func = value.func
         return (isinstance(func, ast.Attribute) and func.attr in ("format", "join")) or (
-            isinstance(func, ast.Name) and func.id == "str")
+            isinstance(func, ast.Name) and func.id == "str"
+        )
     return False
 
 
@@ -125,8 +130,7 @@ def _literal_codes(tree: ast.AST) -> list[tuple[int, str]]:
 
 
 def _package_trees() -> list[tuple[Path, ast.AST]]:
-    return [(path, ast.parse(path.read_text()))
-            for path in sorted((ROOT / "sales_etl").rglob("*.py"))]
+    return [(path, ast.parse(path.read_text())) for path in sorted((ROOT / "sales_etl").rglob("*.py"))]
 
 
 def test_every_code_written_in_the_package_is_registered() -> None:
@@ -143,26 +147,34 @@ def test_every_code_written_in_the_package_is_registered() -> None:
 
 def test_the_literal_scan_finds_codes() -> None:
     """(The scan above cannot pass by finding nothing.)"""
-    tree = ast.parse('raise DataError("x", code="nope")\nflags.set(m, "typo", "r")\n'
-                     'Reject(1, "also", "r", ())\nrec.status, rec.reason_code = "x", "tuple"\n'
-                     'rec.reason_code = "plain"\nRunRecord(reason_code="kw")\n'
-                     'flags.set(m, "a_int" if i else "a_dec", "r")\n')
+    tree = ast.parse(
+        'raise DataError("x", code="nope")\nflags.set(m, "typo", "r")\n'
+        'Reject(1, "also", "r", ())\nrec.status, rec.reason_code = "x", "tuple"\n'
+        'rec.reason_code = "plain"\nRunRecord(reason_code="kw")\n'
+        'flags.set(m, "a_int" if i else "a_dec", "r")\n'
+    )
     assert sorted(c for _, c in _literal_codes(tree)) == sorted(
-        ["nope", "typo", "also", "tuple", "plain", "kw", "a_int", "a_dec"])
+        ["nope", "typo", "also", "tuple", "plain", "kw", "a_int", "a_dec"]
+    )
 
 
 def test_no_code_is_built_at_run_time() -> None:
     """A code assembled at run time (``f"db_{kind}"``) is a code the README cannot list and
     the literal scan cannot see: none is written where codes are raised."""
-    built = [f"{path.relative_to(ROOT)}:{line}" for path, tree in _package_trees()
-             for line, value in _code_values(tree) if _built(value)]
+    built = [
+        f"{path.relative_to(ROOT)}:{line}"
+        for path, tree in _package_trees()
+        for line, value in _code_values(tree)
+        if _built(value)
+    ]
     assert built == []
-    planted = ast.parse('rec.reason_code = f"skip_{why}"\nraise Skipped("m", code="db_" + k)\n'
-                        'flags.set(m, "{}_x".format(k), "r")\nReject(1, str(k), "r", ())\n'
-                        'rec.status, rec.reason_code = "s", "%s" % k\n'
-                        'DataError("m", code="a" if k else f"b{k}")\n')
-    assert sorted(line for line, value in _code_values(planted) if _built(value)) == [
-        1, 2, 3, 4, 5, 6]
+    planted = ast.parse(
+        'rec.reason_code = f"skip_{why}"\nraise Skipped("m", code="db_" + k)\n'
+        'flags.set(m, "{}_x".format(k), "r")\nReject(1, str(k), "r", ())\n'
+        'rec.status, rec.reason_code = "s", "%s" % k\n'
+        'DataError("m", code="a" if k else f"b{k}")\n'
+    )
+    assert sorted(line for line, value in _code_values(planted) if _built(value)) == [1, 2, 3, 4, 5, 6]
 
 
 def test_codes_are_typed_where_they_are_held() -> None:
@@ -208,16 +220,22 @@ def test_every_registered_code_is_raised_somewhere() -> None:
                     raised.update(c for d in defaults for c in _strings(d))
                 returns = ast.unparse(node.returns) if node.returns else ""
                 if any(t in returns for t in ("Code", "Moved")):  # a code-typed return
-                    raised.update(c for r in ast.walk(node) if isinstance(r, ast.Return)
-                                  and r.value is not None for c in _strings(r.value))
-            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in (
-                    "row_code", "file_code"):
+                    raised.update(
+                        c
+                        for r in ast.walk(node)
+                        if isinstance(r, ast.Return) and r.value is not None
+                        for c in _strings(r.value)
+                    )
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") in ("row_code", "file_code"):
                 raised.update(c for a in node.args for c in _strings(a))
-            if isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "get" and len(
-                    node.args) == 2 and _strings(node.args[0]) == ["mismatch"]:
+            if (
+                isinstance(node, ast.Call)
+                and getattr(node.func, "attr", "") == "get"
+                and len(node.args) == 2
+                and _strings(node.args[0]) == ["mismatch"]
+            ):
                 raised.update(_strings(node.args[1]))  # the dataset's default mismatch code
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) and (
-                    "SELECT" in node.value):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and ("SELECT" in node.value):
                 raised.update(sql.findall(node.value))
     for spec in SHIPPED_DIR.glob("*.toml"):
         for column in tomllib.loads(spec.read_text())["columns"].values():

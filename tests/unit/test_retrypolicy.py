@@ -28,31 +28,63 @@ APP = "1.2.3"
 SALES = "3-abcdef"
 
 
-def judge(meta: dict[str, str], *, now: datetime = T0, last_modified: datetime | None = T0,
-          app: str = APP, dataset: str | None = SALES, force: bool = False,
-          policy: RetrySettings = POLICY) -> Decision:
-    return decide(meta, last_modified=last_modified, now=now, app_version=app,
-                  dataset_version=dataset, force=force, policy=policy)
+def judge(
+    meta: dict[str, str],
+    *,
+    now: datetime = T0,
+    last_modified: datetime | None = T0,
+    app: str = APP,
+    dataset: str | None = SALES,
+    force: bool = False,
+    policy: RetrySettings = POLICY,
+) -> Decision:
+    return decide(
+        meta,
+        last_modified=last_modified,
+        now=now,
+        app_version=app,
+        dataset_version=dataset,
+        force=force,
+        policy=policy,
+    )
 
 
 def transient(**meta: str) -> dict[str, str]:
-    return {"attempts": "1", "kind": "transient",
-            "next_attempt_at": (T0 + timedelta(minutes=1)).isoformat(), **meta}
+    return {
+        "attempts": "1",
+        "kind": "transient",
+        "next_attempt_at": (T0 + timedelta(minutes=1)).isoformat(),
+        **meta,
+    }
 
 
 def data(**meta: str) -> dict[str, str]:
-    return {"attempts": "1", "kind": "data", "app_version": APP, "dataset_version": SALES,
-            **meta}
+    return {"attempts": "1", "kind": "data", "app_version": APP, "dataset_version": SALES, **meta}
 
 
 # ----------------------------------------------------------------------------- backoff
 
 
-@pytest.mark.parametrize(("attempt", "seconds"), [
-    (1, 60), (2, 120), (3, 240), (4, 480), (5, 960), (6, 1920), (7, 3840), (8, 7680),
-    (9, 15360), (10, 21600), (11, 21600), (64, 21600), (10**9, 21600),
-    (0, 60), (-7, 60),  # never less than the base
-])
+@pytest.mark.parametrize(
+    ("attempt", "seconds"),
+    [
+        (1, 60),
+        (2, 120),
+        (3, 240),
+        (4, 480),
+        (5, 960),
+        (6, 1920),
+        (7, 3840),
+        (8, 7680),
+        (9, 15360),
+        (10, 21600),
+        (11, 21600),
+        (64, 21600),
+        (10**9, 21600),
+        (0, 60),
+        (-7, 60),  # never less than the base
+    ],
+)
 def test_backoff_doubles_from_the_base_up_to_the_cap(attempt: int, seconds: int) -> None:
     assert backoff(attempt, POLICY) == timedelta(seconds=seconds)
 
@@ -67,22 +99,37 @@ def test_backoff_follows_the_settings() -> None:
 
 def test_a_transient_failure_writes_its_state_and_when_it_is_due() -> None:
     now = datetime(2026, 3, 4, 5, 6, 7, 890, tzinfo=UTC)
-    meta = failure_metadata(attempt=3, error=TransientError("db down", code="db_unreachable"),
-                            now=now, dataset_version=SALES, app_version=APP, policy=POLICY)
+    meta = failure_metadata(
+        attempt=3,
+        error=TransientError("db down", code="db_unreachable"),
+        now=now,
+        dataset_version=SALES,
+        app_version=APP,
+        policy=POLICY,
+    )
     assert meta == {
-        "attempts": "3", "kind": "transient", "reason_code": "db_unreachable",
-        "reason": "db down", "failed_at": "2026-03-04T05:06:07+00:00",
+        "attempts": "3",
+        "kind": "transient",
+        "reason_code": "db_unreachable",
+        "reason": "db down",
+        "failed_at": "2026-03-04T05:06:07+00:00",
         "next_attempt_at": "2026-03-04T05:10:07+00:00",  # 60 * 2**2 seconds later
-        "dataset_version": SALES, "app_version": APP,
+        "dataset_version": SALES,
+        "app_version": APP,
     }
     assert next_attempt(meta, now, POLICY) == datetime(2026, 3, 4, 5, 10, 7, tzinfo=UTC)
 
 
 def test_a_data_failure_is_kind_data_and_its_reason_is_ascii_and_short() -> None:
     message = "línea 2:\nmissing column(s) ü " + "x" * 2000
-    meta = failure_metadata(attempt=1, error=DataError(message, code="missing_columns"),
-                            now=datetime(2026, 1, 1), dataset_version="", app_version=APP,
-                            policy=POLICY)
+    meta = failure_metadata(
+        attempt=1,
+        error=DataError(message, code="missing_columns"),
+        now=datetime(2026, 1, 1),
+        dataset_version="",
+        app_version=APP,
+        policy=POLICY,
+    )
     assert meta["kind"] == "data" and meta["reason_code"] == "missing_columns"
     assert meta["reason"].isascii() and "\n" not in meta["reason"]
     assert len(meta["reason"]) <= 900
@@ -93,13 +140,25 @@ def test_a_data_failure_is_kind_data_and_its_reason_is_ascii_and_short() -> None
 
 
 def test_written_metadata_reads_back_as_the_same_decision() -> None:
-    meta = failure_metadata(attempt=2, error=TransientError("t", code="db_transient"), now=T0,
-                            dataset_version=SALES, app_version=APP, policy=POLICY)
+    meta = failure_metadata(
+        attempt=2,
+        error=TransientError("t", code="db_transient"),
+        now=T0,
+        dataset_version=SALES,
+        app_version=APP,
+        policy=POLICY,
+    )
     assert judge(meta, now=T0 + timedelta(seconds=119)).action is Action.WAIT
     due = judge(meta, now=T0 + timedelta(seconds=120))
     assert (due.action, due.attempts, due.repair) == (Action.RETRY, 2, None)
-    kept = failure_metadata(attempt=2, error=DataError("d", code="bad_csv"), now=T0,
-                            dataset_version=SALES, app_version=APP, policy=POLICY)
+    kept = failure_metadata(
+        attempt=2,
+        error=DataError("d", code="bad_csv"),
+        now=T0,
+        dataset_version=SALES,
+        app_version=APP,
+        policy=POLICY,
+    )
     assert judge(kept, now=T0 + timedelta(days=30)).action is Action.KEEP
 
 
@@ -168,21 +227,33 @@ def test_an_unknown_dataset_version_keeps_data_failures_unless_the_app_changed()
 # ----------------------------------------------------------------------------- tampered metadata
 
 
-@pytest.mark.parametrize(("claimed", "attempts", "repair"), [
-    ("abc", 1, "1"), ("-50", 1, "1"), ("2.0", 2, "2"), ("", 1, "1"), (None, 1, "1"),
-    ("0", 1, "1"), ("nan", 1, "1"), ("2.5", 1, "1"), ("-1e9999999", 1, "1"), (" 3 ", 3, "3"),
-    ("3", 3, None), ("1", 1, None),
-])
+@pytest.mark.parametrize(
+    ("claimed", "attempts", "repair"),
+    [
+        ("abc", 1, "1"),
+        ("-50", 1, "1"),
+        ("2.0", 2, "2"),
+        ("", 1, "1"),
+        (None, 1, "1"),
+        ("0", 1, "1"),
+        ("nan", 1, "1"),
+        ("2.5", 1, "1"),
+        ("-1e9999999", 1, "1"),
+        (" 3 ", 3, "3"),
+        ("3", 3, None),
+        ("1", 1, None),
+    ],
+)
 def test_unreadable_attempts_count_as_one_and_are_written_back_sound(
-        claimed: str | None, attempts: int, repair: str | None) -> None:
+    claimed: str | None, attempts: int, repair: str | None
+) -> None:
     meta = {"kind": "transient"} if claimed is None else {"kind": "transient", "attempts": claimed}
     decision = judge(meta)
     assert (decision.action, decision.attempts) == (Action.RETRY, attempts)
     assert decision.repair == (None if repair is None else {"attempts": repair})
 
 
-@pytest.mark.parametrize("claimed", ["5", "6", "99999", "1e9999999", "99999999999999999999",
-                                     "5.0", "1e3"])
+@pytest.mark.parametrize("claimed", ["5", "6", "99999", "1e9999999", "99999999999999999999", "5.0", "1e3"])
 def test_huge_attempts_are_clamped_and_deadlettered(claimed: str) -> None:
     decision = judge({"kind": "transient", "attempts": claimed})
     assert (decision.action, decision.attempts) == (Action.DEADLETTER, 5)
@@ -195,18 +266,21 @@ def test_huge_attempts_are_clamped_without_expanding_them() -> None:
     assert parse_attempts("9" * 5000, 5) == 5
 
 
-@pytest.mark.parametrize(("due", "action"), [
-    ((T0 - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), Action.RETRY),  # naive: UTC
-    ((T0 + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), Action.WAIT),
-    ("2026-01-01T01:00:00+01:00", Action.RETRY),  # = T0 in UTC: due
-    ("2026-01-01T00:30:00-01:00", Action.WAIT),  # = T0 + 1h30 in UTC
-    ("not a time", Action.RETRY),  # unreadable: due
-    ("", Action.RETRY),
-    ("0001-01-01T00:00:00+14:00", Action.RETRY),  # before datetime.min in UTC: unreadable
-    ("9999-12-31T23:59:59-14:00", Action.RETRY),  # past datetime.max in UTC: unreadable
-    ("1900-01-01T00:00:00+00:00", Action.RETRY),  # far past
-    ("9999-12-31T00:00:00+00:00", Action.WAIT),  # far future: clamped, but not due yet
-])
+@pytest.mark.parametrize(
+    ("due", "action"),
+    [
+        ((T0 - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), Action.RETRY),  # naive: UTC
+        ((T0 + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"), Action.WAIT),
+        ("2026-01-01T01:00:00+01:00", Action.RETRY),  # = T0 in UTC: due
+        ("2026-01-01T00:30:00-01:00", Action.WAIT),  # = T0 + 1h30 in UTC
+        ("not a time", Action.RETRY),  # unreadable: due
+        ("", Action.RETRY),
+        ("0001-01-01T00:00:00+14:00", Action.RETRY),  # before datetime.min in UTC: unreadable
+        ("9999-12-31T23:59:59-14:00", Action.RETRY),  # past datetime.max in UTC: unreadable
+        ("1900-01-01T00:00:00+00:00", Action.RETRY),  # far past
+        ("9999-12-31T00:00:00+00:00", Action.WAIT),  # far future: clamped, but not due yet
+    ],
+)
 def test_tampered_times(due: str, action: Action) -> None:
     assert judge(transient(next_attempt_at=due)).action is action
 
@@ -225,8 +299,14 @@ def test_a_far_future_time_waits_at_most_max_seconds_after_landing_in_failed() -
 def test_naive_now_and_last_modified_are_utc() -> None:
     naive_now = datetime(2026, 1, 1, 0, 2)
     assert judge(transient(), now=naive_now).action is Action.RETRY
-    assert judge(transient(next_attempt_at="9999-12-31T00:00:00"),
-                 last_modified=datetime(2025, 12, 31, 17), now=naive_now).action is Action.RETRY
+    assert (
+        judge(
+            transient(next_attempt_at="9999-12-31T00:00:00"),
+            last_modified=datetime(2025, 12, 31, 17),
+            now=naive_now,
+        ).action
+        is Action.RETRY
+    )
 
 
 @pytest.mark.parametrize("cap", [10**12, 10**15, 10**30])
@@ -237,13 +317,22 @@ def test_a_cap_of_millennia_saturates_instead_of_raising(cap: int) -> None:
     policy = RetrySettings(max_attempts=5, base_seconds=60, max_seconds=cap)
     longest = timedelta(days=timedelta.max.days, seconds=timedelta.max.seconds)
     wanted = min(cap, 60 * 2**64)  # past what a timedelta holds from 10**15 on
-    assert backoff(80, policy) == (longest if wanted > longest.total_seconds()
-                                   else timedelta(seconds=wanted))
-    meta = failure_metadata(attempt=70, error=TransientError("x", code="db_transient"), now=T0,
-                            dataset_version=SALES, app_version=APP, policy=policy)
+    assert backoff(80, policy) == (longest if wanted > longest.total_seconds() else timedelta(seconds=wanted))
+    meta = failure_metadata(
+        attempt=70,
+        error=TransientError("x", code="db_transient"),
+        now=T0,
+        dataset_version=SALES,
+        app_version=APP,
+        policy=policy,
+    )
     assert datetime.fromisoformat(meta["next_attempt_at"]) > T0 + timedelta(days=365 * 1000)
     waiting = judge({**meta, "attempts": "1"}, policy=policy)
     assert waiting.action is Action.WAIT
-    assert judge(transient(next_attempt_at="9999-12-31T00:00:00"), policy=policy,
-                 now=T0 + timedelta(days=1)).action is Action.WAIT
+    assert (
+        judge(
+            transient(next_attempt_at="9999-12-31T00:00:00"), policy=policy, now=T0 + timedelta(days=1)
+        ).action
+        is Action.WAIT
+    )
     assert judge(transient(), policy=policy, now=T0 + timedelta(minutes=2)).action is Action.RETRY

@@ -26,9 +26,19 @@ def test_metadata_names_the_run_by_run_uuid_and_still_reads_run_id() -> None:
     assert storage.run_uuid_of(None) == ""
 
 
-@pytest.mark.parametrize("tampered", [
-    "a" * 7000, "%0A%0Dfake%20line%00", "x\ty", "../../etc", f"{UUID}\n", f"{UUID}x",
-    "{" + UUID + "}", "not-a-uuid-at-all-but-36-characters!"])
+@pytest.mark.parametrize(
+    "tampered",
+    [
+        "a" * 7000,
+        "%0A%0Dfake%20line%00",
+        "x\ty",
+        "../../etc",
+        f"{UUID}\n",
+        f"{UUID}x",
+        "{" + UUID + "}",
+        "not-a-uuid-at-all-but-36-characters!",
+    ],
+)
 def test_tampered_run_uuid_metadata_names_no_run(tampered: str) -> None:
     """Metadata is untrusted: only a UUID names a run (what the sweep logs as the record's
     ``run_uuid`` field); a tampered ``run_uuid`` falls back to a sound ``run_id``."""
@@ -58,9 +68,12 @@ def test_dataset_version_is_the_declared_version_and_the_spec_fingerprint() -> N
 
 def test_make_protector_needs_keys_only_for_sensitive_columns() -> None:
     sales = get_dataset("sales")
-    plain = replace(sales, columns=tuple(
-        replace(c, options=tuple((k, v) for k, v in c.options if k != "sensitive"))
-        for c in sales.columns))
+    plain = replace(
+        sales,
+        columns=tuple(
+            replace(c, options=tuple((k, v) for k, v in c.options if k != "sensitive")) for c in sales.columns
+        ),
+    )
     keyless = load_settings({})
     assert protect.make_protector(keyless, plain) is None
     with pytest.raises(ConfigError, match="FERNET_KEYS"):

@@ -21,8 +21,7 @@ from sales_etl.settings import RetrySettings, Settings, load_settings, read_bind
 # ----------------------------------------------------------------------------- rejects
 
 CONTROL = [chr(c) for c in (*range(0x00, 0x20), 0x7F, *range(0x80, 0xA0))]
-FORMULA = ["=", "+", "-", "@", " ", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\u3000", "\u200b",
-           "\ufeff"]
+FORMULA = ["=", "+", "-", "@", " ", "\uff1d", "\uff0b", "\uff0d", "\uff20", "\u3000", "\u200b", "\ufeff"]
 
 
 @pytest.mark.parametrize("first", CONTROL + FORMULA, ids=lambda c: f"U+{ord(c):04X}")
@@ -38,9 +37,13 @@ def test_safe_first_characters_are_kept(first: str) -> None:
 
 def test_the_rejects_file_guards_raw_row_and_reason() -> None:
     writer = RejectsWriter()
-    writer.add([Reject(2, "bad_value", "=HYPERLINK(\"x\")", ("\n=1+1", "b")),
-                Reject(3, "nul_byte", "contains a NUL byte", ("\x00@SUM(A1)", "c")),
-                Reject(4, "bad_value", "quantity 'x' is not a whole number", ("TX-1", "x"))])
+    writer.add(
+        [
+            Reject(2, "bad_value", '=HYPERLINK("x")', ("\n=1+1", "b")),
+            Reject(3, "nul_byte", "contains a NUL byte", ("\x00@SUM(A1)", "c")),
+            Reject(4, "bad_value", "quantity 'x' is not a whole number", ("TX-1", "x")),
+        ]
+    )
     rows = list(csv.reader(io.TextIOWrapper(writer.open_bytes(), encoding="utf-8", newline="")))
     writer.close()
     assert rows[0] == ["line", "reason_code", "reason", "raw_row"]
@@ -48,7 +51,7 @@ def test_the_rejects_file_guards_raw_row_and_reason() -> None:
         for cell in row[2:]:
             first = cell[0]
             assert first == "'" or first.isalnum() or first in SAFE_START, row
-    assert rows[1][2] == "'=HYPERLINK(\"x\")"
+    assert rows[1][2] == '\'=HYPERLINK("x")'
     assert rows[2][3].startswith("'\x00@SUM")
     assert rows[3][2:] == ["quantity 'x' is not a whole number", "TX-1,x"]
 
@@ -56,8 +59,10 @@ def test_the_rejects_file_guards_raw_row_and_reason() -> None:
 # ----------------------------------------------------------------------------- settings
 
 ACCOUNT_KEY = "c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0a2V5c2VjcmV0a2V5MTIzNDU2Nzg5MA=="
-CONNECTION = (f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={ACCOUNT_KEY};"
-              "EndpointSuffix=core.windows.net")
+CONNECTION = (
+    f"DefaultEndpointsProtocol=https;AccountName=acct;AccountKey={ACCOUNT_KEY};"
+    "EndpointSuffix=core.windows.net"
+)
 SAS_URL = "https://acct.blob.core.windows.net/?sv=2022-11-02&ss=b&sp=rwdl&sig=AbCd%2Bsecret%3D"
 
 
@@ -90,14 +95,27 @@ def test_a_sas_url_in_a_uri_setting_is_refused_unechoed(setting: str) -> None:
 
 
 def test_a_connection_string_in_the_credential_setting_is_not_echoed() -> None:
-    message = _settings_error({"SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
-                               "SalesStorage__credential": CONNECTION})
+    message = _settings_error(
+        {
+            "SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+            "SalesStorage__credential": CONNECTION,
+        }
+    )
     assert "SalesStorage__credential" in message and "managedidentity" in message
     assert ACCOUNT_KEY not in message and "AccountKey" not in message
 
 
-@pytest.mark.parametrize("setting", ["SWEEP_SCHEDULE", "SALES_TRIGGER_SOURCE", "RETRY_MAX_ATTEMPTS",
-                                     "DESIRED_CHUNK_FRACTION", "DATASETS_DIR", "POSTGRES_SSLMODE"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "SWEEP_SCHEDULE",
+        "SALES_TRIGGER_SOURCE",
+        "RETRY_MAX_ATTEMPTS",
+        "DESIRED_CHUNK_FRACTION",
+        "DATASETS_DIR",
+        "POSTGRES_SSLMODE",
+    ],
+)
 def test_a_key_pasted_into_any_setting_is_not_echoed(setting: str) -> None:
     env = {"SalesStorage": "UseDevelopmentStorage=true", setting: ACCOUNT_KEY}
     if setting == "POSTGRES_SSLMODE":
@@ -110,9 +128,18 @@ def test_a_key_pasted_into_any_setting_is_not_echoed(setting: str) -> None:
 HEX_KEY = "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"
 
 
-@pytest.mark.parametrize("setting", ["SWEEP_SCHEDULE", "SALES_TRIGGER_SOURCE", "RETRY_MAX_ATTEMPTS",
-                                     "DESIRED_CHUNK_FRACTION", "DATASETS_DIR", "POSTGRES_SSLMODE",
-                                     "SALES_CONTAINER"])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "SWEEP_SCHEDULE",
+        "SALES_TRIGGER_SOURCE",
+        "RETRY_MAX_ATTEMPTS",
+        "DESIRED_CHUNK_FRACTION",
+        "DATASETS_DIR",
+        "POSTGRES_SSLMODE",
+        "SALES_CONTAINER",
+    ],
+)
 def test_a_hex_key_pasted_into_any_setting_is_not_echoed(setting: str) -> None:
     env = {"SalesStorage": "UseDevelopmentStorage=true", setting: HEX_KEY}
     if setting == "POSTGRES_SSLMODE":
@@ -122,8 +149,13 @@ def test_a_hex_key_pasted_into_any_setting_is_not_echoed(setting: str) -> None:
 
 
 def test_harmless_values_are_still_shown() -> None:
-    message = _settings_error({"SalesStorage": "UseDevelopmentStorage=true",
-                               "SWEEP_SCHEDULE": "*/5 * * *", "SALES_TRIGGER_SOURCE": "webhook"})
+    message = _settings_error(
+        {
+            "SalesStorage": "UseDevelopmentStorage=true",
+            "SWEEP_SCHEDULE": "*/5 * * *",
+            "SALES_TRIGGER_SOURCE": "webhook",
+        }
+    )
     assert "'*/5 * * *'" in message and "'webhook'" in message
 
 
@@ -132,9 +164,11 @@ def test_harmless_values_are_still_shown() -> None:
 
 def _arrow_error(data: bytes) -> pa.ArrowInvalid:
     with pytest.raises(pa.ArrowInvalid) as err:
-        pacsv.read_csv(io.BytesIO(data), read_options=pacsv.ReadOptions(column_names=["a", "b", "c"]),
-                       convert_options=pacsv.ConvertOptions(
-                           column_types={c: pa.string() for c in "abc"}))
+        pacsv.read_csv(
+            io.BytesIO(data),
+            read_options=pacsv.ReadOptions(column_names=["a", "b", "c"]),
+            convert_options=pacsv.ConvertOptions(column_types={c: pa.string() for c in "abc"}),
+        )
     return err.value
 
 
@@ -159,18 +193,33 @@ def test_foreign_errors_lose_quoted_values_and_secrets() -> None:
     assert "AbC" not in message and "sig=***" in message
     encoded = DataError("copy source https://a/b%3Fsv%3D1%26sig%3DAbCsecret%253D%26se%3D2").message
     assert "AbCsecret" not in encoded and "sig%3D***" in encoded
-    for text in (f"AccountKey={ACCOUNT_KEY};x", "postgresql://u:hunter2@h/db", "Bearer eyJabc.def",
-                 "password=hunter2 host=x"):
-        assert ("hunter2" not in DataError(text).message and ACCOUNT_KEY not in DataError(text).message
-                and "eyJabc" not in DataError(text).message)
+    for text in (
+        f"AccountKey={ACCOUNT_KEY};x",
+        "postgresql://u:hunter2@h/db",
+        "Bearer eyJabc.def",
+        "password=hunter2 host=x",
+    ):
+        assert (
+            "hunter2" not in DataError(text).message
+            and ACCOUNT_KEY not in DataError(text).message
+            and "eyJabc" not in DataError(text).message
+        )
 
 
 def test_every_log_record_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
     exc = _arrow_error(b"a,b,c\nTX-9,CUST-SECRET-9\n")
     logging.getLogger("urllib3.connectionpool").debug(
-        '%s://%s:%s "%s %s %s" %s %s', "https", "acct", 443, "GET",
-        "/c/b?sv=1&sig=SiGnAtUrE%3D", "HTTP/1.1", 200, 5)
+        '%s://%s:%s "%s %s %s" %s %s',
+        "https",
+        "acct",
+        443,
+        "GET",
+        "/c/b?sv=1&sig=SiGnAtUrE%3D",
+        "HTTP/1.1",
+        200,
+        5,
+    )
     try:
         raise DataError("x") from exc
     except DataError:
@@ -186,15 +235,33 @@ def test_every_log_record_is_scrubbed(caplog: pytest.LogCaptureFixture) -> None:
 # ----------------------------------------------------------------------------- names
 
 
-@pytest.mark.parametrize("name", [
-    "incoming/../processed/x.csv", "incoming/./x.csv", "incoming/sales/../../deadletter/x.csv",
-    "incoming/%2e%2e/processed/x.csv", "incoming/%2E%2E/x.csv", "incoming/%252e%252e/x.csv",
-    "incoming/sales/%2E/x.csv", "incoming\\..\\processed\\x.csv", "incoming/..\\x.csv",
-    "incoming/\uff0e\uff0e/x.csv", "incoming/...", "incoming/sales//x.csv", "incoming/",
-    "incoming", "incoming/x.csv/", "incoming/a\x00b.csv", "incoming/a\nb.csv",
-    "incoming/x%0a.csv", "incoming/%ff.csv", "incoming/x.", "processed/x.csv",
-    "incoming/" + "x" * 1100,
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "incoming/../processed/x.csv",
+        "incoming/./x.csv",
+        "incoming/sales/../../deadletter/x.csv",
+        "incoming/%2e%2e/processed/x.csv",
+        "incoming/%2E%2E/x.csv",
+        "incoming/%252e%252e/x.csv",
+        "incoming/sales/%2E/x.csv",
+        "incoming\\..\\processed\\x.csv",
+        "incoming/..\\x.csv",
+        "incoming/\uff0e\uff0e/x.csv",
+        "incoming/...",
+        "incoming/sales//x.csv",
+        "incoming/",
+        "incoming",
+        "incoming/x.csv/",
+        "incoming/a\x00b.csv",
+        "incoming/a\nb.csv",
+        "incoming/x%0a.csv",
+        "incoming/%ff.csv",
+        "incoming/x.",
+        "processed/x.csv",
+        "incoming/" + "x" * 1100,
+    ],
+)
 def test_names_that_escape_or_hide_are_refused(name: str) -> None:
     assert names.problem(name, "incoming") is not None
     with pytest.raises(UnsafeName) as err:
@@ -203,9 +270,17 @@ def test_names_that_escape_or_hide_are_refused(name: str) -> None:
     assert "\x00" not in err.value.message
 
 
-@pytest.mark.parametrize("name", ["incoming/x.csv", "incoming/sales/x.csv.gz",
-                                  "incoming/sales/2026/01/a b..c.csv", "incoming/sales/%20x.csv",
-                                  "incoming/sales/.hidden.csv", "incoming/é.csv"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "incoming/x.csv",
+        "incoming/sales/x.csv.gz",
+        "incoming/sales/2026/01/a b..c.csv",
+        "incoming/sales/%20x.csv",
+        "incoming/sales/.hidden.csv",
+        "incoming/é.csv",
+    ],
+)
 def test_ordinary_names_pass(name: str) -> None:
     assert names.confine(name, "incoming") == name
 
@@ -213,11 +288,28 @@ def test_ordinary_names_pass(name: str) -> None:
 # ----------------------------------------------------------------------------- metadata
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    ("3", 3), ("2.0", 2), (" 4 ", 4), ("+1", 1), ("-50", 0), ("abc", 0), ("2.5", 0),
-    ("nan", 0), ("inf", 0), ("", 0), (None, 0), ("1e3", 5), ("99999999999999999999", 5),
-    ("-99999999999999999999", 0), ("0x10", 0), ("5", 5), ("6", 5),
-])
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("3", 3),
+        ("2.0", 2),
+        (" 4 ", 4),
+        ("+1", 1),
+        ("-50", 0),
+        ("abc", 0),
+        ("2.5", 0),
+        ("nan", 0),
+        ("inf", 0),
+        ("", 0),
+        (None, 0),
+        ("1e3", 5),
+        ("99999999999999999999", 5),
+        ("-99999999999999999999", 0),
+        ("0x10", 0),
+        ("5", 5),
+        ("6", 5),
+    ],
+)
 def test_attempts_are_parsed_defensively(value: str | None, expected: int) -> None:
     assert retrypolicy.parse_attempts(value, 5) == expected
 
@@ -227,6 +319,5 @@ def test_times_without_a_zone_are_utc_and_far_future_is_clamped() -> None:
     assert retrypolicy.parse_time("yesterday") is None
     moved = datetime(2026, 1, 1, tzinfo=UTC)
     settings = Settings(retry=RetrySettings(max_seconds=3600))
-    due = retrypolicy.next_attempt({"next_attempt_at": "9999-12-31T00:00:00"}, moved,
-                                   settings.retry)
+    due = retrypolicy.next_attempt({"next_attempt_at": "9999-12-31T00:00:00"}, moved, settings.retry)
     assert due == moved + timedelta(hours=1)

@@ -8,8 +8,12 @@ from sales_etl.settings import Secret, load_settings, read_bindings
 KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 BASE = {
     "SalesStorage": "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:1/a;",
-    "POSTGRES_HOST": "localhost", "POSTGRES_USER": "u", "POSTGRES_DB": "d",
-    "POSTGRES_PASSWORD": "hunter2-password", "FERNET_KEYS": KEY, "BLIND_INDEX_KEY": KEY,
+    "POSTGRES_HOST": "localhost",
+    "POSTGRES_USER": "u",
+    "POSTGRES_DB": "d",
+    "POSTGRES_PASSWORD": "hunter2-password",
+    "FERNET_KEYS": KEY,
+    "BLIND_INDEX_KEY": KEY,
 }
 
 
@@ -24,8 +28,13 @@ def test_defaults_and_secrets_never_show() -> None:
 
 
 def test_all_problems_are_named_in_one_error() -> None:
-    env = {**BASE, "POSTGRES_PORT": "x", "CHUNK_SIZE": "0", "FERNET_KEYS": "short",
-           "SALES_CONTAINER": "Bad_Name"}
+    env = {
+        **BASE,
+        "POSTGRES_PORT": "x",
+        "CHUNK_SIZE": "0",
+        "FERNET_KEYS": "short",
+        "SALES_CONTAINER": "Bad_Name",
+    }
     with pytest.raises(ConfigError) as err:
         load_settings(env)
     for name in ("POSTGRES_PORT", "CHUNK_SIZE", "FERNET_KEYS", "SALES_CONTAINER"):
@@ -58,9 +67,12 @@ def test_remote_host_without_tls_is_refused_unless_allowed() -> None:
 
 def test_identity_based_storage() -> None:
     env = {k: v for k, v in BASE.items() if k != "SalesStorage"}
-    env |= {"SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
-            "SalesStorage__queueServiceUri": "https://acct.queue.core.windows.net",
-            "SalesStorage__credential": "managedidentity", "SalesStorage__clientId": "abc"}
+    env |= {
+        "SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
+        "SalesStorage__queueServiceUri": "https://acct.queue.core.windows.net",
+        "SalesStorage__credential": "managedidentity",
+        "SalesStorage__clientId": "abc",
+    }
     storage = load_settings(env).require_storage()
     assert storage.uses_identity and storage.client_id == "abc" and storage.connection_string is None
 
@@ -78,7 +90,11 @@ def test_missing_groups_are_named_when_needed() -> None:
 def test_bindings_read_alone() -> None:
     b = read_bindings({})
     assert (b.container, b.source, b.schedule, b.problems) == (
-        "sales", "LogsAndContainerScan", "0 */10 * * * *", ())
+        "sales",
+        "LogsAndContainerScan",
+        "0 */10 * * * *",
+        (),
+    )
     assert read_bindings({"SALES_TRIGGER_SOURCE": "EventGrid"}).source == "EventGrid"
     bad = read_bindings({"SALES_TRIGGER_SOURCE": "webhook"})
     assert bad.container is None and bad.source is None  # only the blob trigger is left out
@@ -88,8 +104,7 @@ def test_bindings_read_alone() -> None:
 
 def test_fallback_only_when_nothing_is_configured() -> None:
     assert load_settings({}, fallback=BASE).database is not None
-    only = load_settings({"POSTGRES_HOST": "h", "POSTGRES_USER": "x", "POSTGRES_DB": "y"},
-                         fallback=BASE)
+    only = load_settings({"POSTGRES_HOST": "h", "POSTGRES_USER": "x", "POSTGRES_DB": "y"}, fallback=BASE)
     assert only.storage is None  # a configured environment is never mixed with the dev stack
 
 

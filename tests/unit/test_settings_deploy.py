@@ -20,20 +20,32 @@ AZURE = {
     "SalesStorage__blobServiceUri": "https://acct.blob.core.windows.net",
     "SalesStorage__queueServiceUri": "https://acct.queue.core.windows.net",
     "SalesStorage__credential": "managedidentity",
-    "POSTGRES_HOST": "srv.postgres.database.azure.com", "POSTGRES_USER": "id-sales",
-    "POSTGRES_DB": "sales", "POSTGRES_AUTH": "entra", "FERNET_KEYS": KEY, "BLIND_INDEX_KEY": KEY,
+    "POSTGRES_HOST": "srv.postgres.database.azure.com",
+    "POSTGRES_USER": "id-sales",
+    "POSTGRES_DB": "sales",
+    "POSTGRES_AUTH": "entra",
+    "FERNET_KEYS": KEY,
+    "BLIND_INDEX_KEY": KEY,
 }
 REF = "@Microsoft.KeyVault(SecretUri=https://kv-sales.vault.azure.net/secrets/fernet-keys/)"
 ROOTS = {
-    "DigiCert Global Root G2":
-        "CB3CCBB76031E5E0138F8DD39A23F9DE47FFC35E43C1144CEA27D46A5AB1CB5F",
-    "Microsoft RSA Root Certificate Authority 2017":
-        "C741F70F4B2A8D88BF2E71C14122EF53EF10EBA0CFA5E64CFA20F418853073E0",
+    "DigiCert Global Root G2": "CB3CCBB76031E5E0138F8DD39A23F9DE47FFC35E43C1144CEA27D46A5AB1CB5F",
+    "Microsoft RSA Root Certificate Authority 2017": (
+        "C741F70F4B2A8D88BF2E71C14122EF53EF10EBA0CFA5E64CFA20F418853073E0"
+    ),
 }
 
 
-@pytest.mark.parametrize("name", ["FERNET_KEYS", "BLIND_INDEX_KEY", "POSTGRES_PASSWORD",
-                                  "SalesStorage", "APPLICATIONINSIGHTS_CONNECTION_STRING"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "FERNET_KEYS",
+        "BLIND_INDEX_KEY",
+        "POSTGRES_PASSWORD",
+        "SalesStorage",
+        "APPLICATIONINSIGHTS_CONNECTION_STRING",
+    ],
+)
 def test_an_unresolved_key_vault_reference_is_named_as_such(name: str) -> None:
     env = {**AZURE, name: REF}
     if name == "POSTGRES_PASSWORD":

@@ -25,8 +25,11 @@ def test_integers_are_bounded_and_each_refusal_is_named() -> None:
     assert r.integer("LOW", 2, minimum=1, maximum=10) == 2
     assert r.integer("HIGH", 2, minimum=1, maximum=10) == 2
     assert r.integer("WORD", 2, minimum=1) == 2
-    assert r.problems == ["LOW: 0 must be between 1 and 10", "HIGH: 11 must be between 1 and 10",
-                          "WORD: 'seven' is not a whole number"]
+    assert r.problems == [
+        "LOW: 0 must be between 1 and 10",
+        "HIGH: 11 must be between 1 and 10",
+        "WORD: 'seven' is not a whole number",
+    ]
 
 
 def test_flags_read_only_their_true_words() -> None:
@@ -66,10 +69,13 @@ def test_only_the_settings_modules_read_the_environment() -> None:
         if rel.startswith("settings"):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
-            reads = (isinstance(node, ast.Attribute)
-                     and ast.unparse(node) in ("os.environ", "os.getenv")) or (
-                isinstance(node, ast.ImportFrom) and node.module == "os"
-                and any(a.name in ("environ", "getenv") for a in node.names))
+            reads = (
+                isinstance(node, ast.Attribute) and ast.unparse(node) in ("os.environ", "os.getenv")
+            ) or (
+                isinstance(node, ast.ImportFrom)
+                and node.module == "os"
+                and any(a.name in ("environ", "getenv") for a in node.names)
+            )
             if reads:
                 readers.add(f"{rel}:{getattr(node, 'lineno', 0)}")
     assert not readers, f"read the environment outside settings: {sorted(readers)}"
@@ -87,8 +93,10 @@ def test_the_dev_package_reads_the_environment_in_devsettings_only() -> None:
     for path in package.rglob("*.py"):
         rel = path.relative_to(package).as_posix()
         for number, line in enumerate(path.read_text().splitlines(), 1):
-            if ("os.environ" in line or "os.getenv" in line) and rel != "devsettings.py" and (
-                    _DEV_ENV_USES.get(rel, "\0") not in line):
+            if (
+                ("os.environ" in line or "os.getenv" in line)
+                and rel != "devsettings.py"
+                and (_DEV_ENV_USES.get(rel, "\0") not in line)
+            ):
                 found.add(f"{rel}:{number}")
     assert not found, f"read the environment outside devsettings: {sorted(found)}"
-

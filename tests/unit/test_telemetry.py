@@ -20,9 +20,17 @@ from sales_etl.settings import load_settings
 
 
 def run_record() -> RunRecord:
-    return RunRecord(dataset="sales", blob_path="incoming/a.csv", trigger="blob",
-                     status="loaded", rows_read=10, rows_loaded=7, rows_duplicate=2,
-                     rows_rejected=1, seconds=1.5)
+    return RunRecord(
+        dataset="sales",
+        blob_path="incoming/a.csv",
+        trigger="blob",
+        status="loaded",
+        rows_read=10,
+        rows_loaded=7,
+        rows_duplicate=2,
+        rows_rejected=1,
+        seconds=1.5,
+    )
 
 
 def test_nothing_configured_is_a_no_op() -> None:
@@ -44,8 +52,7 @@ def exported() -> tuple[InMemorySpanExporter, InMemoryMetricReader]:
     return spans, reader
 
 
-def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter,
-                                                      InMemoryMetricReader]) -> None:
+def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter, InMemoryMetricReader]) -> None:
     spans, reader = exported
     timings = telemetry.Timings()
     for stage in telemetry.STAGES:
@@ -67,10 +74,14 @@ def test_spans_per_stage_and_counters(exported: tuple[InMemorySpanExporter,
         assert child.end_time - child.start_time >= 1_000_000  # at least the 1 ms slept
     data = reader.get_metrics_data()
     assert data is not None
-    points = {(m.name, tuple(sorted(dict(p.attributes or {}).items()))): p
-              for rm in data.resource_metrics
-              for sm in rm.scope_metrics for m in sm.metrics for p in m.data.data_points
-              if isinstance(p, NumberDataPoint)}  # the counters' points
+    points = {
+        (m.name, tuple(sorted(dict(p.attributes or {}).items()))): p
+        for rm in data.resource_metrics
+        for sm in rm.scope_metrics
+        for m in sm.metrics
+        for p in m.data.data_points
+        if isinstance(p, NumberDataPoint)
+    }  # the counters' points
     assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "loaded")))].value == 7
     assert points[("sales_etl.rows", (("dataset", "sales"), ("outcome", "rejected")))].value == 1
 
@@ -85,23 +96,23 @@ def distro(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, object]]:
     import azure.monitor.opentelemetry as distro_module
 
     calls: list[dict[str, object]] = []
-    monkeypatch.setattr(distro_module, "configure_azure_monitor",
-                        lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(distro_module, "configure_azure_monitor", lambda **kwargs: calls.append(kwargs))
     monkeypatch.setattr(telemetry, "_configured", False)
     return calls
 
 
 def test_under_the_worker_with_its_exporter_on_the_app_exports_nothing_more(
-        distro: list[dict[str, object]]) -> None:
-    s = load_settings({"APPLICATIONINSIGHTS_CONNECTION_STRING": AI,
-                       "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true"})
+    distro: list[dict[str, object]],
+) -> None:
+    s = load_settings(
+        {"APPLICATIONINSIGHTS_CONNECTION_STRING": AI, "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true"}
+    )
     assert s.worker_telemetry
     assert telemetry.configure(s, in_worker=True) is False
     assert distro == []  # the worker configured the distro: a second one would double
 
 
-def test_under_the_worker_without_it_logs_are_left_to_the_host(
-        distro: list[dict[str, object]]) -> None:
+def test_under_the_worker_without_it_logs_are_left_to_the_host(distro: list[dict[str, object]]) -> None:
     s = load_settings({"APPLICATIONINSIGHTS_CONNECTION_STRING": AI})
     assert telemetry.configure(s, in_worker=True) is True
     [call] = distro

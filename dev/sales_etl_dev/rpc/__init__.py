@@ -25,15 +25,15 @@ def compile_proto() -> Path:
     try:
         from grpc_tools import protoc
     except ImportError as exc:  # pragma: no cover - dev dependency missing
-        raise RuntimeError("grpcio-tools is not installed: run `make setup` "
-                           "(requirements-dev.txt)") from exc
+        raise RuntimeError("grpcio-tools is not installed: run `make setup` (requirements-dev.txt)") from exc
     import grpc_tools
 
     GENERATED.mkdir(exist_ok=True)
     (GENERATED / "__init__.py").touch()
     well_known = Path(grpc_tools.__file__).parent / "_proto"
-    code = protoc.main(["grpc_tools.protoc", f"-I{HERE}", f"-I{well_known}",
-                        f"--python_out={GENERATED}", str(PROTO)])
+    code = protoc.main(
+        ["grpc_tools.protoc", f"-I{HERE}", f"-I{well_known}", f"--python_out={GENERATED}", str(PROTO)]
+    )
     if code != 0:
         raise RuntimeError(f"protoc failed on {PROTO} (exit {code})")
     return GENERATED / "function_rpc_pb2.py"
@@ -42,9 +42,6 @@ def compile_proto() -> Path:
 def protos() -> ModuleType:
     """The compiled messages (compiled now if missing or older than the .proto)."""
     target = GENERATED / "function_rpc_pb2.py"
-    if MODULE not in sys.modules and (
-            not target.exists() or target.stat().st_mtime < PROTO.stat().st_mtime):
+    if MODULE not in sys.modules and (not target.exists() or target.stat().st_mtime < PROTO.stat().st_mtime):
         compile_proto()
     return importlib.import_module(MODULE)
-
-

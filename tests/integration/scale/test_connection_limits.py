@@ -45,15 +45,17 @@ def _wait_for(predicate: object, what: str, b: Burst) -> None:
 
 
 def test_direct_over_the_limit_every_file_loads_once_after_the_sweep(
-        limited: devstack.StackState, direct_settings: Settings, limited_cc: ContainerClient,
-        tmp_path: Path) -> None:
+    limited: devstack.StackState, direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path
+) -> None:
     files = overlapping_files(direct_settings, limited_cc, tmp_path, INVOCATIONS)
     env = {**limited.env(), "CHUNK_SIZE": "100"}
     slots = MAX_CONNECTIONS - RESERVED
     with burst(env, files.blobs, hold=True) as b:
+
         def settled() -> bool:
             b.poll()
             return len(b.held) + len(b.ended) >= INVOCATIONS
+
         _wait_for(settled, "every invocation holding a connection or finished", b)
         # Every slot is taken by a held load; everyone else was refused and gave up.
         assert len(b.held) == slots
@@ -74,8 +76,12 @@ def test_direct_over_the_limit_every_file_loads_once_after_the_sweep(
     assert_loaded_once(direct_settings, limited_cc, files)
     # A refused attempt has no slot to record itself in (when one is recorded after all,
     # it names the limit); nothing else failed.
-    assert {r for (r,) in query(direct_settings, "SELECT DISTINCT reason_code FROM etl_runs"
-                                " WHERE status = 'failed'")} <= {"too_many_connections"}
+    assert {
+        r
+        for (r,) in query(
+            direct_settings, "SELECT DISTINCT reason_code FROM etl_runs WHERE status = 'failed'"
+        )
+    } <= {"too_many_connections"}
 
 
 def _pgbouncer_waiting(stack: devstack.StackState, settings: Settings) -> int:
@@ -88,36 +94,39 @@ def _pgbouncer_waiting(stack: devstack.StackState, settings: Settings) -> int:
         with conn.cursor() as cur:
             cur.execute("SHOW POOLS")
             cols = [c.name for c in cur.description]
-            return sum(int(dict(zip(cols, row, strict=True))["cl_waiting"])
-                       for row in cur.fetchall())
+            return sum(int(dict(zip(cols, row, strict=True))["cl_waiting"]) for row in cur.fetchall())
     finally:
         conn.close()
 
 
 def test_pooled_more_invocations_than_the_pool_every_file_loads_once_without_failure(
-        pooled_stack: devstack.StackState, direct_settings: Settings,
-        limited_cc: ContainerClient, tmp_path: Path) -> None:
+    pooled_stack: devstack.StackState, direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path
+) -> None:
     files = overlapping_files(direct_settings, limited_cc, tmp_path, INVOCATIONS)
     env = {**pooled_stack.env(pooled=True), "CHUNK_SIZE": "100"}
     with burst(env, files.blobs, hold=True) as b:
+
         def pool_full() -> bool:
             b.poll()
-            return (len(b.held) == POOL_SIZE
-                    and _pgbouncer_waiting(pooled_stack, direct_settings)
-                    == INVOCATIONS - POOL_SIZE)
+            return (
+                len(b.held) == POOL_SIZE
+                and _pgbouncer_waiting(pooled_stack, direct_settings) == INVOCATIONS - POOL_SIZE
+            )
+
         # The pool's 8 server connections are held by 8 loads; the other 24 wait in
         # PgBouncer's queue (connected as clients, no server connection yet).
         _wait_for(pool_full, "8 loads holding the pool and 24 queued behind it", b)
         assert b.ended == {}
     assert {outcome for outcome, _ in b.ended.values()} == {"returned"}
     assert query(direct_settings, "SELECT status, count(*) FROM etl_runs GROUP BY status") == [
-        ("loaded", INVOCATIONS + 1)]  # and the history file
+        ("loaded", INVOCATIONS + 1)
+    ]  # and the history file
     assert_loaded_once(direct_settings, limited_cc, files)
 
 
 def test_a_failed_attempt_is_recorded_when_its_own_connection_took_the_last_slot(
-        limited: devstack.StackState, direct_settings: Settings, limited_cc: ContainerClient,
-        tmp_path: Path) -> None:
+    limited: devstack.StackState, direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path
+) -> None:
     """An attempt that fails records itself in the ledger on a connection of its own: it
     closes the load's connection first, so that it needs one slot, not two, when the
     server is full (every other slot taken)."""
@@ -139,7 +148,8 @@ def test_a_failed_attempt_is_recorded_when_its_own_connection_took_the_last_slot
         for conn in others:
             conn.close()
     assert query(direct_settings, "SELECT blob_path, status, reason_code FROM etl_runs") == [
-        (name, "failed", rec.reason_code)]
+        (name, "failed", rec.reason_code)
+    ]
     [failed] = names(limited_cc, f"{storage.FAILED}/")
     meta = limited_cc.get_blob_client(failed).get_blob_properties().metadata
     assert (meta["kind"], meta["reason_code"]) == ("data", rec.reason_code)

@@ -47,8 +47,7 @@ def _advisory_locks(settings: Settings) -> int:
 
 def _pgbouncer_admin(stack: devstack.StackState, settings: Settings, command: str) -> None:
     db = settings.require_admin_database()
-    conn = psycopg2.connect(**{**db.connect_kwargs(), "dbname": "pgbouncer",
-                               "port": stack.pgbouncer_port})
+    conn = psycopg2.connect(**{**db.connect_kwargs(), "dbname": "pgbouncer", "port": stack.pgbouncer_port})
     conn.autocommit = True
     try:
         with conn.cursor() as cur:
@@ -68,17 +67,20 @@ def pool_shrunk(stack: devstack.StackState, settings: Settings, size: int) -> It
 
 
 @pytest.fixture
-def pool_of_one(pooled_stack: devstack.StackState, direct_settings: Settings
-                ) -> Iterator[None]:
+def pool_of_one(pooled_stack: devstack.StackState, direct_settings: Settings) -> Iterator[None]:
     """PgBouncer's pool shrunk to a single server connection for the test."""
     with pool_shrunk(pooled_stack, direct_settings, 1):
         yield
 
 
 def test_a_file_with_rejects_collisions_and_in_file_duplicates_loads_through_a_pool_of_one(
-        pooled_stack: devstack.StackState, pooled_settings: Settings,
-        direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path,
-        pool_of_one: None) -> None:
+    pooled_stack: devstack.StackState,
+    pooled_settings: Settings,
+    direct_settings: Settings,
+    limited_cc: ContainerClient,
+    tmp_path: Path,
+    pool_of_one: None,
+) -> None:
     """One pooled server connection is enough for a whole file: the claim, the COPY under
     savepoints, the staging table, the key look-up after the collision, the merge and the
     ledger all run in the load's one transaction (a second connection would wait for the
@@ -88,19 +90,23 @@ def test_a_file_with_rejects_collisions_and_in_file_duplicates_loads_through_a_p
     tail = make_frame(200, seed=78)
     write_csv(tail.iloc[50:100], tmp_path / "history.csv")
     history = storage.upload(limited_cc, tmp_path / "history.csv", dataset="sales")
-    assert pipeline.process_blob(limited_cc.get_blob_client(history),
-                                 pooled_settings).status == "loaded"
+    assert pipeline.process_blob(limited_cc.get_blob_client(history), pooled_settings).status == "loaded"
     # chunks of 100: chunk 1 has the bad rows, chunk 2 meets the 50 stored rows (savepoint
     # rolled back, staged), chunk 3 is looked up first; the last line repeats line 252.
     write_csv(pd.concat([head, tail, tail.iloc[[150]]]), tmp_path / "big.csv")
     name = storage.upload(limited_cc, tmp_path / "big.csv", dataset="sales")
     rec = pipeline.process_blob(limited_cc.get_blob_client(name), pooled_settings)
-    assert (rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate,
-            rec.rows_rejected) == ("loaded", 301, 245, 50, 6)
-    assert query(direct_settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales"
-                 ) == [(295, 295)]
-    runs = query(direct_settings, "SELECT blob_path, status, rows_loaded FROM etl_runs"
-                 " ORDER BY run_id")
+    assert (rec.status, rec.rows_read, rec.rows_loaded, rec.rows_duplicate, rec.rows_rejected) == (
+        "loaded",
+        301,
+        245,
+        50,
+        6,
+    )
+    assert query(direct_settings, "SELECT count(*), count(DISTINCT transaction_id) FROM sales") == [
+        (295, 295)
+    ]
+    runs = query(direct_settings, "SELECT blob_path, status, rows_loaded FROM etl_runs ORDER BY run_id")
     assert runs == [(history, "loaded", 50), (name, "loaded", 245)]
     rejected = names(limited_cc, f"{storage.REJECTED}/")
     assert len(rejected) == 1
@@ -109,19 +115,21 @@ def test_a_file_with_rejects_collisions_and_in_file_duplicates_loads_through_a_p
     for line in bad:
         assert f"\n{line}," in text or text.startswith(f"{line},")
     assert [n.rsplit("/", 1)[1] for n in names(limited_cc, f"{storage.PROCESSED}/")] == [
-        "big.csv", "history.csv"]
+        "big.csv",
+        "history.csv",
+    ]
     assert names(limited_cc, f"{storage.INCOMING}/") == []
     assert names(limited_cc, f"{storage.FAILED}/") == []
     # Nothing outlives the transaction on the pooled server connections.
     assert _advisory_locks(direct_settings) == 0
-    servers = query(direct_settings, "SELECT count(*) FROM pg_stat_activity"
-                    " WHERE usename = 'sales_loader'")[0][0]
+    servers = query(direct_settings, "SELECT count(*) FROM pg_stat_activity WHERE usename = 'sales_loader'")[
+        0
+    ][0]
     assert servers <= 1
 
 
 @pytest.fixture
-def held_after_claim(monkeypatch: pytest.MonkeyPatch
-                     ) -> Iterator[tuple[threading.Event, threading.Event]]:
+def held_after_claim(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[threading.Event, threading.Event]]:
     """The first load to start its Loader says so, then waits (claim and ledger row in)."""
     holding, release = threading.Event(), threading.Event()
     original = load.Loader.__init__
@@ -138,21 +146,30 @@ def held_after_claim(monkeypatch: pytest.MonkeyPatch
 
 
 def test_two_deliveries_of_one_blob_through_the_pooler_claim_once(
-        pooled_stack: devstack.StackState, pooled_settings: Settings,
-        direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path,
-        held_after_claim: tuple[threading.Event, threading.Event],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    pooled_stack: devstack.StackState,
+    pooled_settings: Settings,
+    direct_settings: Settings,
+    limited_cc: ContainerClient,
+    tmp_path: Path,
+    held_after_claim: tuple[threading.Event, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     holding, release = held_after_claim
     write_csv(make_frame(150, seed=90), tmp_path / "twice.csv")
     name = storage.upload(limited_cc, tmp_path / "twice.csv", dataset="sales")
     blob = limited_cc.get_blob_client(name)
     props = blob.get_blob_properties()
-    source = pipeline.Source(name=name, dataset=get_dataset("sales"), etag=props.etag,
-                             trigger="blob",
-                             opener=lambda: blobs.open_blob(blob, props.etag, props.size))
+    source = pipeline.Source(
+        name=name,
+        dataset=get_dataset("sales"),
+        etag=props.etag,
+        trigger="blob",
+        opener=lambda: blobs.open_blob(blob, props.etag, props.size),
+    )
     results: list[Any] = []
-    first = threading.Thread(target=lambda: results.append(
-        pipeline.load_source(pooled_settings, source, lambda data: "")))
+    first = threading.Thread(
+        target=lambda: results.append(pipeline.load_source(pooled_settings, source, lambda data: ""))
+    )
     first.start()
     assert holding.wait(60)
     # A second delivery, on another pooled server connection, finds the claim taken and
@@ -163,24 +180,27 @@ def test_two_deliveries_of_one_blob_through_the_pooler_claim_once(
     assert skipped.value.code == "in_progress"
     # A third one waits long enough: once the first commits, it finds the version loaded.
     monkeypatch.setattr(ledger, "CLAIM_WAIT_SECONDS", 60.0)
-    waiting = threading.Thread(target=lambda: results.append(
-        pipeline.load_source(pooled_settings, source, lambda data: "")))
+    waiting = threading.Thread(
+        target=lambda: results.append(pipeline.load_source(pooled_settings, source, lambda data: ""))
+    )
     waiting.start()
     release.set()
     first.join(60)
     waiting.join(60)
-    assert [(r.status, r.reason_code) for r in results] == [
-        ("loaded", None), ("skipped", "already_loaded")]
+    assert [(r.status, r.reason_code) for r in results] == [("loaded", None), ("skipped", "already_loaded")]
     assert _advisory_locks(direct_settings) == 0  # the claim ended with each transaction
     # (the loaded run took its id first: it was inserted inside the held transaction)
     assert query(direct_settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
-        ("loaded", None), ("skipped", "in_progress"), ("skipped", "already_loaded")]
+        ("loaded", None),
+        ("skipped", "in_progress"),
+        ("skipped", "already_loaded"),
+    ]
     assert query(direct_settings, "SELECT count(*) FROM sales") == [(150,)]
 
 
 def test_migrate_refuses_the_pooler_clearly_and_runs_on_the_direct_port(
-        pooled_stack: devstack.StackState, pooled_settings: Settings,
-        direct_settings: Settings) -> None:
+    pooled_stack: devstack.StackState, pooled_settings: Settings, direct_settings: Settings
+) -> None:
     before = query(direct_settings, "SELECT version, checksum FROM schema_migrations")
     with pytest.raises(ConfigError, match=r"needs a direct connection.*POSTGRES_PORT.*5432"):
         migrate.migrate(pooled_settings.require_admin_database())
@@ -236,8 +256,8 @@ def forwarded(port: int) -> Iterator[int]:
 
 
 def test_pooler_detection_is_not_fooled_by_a_port_forward(
-        pooled_stack: devstack.StackState, pooled_settings: Settings,
-        direct_settings: Settings) -> None:
+    pooled_stack: devstack.StackState, pooled_settings: Settings, direct_settings: Settings
+) -> None:
     assert pooler(direct_settings.require_database()) is None
     found = pooler(pooled_settings.require_database())
     assert found is not None and "options" in found
@@ -247,22 +267,27 @@ def test_pooler_detection_is_not_fooled_by_a_port_forward(
         assert migrate.migrate(via_forward.require_admin_database()) == []
     # The app itself sends no startup parameter PgBouncer would refuse (it refuses them all).
     assert "options" not in pooled_settings.require_database().connect_kwargs()
-    kwargs = {**pooled_settings.require_database().connect_kwargs(),
-              "options": "-c statement_timeout=5s"}
+    kwargs = {**pooled_settings.require_database().connect_kwargs(), "options": "-c statement_timeout=5s"}
     with pytest.raises(psycopg2.OperationalError, match="unsupported startup parameter"):
         psycopg2.connect(**kwargs)
 
 
 def test_key_rotation_runs_through_the_pooler(
-        pooled_stack: devstack.StackState, pooled_settings: Settings,
-        direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path) -> None:
+    pooled_stack: devstack.StackState,
+    pooled_settings: Settings,
+    direct_settings: Settings,
+    limited_cc: ContainerClient,
+    tmp_path: Path,
+) -> None:
     write_csv(make_frame(250, seed=91), tmp_path / "keys.csv")
     name = storage.upload(limited_cc, tmp_path / "keys.csv", dataset="sales")
-    assert pipeline.process_blob(limited_cc.get_blob_client(name),
-                                 pooled_settings).rows_loaded == 250
+    assert pipeline.process_blob(limited_cc.get_blob_client(name), pooled_settings).rows_loaded == 250
     new_key = Fernet.generate_key().decode()
-    rotated_env = {**pooled_stack.env(pooled=True), "CHUNK_SIZE": "100",
-                   "FERNET_KEYS": f"{new_key},{pooled_stack.fernet_key}"}
+    rotated_env = {
+        **pooled_stack.env(pooled=True),
+        "CHUNK_SIZE": "100",
+        "FERNET_KEYS": f"{new_key},{pooled_stack.fernet_key}",
+    }
     settings = load_settings(rotated_env)
     report = rotate.rotate(settings, [get_dataset("sales")], batch=60)
     assert report.rotated == 250 and report.datasets[0].batches == 5
@@ -274,7 +299,8 @@ def test_key_rotation_runs_through_the_pooler(
 
 
 def test_doctor_reports_the_limit_the_connections_in_use_and_the_pooler(
-        pooled_stack: devstack.StackState) -> None:
+    pooled_stack: devstack.StackState,
+) -> None:
     pooled = {c.name: c for c in doctor.run(pooled_stack.env(pooled=True))}
     direct = {c.name: c for c in doctor.run(pooled_stack.env())}
     for checks in (pooled, direct):
@@ -287,15 +313,15 @@ def test_doctor_reports_the_limit_the_connections_in_use_and_the_pooler(
 
 
 def test_doctor_fails_when_the_server_is_nearly_full(
-        pooled_stack: devstack.StackState, direct_settings: Settings) -> None:
+    pooled_stack: devstack.StackState, direct_settings: Settings
+) -> None:
     # Take every slot of the loader's but one, for doctor (PgBouncer may keep idle server
     # connections: take slots until the server refuses, then give one back).
     held = []
     try:
         for _ in range(MAX_CONNECTIONS - RESERVED):
             try:
-                held.append(psycopg2.connect(
-                    **direct_settings.require_database().connect_kwargs()))
+                held.append(psycopg2.connect(**direct_settings.require_database().connect_kwargs()))
             except psycopg2.OperationalError as exc:
                 assert "reserved" in str(exc) or "too many" in str(exc)
                 break
@@ -308,18 +334,22 @@ def test_doctor_fails_when_the_server_is_nearly_full(
 
 
 @pytest.fixture
-def pool_of_two(pooled_stack: devstack.StackState, direct_settings: Settings
-                ) -> Iterator[None]:
+def pool_of_two(pooled_stack: devstack.StackState, direct_settings: Settings) -> Iterator[None]:
     """PgBouncer's pool shrunk to two server connections for the test."""
     with pool_shrunk(pooled_stack, direct_settings, 2):
         yield
 
 
 def test_a_delivery_waiting_for_the_claim_does_not_hold_a_pooled_server_connection(
-        pooled_stack: devstack.StackState, pooled_settings: Settings,
-        direct_settings: Settings, limited_cc: ContainerClient, tmp_path: Path,
-        pool_of_two: None, held_after_claim: tuple[threading.Event, threading.Event],
-        monkeypatch: pytest.MonkeyPatch) -> None:
+    pooled_stack: devstack.StackState,
+    pooled_settings: Settings,
+    direct_settings: Settings,
+    limited_cc: ContainerClient,
+    tmp_path: Path,
+    pool_of_two: None,
+    held_after_claim: tuple[threading.Event, threading.Event],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     """A second delivery of a file waits for the first one's claim between tries with no
     transaction open: through PgBouncer its server connection goes back to the pool, and
     another file loads meanwhile (a waiting claim that kept its transaction open would hold
@@ -343,19 +373,25 @@ def test_a_delivery_waiting_for_the_claim_does_not_hold_a_pooled_server_connecti
     write_csv(make_frame(120, seed=92), tmp_path / "other.csv")
     held = storage.upload(limited_cc, tmp_path / "held.csv", dataset="sales")
     other = storage.upload(limited_cc, tmp_path / "other.csv", dataset="sales")
-    first = threading.Thread(target=pipeline.process_blob,
-                             args=(limited_cc.get_blob_client(held), pooled_settings))
+    first = threading.Thread(
+        target=pipeline.process_blob, args=(limited_cc.get_blob_client(held), pooled_settings)
+    )
     first.start()
     assert holding.wait(60)
     second_result: list[Any] = []
-    second = threading.Thread(target=lambda: second_result.append(pipeline.process_blob(
-        limited_cc.get_blob_client(held), pooled_settings)))
+    second = threading.Thread(
+        target=lambda: second_result.append(
+            pipeline.process_blob(limited_cc.get_blob_client(held), pooled_settings)
+        )
+    )
     second.start()
     try:
         assert waiting.wait(60)
         # One server connection is in a transaction (the held load); the waiter has none.
-        assert query(direct_settings, "SELECT count(*) FROM pg_stat_activity WHERE usename ="
-                     " 'sales_loader' AND xact_start IS NOT NULL") == [(1,)]
+        assert query(
+            direct_settings,
+            "SELECT count(*) FROM pg_stat_activity WHERE usename = 'sales_loader' AND xact_start IS NOT NULL",
+        ) == [(1,)]
         # So the pool's second server connection is free for another file.
         rec = pipeline.process_blob(limited_cc.get_blob_client(other), pooled_settings)
         assert (rec.status, rec.rows_loaded) == ("loaded", 120)
@@ -366,11 +402,15 @@ def test_a_delivery_waiting_for_the_claim_does_not_hold_a_pooled_server_connecti
         second.join(60)
     assert [(r.status, r.reason_code) for r in second_result] == [("skipped", "already_loaded")]
     assert query(direct_settings, "SELECT count(*) FROM sales") == [(270,)]
-    assert sorted(query(direct_settings, "SELECT status, coalesce(reason_code, '')"
-                        " FROM etl_runs")) == [
-        ("loaded", ""), ("loaded", ""), ("skipped", "already_loaded")]
+    assert sorted(query(direct_settings, "SELECT status, coalesce(reason_code, '') FROM etl_runs")) == [
+        ("loaded", ""),
+        ("loaded", ""),
+        ("skipped", "already_loaded"),
+    ]
     assert [n.rsplit("/", 1)[1] for n in names(limited_cc, f"{storage.PROCESSED}/")] == [
-        "held.csv", "other.csv"]
+        "held.csv",
+        "other.csv",
+    ]
     assert names(limited_cc, f"{storage.INCOMING}/") == []
     assert names(limited_cc, f"{storage.FAILED}/") == []
     assert _advisory_locks(direct_settings) == 0

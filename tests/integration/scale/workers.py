@@ -33,8 +33,7 @@ class Files:
     rows: dict[str, int]  # rows read per blob, the history file's too
 
 
-def overlapping_files(settings: Settings, cc: ContainerClient, work: Path,
-                      count: int) -> Files:
+def overlapping_files(settings: Settings, cc: ContainerClient, work: Path, count: int) -> Files:
     """``count`` files in pairs: both files of a pair start with the same 100 rows (same
     order: colliding loads wait for each other, never deadlock), then 100 of their own;
     the last file is a byte-for-byte copy of the one before it under another name.
@@ -44,7 +43,7 @@ def overlapping_files(settings: Settings, cc: ContainerClient, work: Path,
     frame = make_frame(count // 2 * SHARED + count * OWN, seed=1212, customers=30)
     blobs: list[str] = []
     rows: dict[str, int] = {}
-    history = frame.iloc[:count // 2 * SHARED]
+    history = frame.iloc[: count // 2 * SHARED]
     path = work / "history.csv"
     write_csv(history, path)
     name = storage.upload(cc, path, dataset="sales")
@@ -53,9 +52,9 @@ def overlapping_files(settings: Settings, cc: ContainerClient, work: Path,
     keys = set(history["transaction_id"])
     for i in range(count):
         pair = i // 2
-        shared = frame.iloc[pair * SHARED:(pair + 1) * SHARED]
+        shared = frame.iloc[pair * SHARED : (pair + 1) * SHARED]
         own_at = count // 2 * SHARED + (i - 1 if i == count - 1 else i) * OWN
-        own = frame.iloc[own_at:own_at + OWN]
+        own = frame.iloc[own_at : own_at + OWN]
         path = work / f"burst_{i:02d}.csv"
         both = pd.concat([shared, own])
         keys.update(both["transaction_id"])
@@ -113,8 +112,9 @@ class Burst:
 def burst(env: dict[str, str], blobs: list[str], *, hold: bool = False) -> Iterator[Burst]:
     """Start one process per blob; on leaving, release any held ones and wait for all."""
     # SimpleQueue: a put is written before the child goes on (a child ends with os._exit)
-    b = Burst(out=CTX.SimpleQueue(), hold=CTX.SimpleQueue() if hold else None,
-              release=CTX.Event() if hold else None)
+    b = Burst(
+        out=CTX.SimpleQueue(), hold=CTX.SimpleQueue() if hold else None, release=CTX.Event() if hold else None
+    )
     for blob in blobs:
         p = CTX.Process(target=_invoke, args=(env, blob, b.hold, b.release, b.out))
         p.start()
@@ -141,8 +141,11 @@ def assert_loaded_once(settings: Settings, cc: ContainerClient, files: Files) ->
     stored = query(settings, "SELECT transaction_id FROM sales")
     assert len(stored) == len(files.keys)
     assert {r[0] for r in stored} == files.keys
-    loaded = query(settings, "SELECT blob_path, rows_read, rows_loaded, rows_duplicate,"
-                   " rows_rejected FROM etl_runs WHERE status = 'loaded' ORDER BY blob_path")
+    loaded = query(
+        settings,
+        "SELECT blob_path, rows_read, rows_loaded, rows_duplicate,"
+        " rows_rejected FROM etl_runs WHERE status = 'loaded' ORDER BY blob_path",
+    )
     assert [r[0] for r in loaded] == sorted(files.rows)
     for blob, read, rows, dupes, rejected in loaded:
         assert (read, rejected) == (files.rows[blob], 0)
@@ -152,5 +155,4 @@ def assert_loaded_once(settings: Settings, cc: ContainerClient, files: Files) ->
     for folder in (storage.INCOMING, storage.FAILED, storage.DEADLETTER, storage.REJECTED):
         assert [n for n in everything if n.startswith(f"{folder}/")] == []
     processed = [n for n in everything if n.startswith(f"{storage.PROCESSED}/")]
-    assert sorted(n.rsplit("/", 1)[1] for n in processed) == sorted(
-        b.rsplit("/", 1)[1] for b in files.rows)
+    assert sorted(n.rsplit("/", 1)[1] for n in processed) == sorted(b.rsplit("/", 1)[1] for b in files.rows)
