@@ -11,12 +11,10 @@ traceback: ``-v`` logs it); 2 the command line is wrong (unknown option, missing
 
 from __future__ import annotations
 
-import base64
 import importlib.metadata
 import json
 import logging
 import os
-import secrets
 import shlex
 import sys
 import urllib.parse
@@ -25,51 +23,15 @@ from typing import Any
 
 import click
 
-from . import __version__, ledger, migrate, preflight, retry, storage
-from .datasets import get_dataset, load_datasets, scan_datasets
+from . import __version__, ledger, migrate, retry, storage
+from . import cli_context as context
+from .cli_admin import ADMIN_COMMANDS
+from .datasets import get_dataset
 from .db import connect
-from .hints import Stack, local_stack, one_line
-from .settings import Settings, load_settings
+from .hints import one_line
+from .settings import Settings
 
 log = logging.getLogger("sales_etl")
-
-
-def _stack() -> Stack:
-    """The local stack as this command found it (looked up once per command)."""
-    meta = click.get_current_context().meta
-    if "sales_etl.stack" not in meta:
-        meta["sales_etl.stack"] = local_stack()
-    return meta["sales_etl.stack"]
-
-
-def _settings() -> Settings:
-    return load_settings(fallback=_stack().env)
-
-
-def _uses_local_stack(settings: Settings) -> bool:
-    """True when the database this command talks to is the running local stack's."""
-    env = _stack().env
-    db = settings.database
-    return (
-        env is not None
-        and db is not None
-        and db.host == env["POSTGRES_HOST"]
-        and str(db.port) == env["POSTGRES_PORT"]
-    )
-
-
-def _storage_ready(settings: Settings) -> None:
-    preflight.check_storage(settings.require_storage())
-
-
-def _progress(total: int | None, desc: str) -> Any:
-    if not sys.stderr.isatty():
-        return None
-    from tqdm import tqdm
-
-    bar = tqdm(total=total, unit=" rows", desc=desc, leave=False, file=sys.stderr)
-    bar.refresh()  # shown at once, not only after the first chunk
-    return bar
 
 
 # Commands other installed packages add (the development package `sales-etl-dev`, in dev/,
@@ -124,7 +86,7 @@ class _Cli(click.Group):
             raise SystemExit(1) from None
         except Exception as exc:
             log.info("the command failed", exc_info=True)  # shown with -v
-            raise click.ClickException(one_line(exc, _stack())) from None
+            raise click.ClickException(one_line(exc, context.stack())) from None
 
 
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
@@ -165,7 +127,7 @@ def migrate_cmd(extra: tuple[Path, ...]) -> None:
     Example:
       sales-etl migrate --dir my_migrations/
     """
-    settings = _settings()
+    settings = context.settings()
     admin = settings.require_admin_database()
     folders = [migrate.default_dir(), *([settings.migrations_dir] if settings.migrations_dir else []), *extra]
     total = 0
@@ -190,7 +152,7 @@ def process_cmd(blob: str) -> None:
     """
     from .manual import as_recorded, process
 
-    settings = _settings()
+    settings = context.settings()
     rec = process(settings, blob)
     _print_runs([as_recorded(settings, rec)])
     if rec.status == "failed":
@@ -214,11 +176,11 @@ def load_cmd(files: tuple[Path, ...], dataset: str) -> None:
     from .errors import EtlError
     from .pipeline import load_file
 
-    settings = _settings()
+    settings = context.settings()
     spec = get_dataset(dataset, settings.datasets_dir)
     failed = 0
     for path in files:
-        bar = _progress(None, path.name)
+        bar = context.progress(None, path.name)
         try:
             rec = load_file(path, spec, settings, progress=bar.update if bar is not None else None)
         except EtlError as exc:
@@ -244,14 +206,14 @@ def upload_cmd(file: Path, dataset: str | None, name: str | None) -> None:
     Example:
       sales-etl upload data/mine.csv --dataset sales
     """
-    settings = _settings()
+    settings = context.settings()
     if dataset is not None:
         get_dataset(dataset, settings.datasets_dir)  # an unknown dataset is refused here
-    _storage_ready(settings)
+    context.storage_ready(settings)
     storage.init_storage(settings)
     blob = storage.upload(storage.container_client(settings), file, dataset=dataset, name=name)
     click.echo(f"uploaded {file} to {settings.container}/{blob}")
-    if _uses_local_stack(settings):
+    if context.uses_local_stack(settings):
         click.echo(
             f"local stack: unless `func start` runs, load it with `sales-etl process {shlex.quote(blob)}`"
         )
@@ -265,8 +227,8 @@ def init_storage_cmd() -> None:
     Example:
       sales-etl init-storage
     """
-    settings = _settings()
-    _storage_ready(settings)
+    settings = context.settings()
+    context.storage_ready(settings)
     created = storage.init_storage(settings)
     click.echo(f"container {settings.container} {'created' if created else 'exists'}")
 
@@ -294,7 +256,7 @@ def runs_cmd(as_json: bool, limit: int, blob: str | None) -> None:
     """
     from .blobpath import pasted_name
 
-    settings = _settings()
+    settings = context.settings()
     if blob is not None and blob.strip():  # as pasted: with the container, or a URL
         blob = pasted_name(blob, settings.container)
     conn = connect(settings.require_database())
@@ -344,7 +306,7 @@ def _print_runs(rows: list[dict[str, Any]]) -> None:
 
 
 def _local_hint(settings: Settings, blobs: list[str]) -> None:
-    if blobs and _uses_local_stack(settings):
+    if blobs and context.uses_local_stack(settings):
         click.echo(
             "local stack: unless `func start` runs, nothing takes them from incoming/; load each with:"
         )
@@ -367,8 +329,8 @@ def retry_cmd(force: bool) -> None:
     Example:
       sales-etl retry-failed --force
     """
-    settings = _settings()
-    _storage_ready(settings)
+    settings = context.settings()
+    context.storage_ready(settings)
     report = retry.sweep(settings, force=force)
     click.echo(
         f"retried {len(report.retried)}, dead-lettered {len(report.deadlettered)}, "
@@ -405,8 +367,8 @@ def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ..
         raise click.UsageError("name the blobs to requeue, or give --all")
     if names and everything:
         raise click.UsageError("give blob names or --all, not both")
-    settings = _settings()
-    _storage_ready(settings)
+    settings = context.settings()
+    context.storage_ready(settings)
     report = requeue(settings, names, everything=everything, folders=folders or SOURCES)
     for item in report.moved:
         click.echo(f"{item.source} -> {item.target} (after {item.attempts} attempt(s))")
@@ -429,191 +391,6 @@ def requeue_cmd(names: tuple[str, ...], everything: bool, folders: tuple[str, ..
         )
 
 
-@main.command("show")
-@click.argument("key")
-@click.option("--dataset", default="sales", show_default=True)
-def show_cmd(key: str, dataset: str) -> None:
-    """Decrypt and print one row, found by its business key (a sensitive key through its
-    blind index), for an operator who holds the keys. Exit status 1 if no row has it.
-
-    \b
-    Example:
-      sales-etl show TX-000001
-      sales-etl show --dataset customers CUST-001
-    """
-    from .lookup import fetch_decrypted
-
-    settings = _settings()
-    row = fetch_decrypted(settings, get_dataset(dataset, settings.datasets_dir), key)
-    if row is None:
-        raise click.ClickException(f"no {dataset} row with key {key!r}")
-    for name, value in row.items():
-        click.echo(f"{name:>18}: {value}")
-
-
-@main.group("datasets", invoke_without_command=True)
-@click.pass_context
-def datasets_cmd(ctx: click.Context) -> None:
-    """List the datasets this app knows (shipped, and from DATASETS_DIR).
-
-    \b
-    Example:
-      sales-etl datasets
-    """
-    if ctx.invoked_subcommand is not None:
-        return
-    good, broken = scan_datasets(_settings().datasets_dir)  # a broken file hides no other
-    for name, ds in sorted(good.items()):
-        sensitive = ", ".join(c.name for c in ds.sensitive) or "none"
-        click.echo(
-            f"{name}: table {ds.table}, key {', '.join(ds.business_key)}, "
-            f"{ds.write_mode}, {len(ds.columns)} columns, sensitive: {sensitive} "
-            f"({ds.source})"
-        )
-    for name, error in sorted(broken.items()):
-        click.echo(f"{name}: BROKEN: {error}")
-    if broken:
-        raise click.ClickException(f"{len(broken)} dataset file(s) broken")
-
-
-@datasets_cmd.command("check")
-def datasets_check_cmd() -> None:
-    """Check every dataset against the database: table, columns and types, unique key.
-
-    \b
-    Example:
-      sales-etl datasets check
-    """
-    from .dbcheck import check
-
-    settings = _settings()
-    good, broken = scan_datasets(settings.datasets_dir)  # each file on its own
-    results = check(settings.require_database(), list(good.values())) if good else {}
-    results.update({name: [error] for name, error in broken.items()})
-    bad = 0
-    for name, problems in sorted(results.items()):
-        click.echo(f"{name}: {'ok' if not problems else 'FAILED'}")
-        for problem in problems:
-            click.echo(f"  - {problem}")
-        bad += bool(problems)
-    if bad:
-        raise click.ClickException(f"{bad} dataset(s) do not match the database")
-
-
-@main.command("rotate-keys")
-@click.option(
-    "--batch", type=click.IntRange(1), default=1000, show_default=True, help="Rows per transaction."
-)
-@click.option("--dataset", "names", multiple=True, help="Only these datasets [default: all].")
-@click.option(
-    "--blind-index",
-    is_flag=True,
-    help="Re-hash every blind index under BLIND_INDEX_KEY_NEW (stop loads first).",
-)
-def rotate_cmd(batch: int, names: tuple[str, ...], blind_index: bool) -> None:
-    """Re-encrypt every value not under the newest key of FERNET_KEYS (new key first, old
-    keys after it), in batches, resumable; or re-hash the blind indexes. Prints how many
-    rows are left; against the local stack, the stack keeps the keys used from then on.
-
-    \b
-    Example:
-      FERNET_KEYS=<new>,<old> sales-etl rotate-keys --batch 5000
-    """
-    from .rotate import rotate
-
-    settings = _settings()
-    datasets = load_datasets(settings.datasets_dir)
-    chosen = [get_dataset(n, settings.datasets_dir) for n in names] or list(datasets.values())
-    new_blind = None
-    if blind_index:
-        if settings.blind_index_key_new is None:
-            raise click.ClickException("BLIND_INDEX_KEY_NEW: not set (the key to re-hash with)")
-        new_blind = base64.urlsafe_b64decode(settings.blind_index_key_new.get())
-    tty = sys.stderr.isatty()
-
-    def progress(r: Any) -> None:
-        if tty:
-            click.echo(
-                f"\r{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated, {r.left:,} left",
-                err=True,
-                nl=False,
-            )
-
-    report = rotate(settings, chosen, batch=batch, blind_index_key=new_blind, progress=progress)
-    if tty:
-        click.echo("", err=True)
-    for r in report.datasets:
-        resumed = f", resumed after row {r.resumed_from}" if r.resumed_from else ""
-        click.echo(
-            f"{r.dataset}: {r.scanned:,} rows scanned, {r.rotated:,} rotated in "
-            f"{r.batches} batch(es){resumed}, {r.left:,} left"
-        )
-    click.echo(f"{report.rotated:,} value(s) rotated, {report.left:,} left")
-    if report.left == 0 and _uses_local_stack(settings):
-        _follow_rotation(settings, blind_index)
-
-
-def _follow_rotation(settings: Settings, blind_index: bool) -> None:
-    """The local stack keeps the keys a finished rotation used (else its commands would
-    fall back to the old key in .devstack/)."""
-    from sales_etl_dev import devstack  # the local stack is in use: its package is here
-
-    state = devstack.read_state()
-    if state is None:
-        return
-    if blind_index:
-        assert settings.blind_index_key_new is not None
-        changed = devstack.adopt_keys(state, blind_index_key=settings.blind_index_key_new.get())
-    else:
-        changed = devstack.adopt_keys(state, fernet_keys=",".join(k.get() for k in settings.fernet_keys))
-    if changed:
-        click.echo(
-            f"the local stack now uses these keys ({', '.join(changed)} in "
-            f"{state.home}); `sales-etl dev env` prints them"
-        )
-
-
-@main.command("doctor")
-def doctor_cmd() -> None:
-    """Check settings, storage, database, TLS, migrations, keys and bindings; print each
-    check with its fix; exit status 1 if any fails.
-
-    \b
-    Example:
-      sales-etl doctor
-    """
-    from .doctor import run
-
-    stack = _stack()
-    checks = run(fallback=stack.env, missing_hint=stack.hint())
-    width = max(len(c.name) for c in checks)
-    for c in checks:
-        click.echo(f"{'PASS' if c.ok else 'FAIL'}  {c.name:<{width}}  {c.detail}")
-        if not c.ok and c.fix:
-            click.echo(f"      {'':<{width}}  fix: {c.fix}")
-    failed = [c.name for c in checks if not c.ok]
-    if failed:
-        raise click.ClickException(f"{len(failed)} check(s) failed: {', '.join(failed)}")
-    click.echo("all checks passed")
-
-
-@main.group("keys")
-def keys_group() -> None:
-    """Encryption keys.
-
-    \b
-    Example:
-      sales-etl keys generate
-    """
-
-
-@keys_group.command("generate")
-def keys_generate() -> None:
-    """Print a new Fernet key and a new blind-index key as export lines.
-
-    \b
-    Example:
-      sales-etl keys generate
-    """
-    click.echo(f"export FERNET_KEYS={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}")
-    click.echo(f"export BLIND_INDEX_KEY={base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()}")
+# The keys, datasets and health commands (cli_admin), registered on the same group.
+for _command in ADMIN_COMMANDS:
+    main.add_command(_command)

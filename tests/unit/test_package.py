@@ -21,6 +21,8 @@ OPERATOR_MODULES = {
     "sales_etl.__main__",
     "sales_etl.blobpath",
     "sales_etl.cli",
+    "sales_etl.cli_admin",
+    "sales_etl.cli_context",
     "sales_etl.dbcheck",
     "sales_etl.doctor",
     "sales_etl.hints",
