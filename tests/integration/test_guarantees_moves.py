@@ -352,6 +352,20 @@ hostcall.invoke_blob_trigger(sys.argv[1], sys.argv[2])
 """
 
 
+def assert_loaded_once_after_a_failure(settings: Settings, cc: ContainerClient, g: Any) -> None:
+    """The file of ``g`` failed once (transient), then loaded: one blob, in processed/ only,
+    every valid row once, and the ledger says exactly that."""
+    folders = listing(cc)
+    assert folders["incoming/"] == [] and folders["failed/"] == []
+    [done] = folders["processed/"]
+    assert content(cc, done) == g.path.read_bytes()
+    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
+    assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
+        ("failed", "db_unreachable"),
+        ("loaded", None),
+    ]
+
+
 def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
     settings: Settings, clean: None, cc: ContainerClient, tmp_path: Path
 ) -> None:
@@ -365,15 +379,7 @@ def test_worker_killed_between_copy_to_failed_and_delete_then_retry_loads(
     after_crash = listing(cc)
     assert after_crash["incoming/"] == [blob] and after_crash["failed/"] == ["failed/sales/flaky.csv"]
     hostcall.invoke_blob_trigger(settings.container, blob)  # the host's retry
-    folders = listing(cc)
-    assert folders["incoming/"] == [] and folders["failed/"] == []
-    [done] = folders["processed/"]
-    assert content(cc, done) == g.path.read_bytes()
-    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
-    assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
-        ("failed", "db_unreachable"),
-        ("loaded", None),
-    ]
+    assert_loaded_once_after_a_failure(settings, cc, g)
 
 
 def test_sweep_before_the_retry_of_a_worker_killed_between_copy_to_failed_and_delete(
@@ -392,15 +398,7 @@ def test_sweep_before_the_retry_of_a_worker_killed_between_copy_to_failed_and_de
     assert listing(cc)["incoming/"] == [blob]
     hostcall.invoke_blob_trigger(settings.container, blob)  # the host's retry
     assert retry.sweep(settings, now=later) == retry.SweepReport()
-    folders = listing(cc)
-    assert folders["incoming/"] == [] and folders["failed/"] == []
-    [done] = folders["processed/"]
-    assert content(cc, done) == g.path.read_bytes()
-    assert sorted(stored_ids(settings)) == sorted(valid_ids(g.path, g.bad))
-    assert query(settings, "SELECT status, reason_code FROM etl_runs ORDER BY run_id") == [
-        ("failed", "db_unreachable"),
-        ("loaded", None),
-    ]
+    assert_loaded_once_after_a_failure(settings, cc, g)
 
 
 def test_sweep_sends_back_a_failed_blob_whose_source_is_gone_or_replaced(

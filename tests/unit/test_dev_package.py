@@ -17,6 +17,14 @@ ROOT = Path(__file__).resolve().parents[2]
 DEV_MODULES = {"cli", "demo", "devstack", "funcsettings", "generate", "hostcall", "pgbouncer", "rpc"}
 
 
+def _wheel(src: Path, out: Path) -> None:
+    """Build the sales-etl wheel of the checkout at ``src`` into ``out`` (offline)."""
+    pip = [sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "--no-build-isolation"]
+    subprocess.run(
+        [*pip, "--disable-pip-version-check", "-w", str(out), str(src)], check=True, capture_output=True
+    )
+
+
 def test_the_dev_modules_left_the_runtime_package() -> None:
     runtime = {p.stem for p in (ROOT / "sales_etl").glob("*.py")} | {
         p.name for p in (ROOT / "sales_etl").iterdir() if p.is_dir()
@@ -90,23 +98,7 @@ def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
             "data",
         ),
     )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "-w",
-            str(tmp_path),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _wheel(src, tmp_path)
     (wheel,) = tmp_path.glob("sales_etl-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
@@ -211,23 +203,7 @@ def test_a_checkout_from_before_the_split_builds_a_clean_wheel(tmp_path: Path) -
     (egg / "SOURCES.txt").write_text(
         "sales_etl/rpc/_generated/__init__.py\nsales_etl/rpc/_generated/function_rpc_pb2.py\n"
     )
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "wheel",
-            "--quiet",
-            "--no-deps",
-            "--no-build-isolation",
-            "--disable-pip-version-check",
-            "-w",
-            str(tmp_path / "out"),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    _wheel(src, tmp_path / "out")
     (wheel,) = (tmp_path / "out").glob("sales_etl-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
