@@ -8,6 +8,10 @@ or a storage service may do to a path on its way: percent-decoding (repeatedly: 
 is ``%2e`` is ``.``), ``\\`` read as ``/``, Unicode compatibility forms (a fullwidth
 ``．`` is a ``.``). A name is refused, never repaired: a repaired name addresses another
 blob.
+
+Names and text in blob metadata (``quote_meta``, ``quote_meta_path``, ``unquote_meta``) are
+percent-encoded here too, with no storage client: the pure retry policy writes them
+(``storage`` re-exports them).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import urllib.parse
 
 from .errors import UnsafeName
 
-__all__ = ["MAX_NAME", "UnsafeName", "confine", "problem"]
+__all__ = ["MAX_NAME", "UnsafeName", "confine", "problem", "quote_meta", "quote_meta_path", "unquote_meta"]
 MAX_NAME = 1024  # Azure's limit on a blob name
 _DECODE_ROUNDS = 4
 
@@ -76,3 +80,20 @@ def confine(name: str, folder: str) -> str:
             f"{folder}/ (no '.' or '..' segments, also percent-encoded)"
         )
     return name
+
+
+def quote_meta(value: str, limit: int = 1024) -> str:
+    """Blob metadata must be ASCII: percent-encode, and keep it short."""
+    return urllib.parse.quote(value, safe=" /:._-=,()'<>@#")[:limit]
+
+
+def quote_meta_path(value: str, limit: int = 2048) -> str:
+    """A blob name for metadata, whole or not at all ("": storage drops it): a truncated
+    name is another name (a sweep would send the blob back under it). A reader falls back
+    to the name the blob's own path implies."""
+    quoted = quote_meta(value, limit + 1)
+    return quoted if len(quoted) <= limit else ""
+
+
+def unquote_meta(value: str) -> str:
+    return urllib.parse.unquote(value)

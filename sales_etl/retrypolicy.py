@@ -36,8 +36,8 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 
 from .errors import EtlError, TransientError
+from .names import quote_meta
 from .settings import RetrySettings
-from .storage import quote_meta
 
 __all__ = [
     "Action",

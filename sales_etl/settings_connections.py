@@ -186,9 +186,10 @@ def read_database(r: AppSettingsReader) -> DatabaseSettings | None:
             f"POSTGRES_SSLMODE: {show(sslmode)} would allow an unencrypted connection to the "
             f"non-local host {show(host)}; use require/verify-full, or set POSTGRES_ALLOW_INSECURE=true"
         )
-    auth = (r.get("POSTGRES_AUTH") or "password").lower()
-    if auth not in ("password", "entra"):
-        r.problems.append(f"POSTGRES_AUTH: {show(auth)} must be 'password' or 'entra'")
+    auth_raw = r.get("POSTGRES_AUTH") or "password"
+    auth = auth_raw.lower()
+    if auth not in ("password", "entra"):  # shown as given: lower-cased, a key no longer looks like one
+        r.problems.append(f"POSTGRES_AUTH: {show(auth_raw)} must be 'password' or 'entra'")
     if auth == "entra" and password is not None:
         r.problems.append(
             "POSTGRES_PASSWORD: not used with POSTGRES_AUTH=entra (the token is the password); remove it"

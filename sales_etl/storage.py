@@ -30,6 +30,9 @@ from azure.storage.blob import BlobServiceClient, ContainerClient, ExponentialRe
 
 from .datasets import DEFAULT_DATASET
 from .errors import ConfigError
+from .names import quote_meta as quote_meta  # metadata text: pure, in names (retrypolicy uses it)
+from .names import quote_meta_path as quote_meta_path
+from .names import unquote_meta as unquote_meta
 from .settings import Settings, StorageSettings
 
 INCOMING, PROCESSED, FAILED, DEADLETTER, REJECTED = (
@@ -123,23 +126,6 @@ def route(blob_name: str, prefix: str = INCOMING) -> Route:
     if len(parts) == 1:
         return Route(DEFAULT_DATASET, parts[0])
     return Route(parts[0], "/".join(parts[1:]))
-
-
-def quote_meta(value: str, limit: int = 1024) -> str:
-    """Blob metadata must be ASCII: percent-encode, and keep it short."""
-    return urllib.parse.quote(value, safe=" /:._-=,()'<>@#")[:limit]
-
-
-def quote_meta_path(value: str, limit: int = 2048) -> str:
-    """A blob name for metadata, whole or not at all ("": storage drops it): a truncated
-    name is another name (a sweep would send the blob back under it). A reader falls back
-    to the name the blob's own path implies."""
-    quoted = quote_meta(value, limit + 1)
-    return quoted if len(quoted) <= limit else ""
-
-
-def unquote_meta(value: str) -> str:
-    return urllib.parse.unquote(value)
 
 
 def run_uuid_of(metadata: Mapping[str, str] | None) -> str:

@@ -1,4 +1,5 @@
-"""Static guards: ``pipeline`` orchestrates only (no storage SDK, no SQL), and the scripts the
+"""Static guards: ``pipeline`` orchestrates only (no storage SDK, no SQL), the pure modules
+load no client library, and the scripts the
 crash tests run in a child process (``python -c``) are self-contained (every name they use
 is imported or defined in them: a child that dies of a NameError is not a crash test)."""
 
@@ -7,6 +8,8 @@ from __future__ import annotations
 import ast
 import builtins
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,6 +30,24 @@ def test_pipeline_imports_no_storage_sdk_and_holds_no_sql() -> None:
         if isinstance(n, ast.Module | ast.FunctionDef | ast.ClassDef)
     }
     assert not [t for t in texts if t not in docstrings and SQL.search(t)]
+
+
+# The modules the README (Layout) calls pure, and retrypolicy ("pure"): importing one loads
+# neither the storage SDK nor a database driver, not even through another module.
+PURE = [
+    "transform", "rules", "reasons", "expr", "records", "extract", "slowpath",
+    "rejects", "protect", "names", "redact", "hostsettings", "retrypolicy",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("module", PURE)
+def test_pure_modules_load_no_client_library(module: str) -> None:
+    code = (
+        f"import sys, sales_etl.{module}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'azure', 'psycopg2'}))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", f"sales_etl.{module} loads {out.stdout.strip()}"
 
 
 def _scripts(path: Path) -> list[tuple[str, str]]:

@@ -119,3 +119,17 @@ def test_a_refused_binding_setting_does_not_fail_the_other_function() -> None:
     assert s.storage is not None
     assert read_bindings({**BASE, "SWEEP_SCHEDULE": "every ten minutes"}).schedule is None
     assert load_settings({**BASE, "SALES_TRIGGER_SOURCE": "webhook"}).database is not None
+
+
+def test_a_key_pasted_into_postgres_auth_is_not_echoed_even_lower_cased() -> None:
+    # The value is checked lower-cased; shown lower-cased, a key no longer looks like one
+    # (no upper case) and was echoed, nearly whole. It is shown (or hidden) as given.
+    pasted = "Zx9aB3kLmN0pQrS7tUvWxYz12345AbCdEf"
+    with pytest.raises(ConfigError) as err:
+        load_settings({**BASE, "POSTGRES_AUTH": pasted})
+    text = str(err.value)
+    assert "POSTGRES_AUTH" in text and "not shown" in text
+    assert pasted.lower() not in text and pasted not in text
+    with pytest.raises(ConfigError) as err:
+        load_settings({**BASE, "POSTGRES_AUTH": "Kerberos"})
+    assert "POSTGRES_AUTH: 'Kerberos' must be 'password' or 'entra'" in str(err.value)
