@@ -7,7 +7,7 @@ other function keeps working; nothing read here may raise."""
 import azure.functions as func
 import azurefunctions.extensions.bindings.blob as blob
 
-from sales_etl import triggers
+from sales_etl.app import triggers
 
 app = func.FunctionApp()
 bindings = triggers.bindings()

@@ -21,10 +21,10 @@ from pathlib import Path
 
 
 def main(case: str, arg: str) -> None:
-    from sales_etl import pipeline
-    from sales_etl.datasets import get_dataset
-    from sales_etl.db import connect
-    from sales_etl.settings import load_settings
+    from sales_etl.config.settings import load_settings
+    from sales_etl.datasets.reader import get_dataset
+    from sales_etl.db.connection import connect
+    from sales_etl.flow import pipeline
 
     settings = load_settings()
     result: dict[str, object] = {"case": case}
@@ -59,7 +59,7 @@ def main(case: str, arg: str) -> None:
         import sqlalchemy
 
         from bench.original import load
-        from sales_etl.protect import blind_index
+        from sales_etl.stages.protect import blind_index
 
         db = settings.require_database()
         url = sqlalchemy.URL.create(

@@ -7,13 +7,14 @@ from pathlib import Path
 
 from psycopg2 import sql
 
-from sales_etl.datasets import Dataset, get_dataset
-from sales_etl.db import connect
-from sales_etl.extract import iter_chunks
-from sales_etl.load import copy_text, load_columns
-from sales_etl.protect import Protector
-from sales_etl.settings import Settings
-from sales_etl.transform import transform
+from sales_etl.config.settings import Settings
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.db.connection import connect
+from sales_etl.db.copytext import copy_text, load_columns
+from sales_etl.stages.extract import iter_chunks
+from sales_etl.stages.protect import Protector
+from sales_etl.stages.spec import Dataset
+from sales_etl.stages.transform import transform
 
 
 def prepare_payload(settings: Settings, csv_path: Path, out: Path) -> int:

@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from sales_etl.records import MAX_RECORD_BYTES
+from sales_etl.stages.records import MAX_RECORD_BYTES
 from tools.sales_csv import HEADER, body, row
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -30,9 +30,10 @@ import pandas as pd
 
 from bench import parallel
 from bench.floor import prepare_payload
-from sales_etl import migrate, storage
-from sales_etl.db import connect
-from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl.config.settings import Settings, load_settings, project_root
+from sales_etl.db import migrate
+from sales_etl.db.connection import connect
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack
 from sales_etl_dev.generate import generate
 

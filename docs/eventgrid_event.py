@@ -16,8 +16,8 @@ import uuid
 from datetime import UTC, datetime
 from typing import Any
 
-from sales_etl.settings import load_settings
-from sales_etl.storage import container_client
+from sales_etl.config.settings import load_settings
+from sales_etl.storage.container import container_client
 
 
 def blob_created_events(blob: Any, container: str) -> list[dict[str, Any]]:

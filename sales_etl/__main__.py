@@ -1,3 +1,3 @@
-from .cli import main
+from sales_etl.cli.commands import main
 
 main()

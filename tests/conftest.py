@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
-from sales_etl import migrate
-from sales_etl.settings import Settings, load_settings, project_root
+from sales_etl.config.settings import Settings, load_settings, project_root
+from sales_etl.db import migrate
 from sales_etl_dev import devstack, hostcall
 
 

@@ -78,9 +78,13 @@ def function_path(root: Path = ROOT, entry: str = "function_app.py") -> Function
         for name in _imports(ast.parse(path.read_text(), str(path)), module, is_package):
             top = name.split(".")[0]
             if top == PACKAGE:
-                source = _source(name, root)
-                if source is not None:
-                    queue.append((name, source, source.name == "__init__.py"))
+                # importing a.b.c runs the __init__ of a and of a.b first
+                parts = name.split(".")
+                for n in range(1, len(parts) + 1):
+                    dotted = ".".join(parts[:n])
+                    source = _source(dotted, root)
+                    if source is not None:
+                        queue.append((dotted, source, source.name == "__init__.py"))
             elif top and top not in sys.stdlib_module_names and top != "__future__":
                 result.third_party.setdefault(name, set()).add(module)
     return result

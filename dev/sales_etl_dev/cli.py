@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 
 from . import devstack
 

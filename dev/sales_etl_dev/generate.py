@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from sales_etl.transform import round_half_up
+from sales_etl.stages.transform import round_half_up
 
 HEADER = (
     "transaction_id",

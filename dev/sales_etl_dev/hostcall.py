@@ -41,7 +41,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 
 from .rpc import protos as _load_protos
 

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 from sales_etl_dev import devstack
 
 BIN = Path(sys.executable).parent

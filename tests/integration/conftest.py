@@ -8,9 +8,11 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import blobs, load, storage
-from sales_etl.db import connect
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.db import load
+from sales_etl.db.connection import connect
+from sales_etl.storage import blobs
+from sales_etl.storage import container as storage
 from sales_etl_dev.devstack import StackState
 
 

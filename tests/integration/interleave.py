@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 
 # A worker process that delivers one blob to the blob trigger: argv container, blob name.
 WORKER = """

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 from sales_etl_dev import pgbouncer
 
 pytestmark = pytest.mark.slow

@@ -8,9 +8,11 @@ from pathlib import Path
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl import __version__, pipeline, retry, storage
-from sales_etl.datasets import dataset_version, get_dataset
-from sales_etl.settings import Settings
+from sales_etl import __version__
+from sales_etl.config.settings import Settings
+from sales_etl.datasets.reader import dataset_version, get_dataset
+from sales_etl.flow import pipeline, retry
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack
 
 from .clirun import assert_clean, environment, project, run

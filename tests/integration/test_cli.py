@@ -8,8 +8,8 @@ from pathlib import Path
 from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
-from sales_etl.cli import main
-from sales_etl.settings import Settings
+from sales_etl.cli.commands import main
+from sales_etl.config.settings import Settings
 from sales_etl_dev import devstack
 from sales_etl_dev.demo import run_demo
 

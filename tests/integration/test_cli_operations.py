@@ -15,10 +15,10 @@ import pytest
 from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 
-from sales_etl import pipeline
-from sales_etl.cli import main
-from sales_etl.datasets import get_dataset
-from sales_etl.settings import Settings
+from sales_etl.cli.commands import main
+from sales_etl.config.settings import Settings
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.flow import pipeline
 from sales_etl_dev import devstack
 from sales_etl_dev.generate import generate
 

@@ -10,10 +10,10 @@ from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from sales_etl.cli import main
-from sales_etl.doctor import Check, run
-from sales_etl.settings import Settings
-from sales_etl.storage import upload
+from sales_etl.cli.commands import main
+from sales_etl.cli.doctor import Check, run
+from sales_etl.config.settings import Settings
+from sales_etl.storage.container import upload
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
 

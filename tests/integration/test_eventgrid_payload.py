@@ -14,7 +14,7 @@ from types import ModuleType
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl.settings import Settings, project_root
+from sales_etl.config.settings import Settings, project_root
 
 GUIDE = project_root() / "docs" / "operations.md"
 

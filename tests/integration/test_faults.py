@@ -17,8 +17,10 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import blobs, pipeline, retry, storage
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.flow import pipeline, retry
+from sales_etl.storage import blobs
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
 
@@ -227,9 +229,9 @@ def test_sweep_works_while_the_database_is_down(
 
 LOAD_WORKER = """
 import sys
-from sales_etl import storage
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
-from sales_etl.triggers import settings
+from sales_etl.app.triggers import settings
 cc = storage.container_client(settings())
 for name in sys.argv[2:]:
     try:

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from sales_etl.cli import main
-from sales_etl.settings import host_connections, load_settings, project_root, read_bindings
+from sales_etl.cli.commands import main
+from sales_etl.config.settings import host_connections, load_settings, project_root, read_bindings
 from sales_etl_dev import devstack
 
 

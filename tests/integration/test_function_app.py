@@ -10,8 +10,9 @@ from pathlib import Path
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl import storage
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.stages.names import unquote_meta
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import BAD_KINDS, generate
 
@@ -93,8 +94,8 @@ def test_bad_file_goes_to_failed_with_reason(
     meta = cc.get_blob_client("failed/sales/semi.csv").get_blob_properties().metadata
     assert meta["kind"] == "data" and meta["attempts"] == "1"
     assert meta["reason_code"] == "bad_delimiter"
-    assert "semicolons" in storage.unquote_meta(meta["reason"])
-    assert storage.unquote_meta(meta["source_path"]) == "incoming/semi.csv"
+    assert "semicolons" in unquote_meta(meta["reason"])
+    assert unquote_meta(meta["source_path"]) == "incoming/semi.csv"
     assert query(settings, "SELECT status, reason_code FROM etl_runs") == [("failed", "bad_delimiter")]
 
 
@@ -106,7 +107,7 @@ def test_unknown_dataset_fails_with_clear_reason(
     assert names(cc, "failed/") == ["failed/nosuch/x.csv"]
     meta = cc.get_blob_client("failed/nosuch/x.csv").get_blob_properties().metadata
     assert meta["reason_code"] == "unknown_dataset"
-    assert "unknown dataset 'nosuch'" in storage.unquote_meta(meta["reason"])
+    assert "unknown dataset 'nosuch'" in unquote_meta(meta["reason"])
 
 
 def test_timer_trigger_runs_the_sweep(

@@ -13,8 +13,8 @@ from pathlib import Path
 
 from azure.storage.blob import ContainerClient
 
-from sales_etl import storage
-from sales_etl.settings import Settings, project_root
+from sales_etl.config.settings import Settings, project_root
+from sales_etl.storage import container as storage
 from sales_etl_dev.devstack import StackState
 from sales_etl_dev.generate import generate
 

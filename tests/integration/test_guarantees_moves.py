@@ -21,10 +21,14 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
-from sales_etl import blobs, ledger, moves, pipeline, retry, storage
-from sales_etl.datasets import get_dataset
-from sales_etl.db import connect
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.db import ledger
+from sales_etl.db.connection import connect
+from sales_etl.flow import pipeline, retry
+from sales_etl.stages.names import unquote_meta
+from sales_etl.storage import blobs, moves
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate
 
@@ -128,7 +132,7 @@ def test_two_bad_files_routed_to_one_failed_name_at_once(
     assert len(folders["failed/"]) == 2
     assert sorted(content(cc, n) for n in folders["failed/"]) == sorted([body_a, body_b])
     sources = {
-        storage.unquote_meta(cc.get_blob_client(n).get_blob_properties().metadata["source_path"])
+        unquote_meta(cc.get_blob_client(n).get_blob_properties().metadata["source_path"])
         for n in folders["failed/"]
     }
     assert sources == {"incoming/Y.csv", "incoming/sales/Y.csv"}
@@ -337,7 +341,7 @@ FAIL_THEN_CRASH_AFTER_COPY = """
 import os, signal, sys
 import psycopg2
 from azure.storage.blob import BlobClient
-from sales_etl import load
+from sales_etl.db import load
 from sales_etl_dev import hostcall
 def connection_lost(self, *args, **kwargs):  # a transient failure at the merge
     raise psycopg2.OperationalError("server closed the connection unexpectedly")
@@ -428,8 +432,9 @@ def test_sweep_sends_back_a_failed_blob_whose_source_is_gone_or_replaced(
 SWEEP_CRASH_AFTER_COPY = """
 import os, signal
 from azure.storage.blob import BlobClient
-from sales_etl import retry, storage
-from sales_etl.triggers import settings
+from sales_etl.flow import retry
+from sales_etl.storage import container as storage
+from sales_etl.app.triggers import settings
 original = BlobClient.delete_blob
 def die_before_delete(self, *args, **kwargs):
     if self.blob_name.startswith("failed/"):  # copied back to incoming/: die now
@@ -566,7 +571,7 @@ def test_a_long_name_goes_round_failed_and_back_under_its_own_name(
     hostcall.invoke_blob_trigger(settings.container, name)
     [failed] = names(cc, "failed/")
     meta = cc.get_blob_client(failed).get_blob_properties().metadata
-    assert storage.unquote_meta(meta.get("source_path", "")) in ("", name)  # whole, or none
+    assert unquote_meta(meta.get("source_path", "")) in ("", name)  # whole, or none
     report = retry.sweep(settings, now=storage.now_utc() + timedelta(days=1), force=True)
     assert report.retried == [name] and report.errors == []
     assert names(cc, "incoming/") == [name] and names(cc, "failed/") == []

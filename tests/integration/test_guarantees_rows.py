@@ -13,10 +13,10 @@ from typing import Any
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import extract
-from sales_etl.db import connect
-from sales_etl.records import MAX_COLUMNS, MAX_RECORD_BYTES
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.db.connection import connect
+from sales_etl.stages import extract
+from sales_etl.stages.records import MAX_COLUMNS, MAX_RECORD_BYTES
 from sales_etl_dev import hostcall
 from tools.sales_csv import HEADER, body, row
 

@@ -25,11 +25,13 @@ from azure.storage.blob import (
 )
 from click.testing import CliRunner
 
-from sales_etl import pipeline, retry, storage
-from sales_etl.cli import main
-from sales_etl.errors import classify
-from sales_etl.requeue import requeue
-from sales_etl.settings import Secret, Settings, StorageSettings
+from sales_etl.cli.commands import main
+from sales_etl.config.settings import Secret, Settings, StorageSettings
+from sales_etl.core.errors import classify
+from sales_etl.flow import pipeline, retry
+from sales_etl.flow.requeue import requeue
+from sales_etl.stages.names import quote_meta
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
 
@@ -312,7 +314,7 @@ def test_traversal_names_and_tampered_paths_through_the_sweep(
     }
     for i, path in enumerate(sorted(tampered)):
         cc.get_blob_client(f"failed/sales/t{i}.csv").upload_blob(
-            b"t\n", metadata={**meta, "source_path": storage.quote_meta(path)}
+            b"t\n", metadata={**meta, "source_path": quote_meta(path)}
         )
     kept = {**_snapshot(cc, "processed/"), **_snapshot(cc, "deadletter/")}
 
@@ -338,7 +340,7 @@ def test_requeue_all_refuses_traversal_names_and_goes_on(
     _raw("PUT", cc, sas, "failed/sales/../../" + victim, b"evil\n", {"attempts": "1"})
     cc.get_blob_client("failed/sales/sound.csv").upload_blob(b"sound\n")
     cc.get_blob_client("deadletter/sales/tampered.csv").upload_blob(
-        b"t\n", metadata={"source_path": storage.quote_meta("incoming/sales/../../processed/sales/t.csv")}
+        b"t\n", metadata={"source_path": quote_meta("incoming/sales/../../processed/sales/t.csv")}
     )
     kept = _snapshot(cc, "processed/")
 

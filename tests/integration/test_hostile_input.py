@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import storage
-from sales_etl.records import MAX_RECORD_BYTES
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.stages.names import unquote_meta
+from sales_etl.stages.records import MAX_RECORD_BYTES
 from sales_etl_dev import hostcall
 from tools.sales_csv import HEADER, body, row
 
@@ -54,7 +54,7 @@ def test_whole_file_failures(
     assert names(cc, "incoming/") == [] and names(cc, "failed/") == [f"failed/sales/{name}"]
     meta = cc.get_blob_client(f"failed/sales/{name}").get_blob_properties().metadata
     assert meta["reason_code"] == code and meta["kind"] == "data"
-    assert name in storage.unquote_meta(meta["reason"])
+    assert name in unquote_meta(meta["reason"])
     assert query(settings, "SELECT count(*) FROM sales") == [(0,)]
     assert query(settings, "SELECT status, reason_code FROM etl_runs") == [("failed", code)]
 

@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import storage, triggers
-from sales_etl.settings import Settings
+from sales_etl.app import triggers
+from sales_etl.config.settings import Settings
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate
 

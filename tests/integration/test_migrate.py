@@ -3,9 +3,9 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import migrate
-from sales_etl.errors import ConfigError
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.core.errors import ConfigError
+from sales_etl.db import migrate
 
 
 def test_second_run_is_a_no_op(settings: Settings) -> None:

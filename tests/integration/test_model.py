@@ -15,11 +15,13 @@ import pytest
 from azure.storage.blob import ContainerClient
 from cryptography.fernet import Fernet
 
-from sales_etl import migrate, rotate, storage, triggers
-from sales_etl.datasets import load_datasets
-from sales_etl.dbcheck import check
-from sales_etl.protect import Protector
-from sales_etl.settings import Secret, Settings
+from sales_etl.app import triggers
+from sales_etl.config.settings import Secret, Settings
+from sales_etl.datasets.reader import load_datasets
+from sales_etl.db import migrate, rotate
+from sales_etl.db.dbcheck import check
+from sales_etl.stages.protect import Protector
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate_model
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import pipeline
-from sales_etl.datasets import get_dataset
-from sales_etl.errors import DataError
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.core.errors import DataError
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.flow import pipeline
 from sales_etl_dev.generate import BAD_KINDS, generate
 
 from .conftest import query

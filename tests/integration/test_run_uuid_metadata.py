@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import pipeline, retry, storage
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.flow import pipeline, retry
+from sales_etl.storage import container as storage
 from sales_etl_dev.generate import generate
 
 from .conftest import names, query
@@ -110,7 +111,7 @@ def test_requeue_records_its_moves_whatever_the_reason_metadata_holds(
 ) -> None:
     """A ``reason`` that unquotes to a NUL (``%00``) is still written to the ledger (NUL
     spelled out): it failed the ledger rows of every blob of the requeue."""
-    from sales_etl import requeue
+    from sales_etl.flow import requeue
 
     cc.get_blob_client("deadletter/sales/nul.csv").upload_blob(
         b"x\n", metadata={"attempts": "5", "reason": "bad%00byte", "run_uuid": "x\ty"}

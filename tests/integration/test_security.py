@@ -12,9 +12,10 @@ import psycopg2
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import pipeline, retry, storage
-from sales_etl.errors import ConfigError
-from sales_etl.settings import Settings, load_settings
+from sales_etl.config.settings import Settings, load_settings
+from sales_etl.core.errors import ConfigError
+from sales_etl.flow import pipeline, retry
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack, hostcall
 from sales_etl_dev.generate import generate
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
 from sales_etl_dev.devstack import StackState
 
 from .conftest import query

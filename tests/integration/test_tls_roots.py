@@ -10,8 +10,8 @@ from pathlib import Path
 import psycopg2
 import pytest
 
-from sales_etl.settings import Settings, load_settings
-from sales_etl.settings_connections import AZURE_PG_ROOTS
+from sales_etl.config.connections import AZURE_PG_ROOTS
+from sales_etl.config.settings import Settings, load_settings
 from sales_etl_dev.devstack import StackState
 
 

@@ -17,8 +17,13 @@ from typing import Any
 import pytest
 from azure.storage.blob import BlobClient, ContainerClient
 
-from sales_etl import blobs, load, moves, pipeline, storage, triggers
-from sales_etl.settings import Settings
+from sales_etl.app import triggers
+from sales_etl.config.settings import Settings
+from sales_etl.db import load
+from sales_etl.flow import pipeline
+from sales_etl.stages.names import unquote_meta
+from sales_etl.storage import blobs, moves
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import generate
 
@@ -275,5 +280,5 @@ def test_a_broken_dataset_fails_only_its_own_files(
     assert query(settings, "SELECT count(*) FROM customers") == [(0,)]
     [parked] = names(cc, "failed/")
     assert parked == "failed/customers/c.csv"
-    reason = storage.unquote_meta(cc.get_blob_client(parked).get_blob_properties().metadata["reason"])
+    reason = unquote_meta(cc.get_blob_client(parked).get_blob_properties().metadata["reason"])
     assert "customers.toml" in reason and "not valid TOML" in reason

@@ -7,9 +7,10 @@ import io
 import numpy as np
 import pyarrow as pa
 
-from sales_etl.datasets import get_dataset
-from sales_etl.extract import Chunk, Header, iter_chunks
-from sales_etl.transform import Transformed, transform
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.stages.extract import iter_chunks
+from sales_etl.stages.records import Chunk, Header
+from sales_etl.stages.transform import Transformed, transform
 
 SALES = get_dataset("sales")
 HEADER = (

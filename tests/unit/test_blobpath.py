@@ -2,8 +2,8 @@
 
 import pytest
 
-from sales_etl.blobpath import incoming_blob
-from sales_etl.errors import ConfigError
+from sales_etl.core.errors import ConfigError
+from sales_etl.storage.blobpath import incoming_blob
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from azure.core.exceptions import ResourceNotFoundError
 
-from sales_etl import blobs, moves
-from sales_etl.blobs import IncomingBlob
+from sales_etl.storage import blobs, moves
+from sales_etl.storage.blobs import IncomingBlob
 
 UUID = "0b4f8a6e-8f5c-4d27-9a51-3f0e6c1d2b7a"
 LANDED = datetime(2026, 3, 4, 23, 59, tzinfo=UTC)

@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from sales_etl import ledger
-from sales_etl.errors import Skipped
-from sales_etl.reasons import Moved
+from sales_etl.core.errors import Skipped
+from sales_etl.core.reasons import Moved
+from sales_etl.db import ledger
 
 
 class FakeCursor:

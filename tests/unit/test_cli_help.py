@@ -2,7 +2,7 @@ import click
 import pytest
 from click.testing import CliRunner
 
-from sales_etl.cli import main
+from sales_etl.cli.commands import main
 
 
 def all_commands(group: click.Group, prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from sales_etl.settings import load_settings, project_root
+from sales_etl.config.settings import load_settings, project_root
 
 COMPOSE = project_root() / "docker-compose.yml"
 KEY = base64.urlsafe_b64encode(b"k" * 32).decode()

@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl.datasets import get_dataset, load_datasets, parse_dataset
-from sales_etl.errors import ConfigError
+from sales_etl.core.errors import ConfigError
+from sales_etl.datasets.reader import get_dataset, load_datasets, parse_dataset
 
 
 def test_sales_spec() -> None:
@@ -72,7 +72,7 @@ def test_extra_directory_adds_datasets(tmp_path: Path) -> None:
 def test_derived_expressions_are_arithmetic_only() -> None:
     import numpy as np
 
-    from sales_etl.expr import evaluate
+    from sales_etl.stages.expr import evaluate
 
     cols = {"a": np.array([2.0, 3.0]), "b": np.array([0.5, 1.0])}
     assert evaluate("a * (1 - b) + -a / 2", cols).tolist() == [0.0, -1.5]
@@ -85,8 +85,11 @@ def test_the_worker_does_not_import_pandas() -> None:
     import subprocess
     import sys
 
-    code = "import sys, function_app, sales_etl.pipeline, sales_etl.retry;print('pandas' in sys.modules)"
-    from sales_etl.settings import project_root
+    code = (
+        "import sys, function_app, sales_etl.flow.pipeline, sales_etl.flow.retry;"
+        "print('pandas' in sys.modules)"
+    )
+    from sales_etl.config.settings import project_root
 
     out = subprocess.run(
         [sys.executable, "-c", code], cwd=project_root(), capture_output=True, text=True, check=True

@@ -57,7 +57,7 @@ def test_no_runtime_module_imports_the_dev_package_at_load_time() -> None:
 
 def test_importing_the_command_line_loads_no_dev_module() -> None:
     code = (
-        "import sys, sales_etl.cli, function_app; "
+        "import sys, sales_etl.cli.commands, function_app; "
         "print(sorted(m for m in sys.modules if m.startswith('sales_etl_dev')))"
     )
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
@@ -102,7 +102,7 @@ def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
     (wheel,) = tmp_path.glob("sales_etl-*.whl")
     with zipfile.ZipFile(wheel) as zf:
         names = zf.namelist()
-    assert "sales_etl/triggers.py" in names and "sales_etl/datasets/sales.toml" in names
+    assert "sales_etl/app/triggers.py" in names and "sales_etl/datasets/sales.toml" in names
     assert not [n for n in names if n.startswith(("sales_etl_dev", "dev/", "tests/", "bench/"))]
     assert not [n for n in names if Path(n).stem in DEV_MODULES - {"cli"}]
 
@@ -110,7 +110,8 @@ def test_the_wheel_holds_the_runtime_package_only(tmp_path: Path) -> None:
 def _cli(*args: str, hide_dev: bool = False) -> subprocess.CompletedProcess[str]:
     hide = "sys.modules['sales_etl_dev'] = None; " if hide_dev else ""
     code = (
-        f"import sys; {hide}sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()"
+        f"import sys; {hide}sys.argv = ['sales-etl', *sys.argv[1:]]; "
+        "from sales_etl.cli.commands import main; main()"
     )
     return subprocess.run([sys.executable, "-c", code, *args], cwd=ROOT, capture_output=True, text=True)
 
@@ -151,7 +152,7 @@ def test_without_the_dev_package_no_hint_names_a_dev_command(tmp_path: Path) -> 
     # to `sales-etl dev up` (which would only answer that it is not installed).
     code = (
         "import sys; sys.modules['sales_etl_dev'] = None; "
-        "sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli import main; main()"
+        "sys.argv = ['sales-etl', *sys.argv[1:]]; from sales_etl.cli.commands import main; main()"
     )
 
     def run(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -213,7 +214,7 @@ def test_a_checkout_from_before_the_split_builds_a_clean_wheel(tmp_path: Path) -
         "sales_etl/certs/azure-postgres-roots.pem",
         "sales_etl/datasets/sales.toml",
         "sales_etl/datasets/__init__.py",
-        "sales_etl/triggers.py",
+        "sales_etl/app/triggers.py",
     ):
         assert needed in names, needed
 

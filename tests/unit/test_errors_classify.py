@@ -10,7 +10,7 @@ import psycopg2.errors
 import pytest
 from azure.core import exceptions as azure_errors
 
-from sales_etl.errors import (
+from sales_etl.core.errors import (
     ConfigError,
     DataError,
     EtlError,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psycopg2
 import pytest
 
-from sales_etl.errors import TransientError, classify
+from sales_etl.core.errors import TransientError, classify
 
 
 @pytest.mark.parametrize(

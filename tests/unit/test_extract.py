@@ -2,9 +2,9 @@ import gzip
 
 import pytest
 
-from sales_etl import extract
-from sales_etl.errors import DataError
-from sales_etl.records import record_fields
+from sales_etl.core.errors import DataError
+from sales_etl.stages import decode, extract
+from sales_etl.stages.records import record_fields
 
 from .helpers import GOOD, HEADER, csv_of, parse, run
 
@@ -159,7 +159,7 @@ def test_ignored_columns_are_never_materialised() -> None:
 
 
 def test_decompressed_size_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(extract, "MAX_DECOMPRESSED_BYTES", 1 << 20)
+    monkeypatch.setattr(decode, "MAX_DECOMPRESSED_BYTES", 1 << 20)  # read by the gunzip stream
     data = gzip.compress(csv_of(*[GOOD.replace("TX-1", f"TX-{i}") for i in range(20_000)]).encode())
     with pytest.raises(DataError) as err:
         parse(data, name="big.csv.gz")
@@ -217,7 +217,7 @@ def test_fast_and_exact_paths_agree_row_for_row() -> None:
 def test_both_paths_reject_rows_only_through_the_one_rule_set(monkeypatch: pytest.MonkeyPatch) -> None:
     """Every reject either parse path makes comes out of ``records.row_reject``: no path
     words a row reject of its own."""
-    from sales_etl import records, slowpath
+    from sales_etl.stages import records, slowpath
 
     made: list[object] = []
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 
 # settings a developer's shell might carry into the test: each test states its own
 _OURS = ("SALES_", "SWEEP_", "AZ_", "SalesStorage", "DATASETS_DIR", "AzureWebJobs")

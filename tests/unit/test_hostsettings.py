@@ -3,10 +3,10 @@ names, connections (hostsettings.py, read through settings.read_bindings/load_se
 
 import pytest
 
-from sales_etl import hostsettings
-from sales_etl.errors import ConfigError
-from sales_etl.hostsettings import SettingError
-from sales_etl.settings import host_connections, load_settings, read_bindings
+from sales_etl.config import hostsettings
+from sales_etl.config.hostsettings import SettingError
+from sales_etl.config.settings import host_connections, load_settings, read_bindings
+from sales_etl.core.errors import ConfigError
 
 CONN = "DefaultEndpointsProtocol=http;AccountName=a;AccountKey=c2VjcmV0;BlobEndpoint=http://127.0.0.1:1/a;"
 

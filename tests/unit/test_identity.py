@@ -8,8 +8,9 @@ from types import SimpleNamespace
 import pytest
 from azure.identity import ManagedIdentityCredential
 
-from sales_etl import identity, storage
-from sales_etl.settings import load_settings
+from sales_etl.config import identity
+from sales_etl.config.settings import load_settings
+from sales_etl.storage import container as storage
 
 BASE = {
     "POSTGRES_HOST": "db.example.com",
@@ -52,7 +53,7 @@ def test_postgres_password_is_a_fresh_entra_token(monkeypatch: pytest.MonkeyPatc
 
 
 def test_entra_and_a_password_together_are_refused() -> None:
-    from sales_etl.errors import ConfigError
+    from sales_etl.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match="POSTGRES_PASSWORD"):
         load_settings({**BASE, "POSTGRES_PASSWORD": "x"})

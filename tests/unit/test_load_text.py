@@ -1,8 +1,8 @@
 import numpy as np
 import pyarrow as pa
 
-from sales_etl.datasets import get_dataset
-from sales_etl.load import copy_text
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.db.copytext import copy_text
 
 SALES = get_dataset("sales")
 

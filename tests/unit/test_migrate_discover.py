@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import migrate
-from sales_etl.errors import ConfigError
+from sales_etl.core.errors import ConfigError
+from sales_etl.db import migrate
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -55,7 +55,7 @@ def test_the_command_says_so_in_one_line(tmp_path: Path) -> None:
         "POSTGRES_PASSWORD": "p",
         "POSTGRES_DB": "d",
     }
-    code = "import sys; sys.argv = ['sales-etl', 'migrate']; from sales_etl.cli import main; main()"
+    code = "import sys; sys.argv = ['sales-etl', 'migrate']; from sales_etl.cli.commands import main; main()"
     out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
     assert out.returncode == 1, out.stdout + out.stderr
     assert "up to date" not in out.stdout
@@ -64,7 +64,7 @@ def test_the_command_says_so_in_one_line(tmp_path: Path) -> None:
 
 
 def test_doctor_names_the_fix(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from sales_etl.doctor import _fix_for
+    from sales_etl.cli.doctor import _fix_for
 
     monkeypatch.setenv("SALES_ETL_HOME", str(tmp_path))
     with pytest.raises(ConfigError) as info:

@@ -4,9 +4,9 @@ import pyarrow as pa
 import pytest
 from cryptography.fernet import Fernet
 
-from sales_etl.datasets import get_dataset
-from sales_etl.errors import ConfigError
-from sales_etl.protect import Protector, blind_index
+from sales_etl.core.errors import ConfigError
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.stages.protect import Protector, blind_index
 
 OLD, NEW = Fernet.generate_key(), Fernet.generate_key()
 BLIND = b"b" * 32

@@ -14,7 +14,7 @@ from tools.imports import function_path
 from tools.package import ROOT
 
 # Imports the static walk finds that do not run when the host invokes a function, with why.
-OFF_PATH_IMPORTS = {("sales_etl.transform", "pandas"): "Chunk.frame(), for tests and inspection"}
+OFF_PATH_IMPORTS = {("sales_etl.stages.transform", "pandas"): "Chunk.frame(), for tests and inspection"}
 # Required by the platform, imported by no app module (the worker on Python 3.13).
 PLATFORM_ONLY = {"azure-functions-runtime"}
 

@@ -10,8 +10,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from sales_etl.errors import DataError, TransientError
-from sales_etl.retrypolicy import (
+from sales_etl.config.settings import RetrySettings
+from sales_etl.core.errors import DataError, TransientError
+from sales_etl.flow.retrypolicy import (
     Action,
     Decision,
     backoff,
@@ -20,7 +21,6 @@ from sales_etl.retrypolicy import (
     next_attempt,
     parse_attempts,
 )
-from sales_etl.settings import RetrySettings
 
 POLICY = RetrySettings(max_attempts=5, base_seconds=60, max_seconds=6 * 3600)
 T0 = datetime(2026, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""The column rule table (sales_etl/rules.py): it alone decides what a dataset file may say
+"""The column rule table (sales_etl/stages/rules.py): it alone decides what a dataset file may say
 and which value checks run, in which order, with which reason code."""
 
 from __future__ import annotations
@@ -10,13 +10,13 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from sales_etl.datasets import parse_dataset
-from sales_etl.errors import ConfigError
-from sales_etl.extract import iter_chunks
-from sales_etl.reasons import codes
-from sales_etl.records import row_reject
-from sales_etl.rules import BY_KEY, RULES, Values, spec_problems, value_checks
-from sales_etl.transform import transform
+from sales_etl.core.errors import ConfigError
+from sales_etl.core.reasons import codes
+from sales_etl.datasets.reader import parse_dataset
+from sales_etl.stages.extract import iter_chunks
+from sales_etl.stages.records import row_reject
+from sales_etl.stages.rules import BY_KEY, RULES, Values, spec_problems, value_checks
+from sales_etl.stages.transform import transform
 
 KEY = 'name = "x"\nbusiness_key = ["id"]\n[columns.id]\ntype = "text"\nrequired = true\n'
 
@@ -171,7 +171,7 @@ def test_a_format_is_refused_exactly_when_no_value_could_pass_it(tmp_path: Path,
 
 
 def test_every_shipped_dataset_passes_the_rule_table() -> None:
-    from sales_etl.datasets import SHIPPED_DIR
+    from sales_etl.datasets.reader import SHIPPED_DIR
 
     for path in sorted(SHIPPED_DIR.glob("*.toml")):
         parse_dataset(path)

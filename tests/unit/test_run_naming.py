@@ -7,11 +7,13 @@ from dataclasses import replace
 
 import pytest
 
-from sales_etl import protect, storage
-from sales_etl.datasets import dataset_version, get_dataset
-from sales_etl.errors import ConfigError
-from sales_etl.ledger import RunRecord
-from sales_etl.settings import load_settings
+from sales_etl.config.keys import make_protector
+from sales_etl.config.settings import load_settings
+from sales_etl.core.errors import ConfigError
+from sales_etl.datasets.reader import dataset_version, get_dataset
+from sales_etl.db.ledger import RunRecord
+from sales_etl.stages import protect
+from sales_etl.storage import container as storage
 
 UUID = "0b4f8a6e-8f5c-4d27-9a51-3f0e6c1d2b7a"
 
@@ -75,10 +77,10 @@ def test_make_protector_needs_keys_only_for_sensitive_columns() -> None:
         ),
     )
     keyless = load_settings({})
-    assert protect.make_protector(keyless, plain) is None
+    assert make_protector(keyless, plain) is None
     with pytest.raises(ConfigError, match="FERNET_KEYS"):
-        protect.make_protector(keyless, sales)
+        make_protector(keyless, sales)
     keyed = load_settings({"FERNET_KEYS": "x" * 43 + "=", "BLIND_INDEX_KEY": "b" * 43 + "="})
-    protector = protect.make_protector(keyed, sales)
+    protector = make_protector(keyed, sales)
     assert isinstance(protector, protect.Protector)
     assert protector.decrypt(protector.encrypt("CUST-1")) == "CUST-1"

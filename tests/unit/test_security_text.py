@@ -12,11 +12,13 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from sales_etl import names, redact, retrypolicy
-from sales_etl.errors import ConfigError, DataError, UnsafeName, classify
-from sales_etl.extract import Reject
-from sales_etl.rejects import SAFE_START, RejectsWriter, guard
-from sales_etl.settings import RetrySettings, Settings, load_settings, read_bindings
+from sales_etl.config.settings import RetrySettings, Settings, load_settings, read_bindings
+from sales_etl.core import redact
+from sales_etl.core.errors import ConfigError, DataError, UnsafeName, classify
+from sales_etl.flow import retrypolicy
+from sales_etl.stages import names
+from sales_etl.stages.records import Reject
+from sales_etl.stages.rejects import SAFE_START, RejectsWriter, guard
 
 # ----------------------------------------------------------------------------- rejects
 

@@ -2,8 +2,8 @@ import base64
 
 import pytest
 
-from sales_etl.errors import ConfigError
-from sales_etl.settings import Secret, load_settings, read_bindings
+from sales_etl.config.settings import Secret, load_settings, read_bindings
+from sales_etl.core.errors import ConfigError
 
 KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 BASE = {

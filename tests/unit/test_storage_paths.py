@@ -2,8 +2,9 @@ from datetime import datetime
 
 import pytest
 
-from sales_etl.moves import beside, candidates, version_tag
-from sales_etl.storage import quote_meta, route, safe_parts, unquote_meta
+from sales_etl.stages.names import quote_meta, unquote_meta
+from sales_etl.storage.container import route, safe_parts
+from sales_etl.storage.moves import beside, candidates, version_tag
 
 
 @pytest.mark.parametrize(

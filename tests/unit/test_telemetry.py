@@ -14,9 +14,9 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from sales_etl import telemetry
-from sales_etl.ledger import RunRecord
-from sales_etl.settings import load_settings
+from sales_etl.config.settings import load_settings
+from sales_etl.db.ledger import RunRecord
+from sales_etl.flow import telemetry
 
 
 def run_record() -> RunRecord:

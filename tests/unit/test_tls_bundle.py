@@ -10,7 +10,7 @@ import re
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from sales_etl.settings_connections import AZURE_PG_ROOTS
+from sales_etl.config.connections import AZURE_PG_ROOTS
 
 PINNED = {
     "CN=DigiCert Global Root G2,OU=www.digicert.com,O=DigiCert Inc,C=US": (

@@ -1,6 +1,6 @@
 import pytest
 
-from sales_etl.transform import round_half_up
+from sales_etl.stages.transform import round_half_up
 
 from .helpers import GOOD, HEADER, csv_of, run
 

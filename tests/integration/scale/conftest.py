@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import storage
-from sales_etl.settings import Settings, load_settings
+from sales_etl.config.settings import Settings, load_settings
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack
 
 from ...conftest import temp_stack

@@ -23,8 +23,10 @@ import psycopg2
 import pytest
 from azure.storage.blob import ContainerClient
 
-from sales_etl import pipeline, retry, storage
-from sales_etl.settings import Settings
+from sales_etl.config.settings import Settings
+from sales_etl.flow import pipeline, retry
+from sales_etl.stages.names import unquote_meta
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack
 
 from ..conftest import names, query
@@ -65,7 +67,7 @@ def test_direct_over_the_limit_every_file_loads_once_after_the_sweep(
     for name in refused:
         meta = limited_cc.get_blob_client(name).get_blob_properties().metadata
         assert (meta["kind"], meta["reason_code"]) == ("transient", "too_many_connections")
-        assert "53300" in storage.unquote_meta(meta["reason"])
+        assert "53300" in unquote_meta(meta["reason"])
     # The sweep sends them back; they run again, all at once, until none is left.
     for _ in range(5):
         report = retry.sweep(direct_settings, now=storage.now_utc() + timedelta(days=1))

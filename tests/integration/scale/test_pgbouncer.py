@@ -25,13 +25,17 @@ from azure.storage.blob import ContainerClient
 from click.testing import CliRunner
 from cryptography.fernet import Fernet
 
-from sales_etl import blobs, doctor, ledger, load, migrate, pipeline, rotate, storage
-from sales_etl.cli import main
-from sales_etl.datasets import get_dataset
-from sales_etl.db import pooler
-from sales_etl.errors import ConfigError, Skipped
-from sales_etl.protect import Protector
-from sales_etl.settings import Settings, load_settings
+from sales_etl.cli import doctor
+from sales_etl.cli.commands import main
+from sales_etl.config.settings import Settings, load_settings
+from sales_etl.core.errors import ConfigError, Skipped
+from sales_etl.datasets.reader import get_dataset
+from sales_etl.db import ledger, load, migrate, rotate
+from sales_etl.db.connection import pooler
+from sales_etl.flow import pipeline
+from sales_etl.stages.protect import Protector
+from sales_etl.storage import blobs
+from sales_etl.storage import container as storage
 from sales_etl_dev import devstack
 from sales_etl_dev.generate import inject_bad_rows, make_frame, write_csv
 

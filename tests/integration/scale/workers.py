@@ -15,8 +15,11 @@ from typing import Any
 import pandas as pd
 from azure.storage.blob import ContainerClient
 
-from sales_etl import load, pipeline, storage, triggers
-from sales_etl.settings import Settings
+from sales_etl.app import triggers
+from sales_etl.config.settings import Settings
+from sales_etl.db import load
+from sales_etl.flow import pipeline
+from sales_etl.storage import container as storage
 from sales_etl_dev import hostcall
 from sales_etl_dev.generate import make_frame, write_csv
 
