@@ -1,5 +1,5 @@
 """Peak RSS (ru_maxrss) of loading one file with huge records through the real pipeline
-(`sales-etl load`), one subprocess per case: the README's Limits figures.
+(`sales-etl load`), one subprocess per case: the figures of docs/how-it-works.md, Limits.
 
 Needs a stack: `sales-etl dev up`, `eval "$(sales-etl dev env)"`, then
 `python -m bench.record_memory 15 9 2096128b` (value sizes: MiB, or bytes with a trailing b).

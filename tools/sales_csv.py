@@ -1,6 +1,6 @@
 """Hand-made sales CSV bodies for the tests and the benchmark (``bench.record_memory``).
 
-``row(tx, **change)`` is one valid sales record (the README's example values) with the named
+``row(tx, **change)`` is one valid sales record (the documented example values) with the named
 fields changed, written by Python's csv module: a field with a comma, a quote, a CR or an LF
 is quoted, as a well-formed file would have it; the record carries no line end. ``body``
 joins records under a header with the given line end and encodes them as UTF-8. For a

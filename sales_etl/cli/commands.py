@@ -1,7 +1,7 @@
 """``sales-etl``: a thin command line over the package. Every command has ``--help`` with
 an example.
 
-Settings come from the environment (see the README's settings table); when neither a
+Settings come from the environment (docs/settings.md); when neither a
 database nor a storage setting is exported and the local dev stack is running, its
 settings are used, so every command works right after ``make demo``.
 

@@ -38,7 +38,7 @@ def run(
                 "settings",
                 False,
                 " ".join(exc.message.split()),
-                "set or correct the settings named (README: Settings)",
+                "set or correct the settings named (docs/settings.md)",
             )
         ]
     checks = [_settings_check(settings, missing_hint)]
@@ -78,7 +78,7 @@ def _fix_for(error: EtlError) -> str:
             "or set SALES_ETL_HOME to the checkout"
         )
     if error.code == "settings" or isinstance(error, ConfigError):
-        return "set the setting named (README: Settings)"
+        return "set the setting named (docs/settings.md)"
     return "fix the failure named; the other checks' fixes may come first"
 
 
@@ -102,7 +102,7 @@ def _settings_check(settings: Settings, missing_hint: str = "") -> Check:
         not missing,
         f"well-formed; set: {', '.join(present) or 'nothing'}"
         + (f"; missing: {', '.join(missing)}" if missing else ""),
-        (missing_hint or "export the missing settings (README: Settings)") if missing else "",
+        (missing_hint or "export the missing settings (docs/settings.md)") if missing else "",
     )
 
 
@@ -120,7 +120,7 @@ def _host_checks(env: Mapping[str, str]) -> list[Check]:
             "function bindings",
             not b.problems,
             detail,
-            "" if not b.problems else "correct the settings named (README: Settings)",
+            "" if not b.problems else "correct the settings named (docs/settings.md)",
         )
     ]
     for name, ok, text in host_connections(env):
@@ -129,7 +129,7 @@ def _host_checks(env: Mapping[str, str]) -> list[Check]:
                 "trigger connection" if name == STORAGE_CONNECTION else "host storage",
                 ok,
                 text,
-                "" if ok else f"set {name} (README: Settings)",
+                "" if ok else f"set {name} (docs/settings.md)",
             )
         )
     return checks
@@ -198,7 +198,7 @@ def _connections(settings: Settings) -> list[Check]:
             if ok
             else "the server is near its connection limit: put PgBouncer in front (Azure: port "
             "6432), lower maximumInstanceCount or the per-instance blob concurrency, or raise "
-            "max_connections (README: Scale-out)",
+            "max_connections (docs/scale-out.md)",
         )
     ]
     if via is not None:

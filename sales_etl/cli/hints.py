@@ -16,7 +16,7 @@ EXIT_USAGE = 2  # the command line itself is wrong (Click's usage errors: missin
 
 DEV_UP = "sales-etl dev up"
 NO_DEV_TOOLS = (
-    "export the settings of your deployment (README: Settings); the local stack's "
+    "export the settings of your deployment (docs/settings.md); the local stack's "
     "commands (`sales-etl dev ...`) come with the development package, which is "
     "not installed here (`make setup` in a checkout installs it)"
 )
@@ -45,7 +45,7 @@ class Stack:
             )
         return (
             f"no local stack is running: start one with `{DEV_UP}` (commands then use it), "
-            f"or export the settings of your deployment (README: Settings)"
+            f"or export the settings of your deployment (docs/settings.md)"
         )
 
 

@@ -110,7 +110,7 @@ def classify(exc: BaseException) -> EtlError:
     # (the text only when there is no SQLSTATE: a data error may quote a row saying it)
     if sqlstate == TOO_MANY_CONNECTIONS or (not sqlstate and _too_many_connections(exc)):
         # The server (or a pooler) is at its connection limit: a burst of invocations.
-        # Retried with backoff like any transient failure; README "Scale-out" sizes it.
+        # Retried with backoff like any transient failure; docs/scale-out.md sizes it.
         return TransientError(
             f"database connection limit reached (53300): {_first_line(exc)}", code="too_many_connections"
         )

@@ -11,8 +11,8 @@ A code is one short name with a one-line meaning, at one level (a code may sit a
 Where codes are raised they are typed: ``RowCode`` (``records.Reject``, the transform's
 flags) and ``Code`` (``errors.EtlError``), so mypy refuses a code that is not registered
 here; ``tests/unit/test_reasons.py`` holds the ``Literal`` types, ``REASONS`` and the
-README's list of codes to one another, both ways. Adding a code: one line in ``REASONS``,
-its name in the ``Literal`` of its level, and in the README.
+list of codes in docs/reason-codes.md to one another, both ways. Adding a code: one line in ``REASONS``,
+its name in the ``Literal`` of its level, and in docs/reason-codes.md.
 """
 
 from __future__ import annotations

@@ -10,7 +10,7 @@ stopped.
 Blind-index key (``sales-etl rotate-keys --blind-index``): every hash is recomputed from
 the decrypted value under ``BLIND_INDEX_KEY_NEW``. The old and new hashes do not match
 each other, so loads must not run meanwhile: stop the function app, rotate, set
-``BLIND_INDEX_KEY`` to the new key, start the app (the README's procedure).
+``BLIND_INDEX_KEY`` to the new key, start the app (docs/operations.md, Rotating keys).
 """
 
 from __future__ import annotations

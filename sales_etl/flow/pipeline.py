@@ -126,7 +126,7 @@ def load_source(
     except BaseException as exc:
         _rollback(conn)
         # Closed before the attempt records itself on a connection of its own: one slot per
-        # invocation, also when the server is full (README: Scale-out).
+        # invocation, also when the server is full (docs/scale-out.md).
         _close(conn)
         error = (
             classify(exc)

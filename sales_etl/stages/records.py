@@ -17,12 +17,13 @@ import pyarrow as pa
 
 from sales_etl.core.reasons import RowCode
 
-# Limits (stated in the README's "Limits" section). Beyond each, a reason code.
+# Limits (stated in docs/how-it-works.md, Limits). Beyond each, a reason code.
 MAX_COLUMNS = 1024  # header cells; more -> the file fails `too_many_columns`
 # One record (all its physical lines, its final line end not counted); more ->
-# `record_too_long`. 2 MiB keeps a file's peak within the README's ~300 MB on both parse paths
-# (a record's value is copied a few times as Python text: ~250 MB measured at the limit;
-# at 16 MiB it was up to 920 MB). Real sales records are under 1 KB.
+# `record_too_long`. 2 MiB keeps a file's peak within the documented ~300 MB
+# (docs/performance.md) on both parse paths (a record's value is copied a few times as
+# Python text: ~250 MB measured at the limit; at 16 MiB it was up to 920 MB). Real sales
+# records are under 1 KB.
 MAX_RECORD_BYTES = 2 << 20
 MAX_LINE_COMMAS = 64 * MAX_COLUMNS  # a line with more is a `field_count` reject, never split
 MAX_DECOMPRESSED_BYTES = 4 << 30  # a gzip file's content; more -> `decompressed_too_large`

@@ -165,7 +165,7 @@ def _text_only(value: Any, ctype: str) -> str | None:
 
 def _row_code(value: Any, ctype: str) -> str | None:
     if value not in codes("row"):
-        return f"{value!r} is not a row reason code (README: How a file flows)"
+        return f"{value!r} is not a row reason code (docs/reason-codes.md)"
     if not value.endswith("_mismatch"):  # e.g. nul_byte would tell the operator a falsehood
         mismatches = ", ".join(sorted(c for c in codes("row") if c.endswith("_mismatch")))
         return f"{value!r} is not a mismatch code ({mismatches})"

@@ -1,4 +1,4 @@
-"""The operations the README and docs/operations.md describe, through the command line, on
+"""The operations docs/operations.md describes, through the command line, on
 the real stack: requeue, retry-failed --force against RETRY_MAX_ATTEMPTS, a Fernet key
 rotation followed by the local stack."""
 
@@ -123,7 +123,7 @@ def test_local_stack_follows_a_key_rotation(
     new = base64.urlsafe_b64encode(secrets.token_bytes(32)).decode()
     session_state = (Path(stack.home) / "stack.json").read_text()
     try:
-        # README step 1 and 2: the new key first, the old after it
+        # docs/operations.md, Rotating keys, steps 1 and 2: the new key first, the old after it
         step2 = run(
             "sales-etl rotate-keys --batch 10", environment(home, {"FERNET_KEYS": f"{new},{old}"}), work
         )
@@ -137,7 +137,7 @@ def test_local_stack_follows_a_key_rotation(
         assert show.code == 0 and f"transaction_id: {tx}" in show.out, show.text
         doctor = run("sales-etl doctor", environment(home), work)
         assert doctor.code == 0 and "all under the newest key" in doctor.out, doctor.text
-        # README step 3: drop the old key
+        # docs/operations.md, Rotating keys, step 3: drop the old key
         step3 = run("sales-etl rotate-keys", environment(home, {"FERNET_KEYS": new}), work)
         assert step3.code == 0 and "0 left" in step3.out, step3.text
         stored = json.loads((home / ".devstack" / "stack.json").read_text())

@@ -15,7 +15,7 @@ from azure.storage.blob import ContainerClient
 
 from sales_etl.config.settings import Settings
 from sales_etl.db.connection import connect
-from sales_etl.stages import extract
+from sales_etl.stages import decode
 from sales_etl.stages.records import MAX_COLUMNS, MAX_RECORD_BYTES
 from sales_etl_dev import hostcall
 from tools.sales_csv import HEADER, body, row
@@ -372,7 +372,7 @@ def test_the_record_limit_is_the_same_byte_on_both_paths(
 ) -> None:
     """A record of exactly MAX_RECORD_BYTES (its line end not counted) is read; one byte
     more fails the file `record_too_long`, whichever path reads it (structural: the memory
-    this limit bounds is measured by hand, see the README's Limits)."""
+    this limit bounds is measured by hand, see docs/how-it-works.md, Limits)."""
     first = row("B-1").replace("PROD-001", 'PROD"001') if stray_quote else row("B-1")
     short = row("B-2", payment_method="")
     long_row = row("B-2", payment_method="c" * (MAX_RECORD_BYTES - len(short) + over))
@@ -393,7 +393,7 @@ def test_a_gzip_bomb_is_refused_by_its_ratio(
 ) -> None:
     # the ratio is checked once GZIP_RATIO_FLOOR bytes came out (64 MiB; 1 MiB here, to
     # keep the test fast: the mechanism is the same)
-    monkeypatch.setattr(extract, "GZIP_RATIO_FLOOR", 1 << 20)
+    monkeypatch.setattr(decode, "GZIP_RATIO_FLOOR", 1 << 20)  # read by the gunzip stream
     good = body(*(row(f"G-{i}") for i in range(12_000)))  # real rows: ~1.2 MiB
     rec = run(cc, settings, "fine.csv.gz", gzip.compress(good, compresslevel=9))
     assert (rec["status"], rec["loaded"]) == ("loaded", 12_000)

@@ -1,11 +1,16 @@
-"""The README's ``console`` examples, executed in order against a fresh local stack, as an
-operator would type them after ``make demo``: the README is the source of truth, and a
-command it shows that fails, or prints something else than it shows, fails this test.
+"""The ``console`` examples of the README and of every page under docs/, executed against a
+fresh local stack, as an operator would type them after ``make demo``: the docs are the
+source of truth, and a command they show that fails, or prints something else than they
+show, fails this test. Each page runs on its own (an empty ledger, table and container, a
+project folder and a working folder of its own: the session's stack, cleaned), its blocks
+in the order they appear, so a page may build on its own earlier commands but never on
+another page's. Commands that cannot run locally (``az`` and the like) are shown in
+``bash`` blocks, never ``console``.
 
 Format: in a ```console block, a line ``$ command`` runs in bash (stderr merged into
 stdout); the lines after it, up to the next ``$``, are what it must print. ``...`` in a line
 stands for any text; a line of ``...`` alone for any number of lines. Every command must
-exit 0 (the README shows a failure's status with ``; echo "exit status $?"``).
+exit 0 (a page shows a failure's status with ``; echo "exit status $?"``).
 """
 
 from __future__ import annotations
@@ -15,12 +20,14 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl.settings import project_root
+from sales_etl.config.settings import project_root
 from sales_etl_dev import devstack
 
 from .clirun import assert_clean, environment, project, run
 
-README = project_root() / "README.md"
+ROOT = project_root()
+README = ROOT / "README.md"
+PAGES = [README, *sorted((ROOT / "docs").glob("*.md"))]
 BLOCK = re.compile(r"^```console\n(.*?)^```", re.M | re.S)
 
 
@@ -67,26 +74,38 @@ def test_matcher_is_strict() -> None:
     assert not pattern(["exit status 0"]).fullmatch("exit status 1\n")
 
 
-def test_readme_has_examples_of_the_command_line() -> None:
-    commands = [c for c, _ in examples(README.read_text())]
+def _name(page: Path) -> str:
+    return page.relative_to(ROOT).as_posix()
+
+
+RUN = [page for page in PAGES if BLOCK.search(page.read_text())]  # the pages with examples
+
+
+def test_the_docs_have_examples_of_the_command_line() -> None:
+    readme = [c for c, _ in examples(README.read_text())]
+    for verb in ("generate", "upload", "process", "runs", "show"):  # the local loop
+        assert any(c.startswith(f"sales-etl {verb}") for c in readme), verb
+    commands = [c for page in RUN for c, _ in examples(page.read_text())]
     assert len(commands) >= 15
-    for verb in ("generate", "upload", "process", "runs", "show", "doctor", "requeue", "load"):
+    for verb in ("doctor", "requeue", "load"):
         assert any(c.startswith(f"sales-etl {verb}") for c in commands), verb
+    assert {README, ROOT / "docs" / "cli.md"} <= set(RUN)
 
 
 @pytest.mark.usefixtures("clean")
-def test_readme_examples_run_as_shown(stack: devstack.StackState, tmp_path: Path) -> None:
+@pytest.mark.parametrize("page", RUN, ids=_name)
+def test_the_examples_run_as_shown(page: Path, stack: devstack.StackState, tmp_path: Path) -> None:
     home = project(tmp_path / "checkout", stack)
     work = tmp_path / "work"
     work.mkdir()
     env = environment(home)
-    for command, expected in examples(README.read_text()):
+    for command, expected in examples(page.read_text()):
         result = run("exec 2>&1\n" + command, env, work)
         assert_clean(result, command)
         shown = normalise(result.out)
-        assert result.code == 0, f"README command failed ({result.code}): {command}\n{shown}"
+        assert result.code == 0, f"{_name(page)}: command failed ({result.code}): {command}\n{shown}"
         assert pattern(expected).fullmatch(shown), (
-            f"README command printed something else: {command}\n--- README shows:\n"
+            f"{_name(page)}: command printed something else: {command}\n--- the page shows:\n"
             + "\n".join(expected)
             + "\n--- it printed:\n"
             + shown

@@ -56,6 +56,13 @@ def test_every_az_command_of_the_guide_is_found() -> None:
     assert len(found) >= 40
 
 
+def test_every_az_command_of_the_docs_is_in_the_guide() -> None:
+    """The checker reads docs/operations.md: an `az` command on another page would go unchecked."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    elsewhere = [p.name for p in pages if p.name != "operations.md" and commands(p.read_text())]
+    assert elsewhere == []
+
+
 def test_the_checker_fails_on_an_unknown_flag_value_or_command(fake_az: str) -> None:
     good = (
         "```bash\naz functionapp create --name x --https-only true --instance-memory 2048 --query id\n```\n"

@@ -1,6 +1,7 @@
-"""docs/operations.md and the code agree on app settings: every setting the guide tells you to
-set is read by the app or by the Functions host, every setting the app reads is in the guide,
-and nothing Flex Consumption refuses is set."""
+"""The docs and the code agree on app settings: every setting the deployment guide
+(docs/operations.md) tells you to set is read by the app or by the Functions host, and nothing
+Flex Consumption refuses is set; every setting the app reads is named in docs/settings.md, and
+every setting of its table is read by the app, the development tools or the host."""
 
 from __future__ import annotations
 
@@ -11,14 +12,15 @@ import shlex
 import sys
 from pathlib import Path
 
-from sales_etl import settings as settings_module
-from sales_etl.settings import load_settings, read_bindings
+from sales_etl.config import settings as settings_module
+from sales_etl.config.settings import load_settings, read_bindings
 from tools.package import ROOT
 
 sys.path.insert(0, str(ROOT / "docs"))
 from check_az_commands import commands
 
 GUIDE = (ROOT / "docs" / "operations.md").read_text()
+SETTINGS_PAGE = (ROOT / "docs" / "settings.md").read_text()  # the one settings table
 # Read by the Functions host, its extensions or the platform, not by this app's code.
 HOST_SETTINGS = {
     "AzureWebJobsStorage": "the host's storage (a connection string, locally)",
@@ -28,7 +30,7 @@ HOST_SETTINGS = {
     "SalesStorage__queueServiceUri": "the blob extension's queue endpoint for the trigger",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "also the host's own telemetry",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "Entra authentication for telemetry",
-    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker's Azure Monitor setup",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "the Python worker's Azure Monitor setup (the app too)",
     "PYTHON_ENABLE_OPENTELEMETRY": "the Python worker's OpenTelemetry mode (OTLP)",
 }
 NOT_ON_FLEX = {
@@ -73,7 +75,7 @@ def code_reads() -> set[str]:
         with contextlib.suppress(Exception):  # only the names read matter here
             load_settings(_Recorder(env, seen))
         read_bindings(_Recorder(env, seen))
-    for part in Path(settings_module.__file__).parent.glob("settings*.py"):  # settings and its parts
+    for part in Path(settings_module.__file__).parent.glob("*.py"):  # config: settings and its parts
         tree = ast.parse(part.read_text())
         seen |= {
             n.value
@@ -107,8 +109,26 @@ def guide_app_settings() -> set[str]:
     return names
 
 
-def mentioned(name: str) -> bool:
-    return re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", GUIDE) is not None
+def mentioned(name: str, text: str = SETTINGS_PAGE) -> bool:
+    return re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text) is not None
+
+
+def dev_reads() -> set[str]:
+    """The development tools' settings: the setting-like constants of their one reader."""
+    tree = ast.parse((ROOT / "dev" / "sales_etl_dev" / "devsettings.py").read_text())
+    return {
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant)
+        and isinstance(n.value, str)
+        and re.fullmatch(r"SALES_ETL_\w+", n.value)
+    }
+
+
+def table_settings() -> set[str]:
+    """The settings of docs/settings.md's table: the names in the first cell of each row."""
+    rows = [line.split("|")[1] for line in SETTINGS_PAGE.splitlines() if line.startswith("| `")]
+    return {name for cell in rows for name in re.findall(r"`([^`]+)`", cell)}
 
 
 def code_blocks() -> str:
@@ -129,9 +149,16 @@ def test_every_setting_the_guide_sets_is_read_by_the_app_or_the_host() -> None:
     assert not unknown, f"the guide sets what nothing reads: {sorted(unknown)}"
 
 
-def test_every_setting_the_app_reads_is_in_the_guide() -> None:
+def test_every_setting_the_app_reads_is_in_the_settings_page() -> None:
     missing = {name for name in code_reads() if not mentioned(name)}
-    assert not missing, f"read by the app, not in docs/operations.md: {sorted(missing)}"
+    assert not missing, f"read by the app, not in docs/settings.md: {sorted(missing)}"
+
+
+def test_every_setting_of_the_table_is_read() -> None:
+    listed = table_settings()
+    assert {"SalesStorage", "POSTGRES_HOST", "FERNET_KEYS", "SALES_ETL_PG_BIN"} <= listed
+    unread = listed - code_reads() - dev_reads() - set(HOST_SETTINGS)
+    assert not unread, f"in docs/settings.md's table, read by nothing: {sorted(unread)}"
 
 
 def test_the_guide_sets_nothing_flex_consumption_refuses() -> None:

@@ -1,5 +1,5 @@
-"""The reason-code registry (sales_etl/reasons.py) against its Literal types, the code that
-raises codes, the column rules, and the README's list, both ways."""
+"""The reason-code registry (sales_etl/core/reasons.py) against its Literal types, the code that
+raises codes, the column rules, and the list of docs/reason-codes.md, both ways."""
 
 from __future__ import annotations
 
@@ -9,38 +9,48 @@ from pathlib import Path
 
 import pytest
 
-from sales_etl import reasons
-from sales_etl.reasons import REASONS, codes, meaning, row_code, typed_codes
-from sales_etl.rules import RULES
+from sales_etl.core import reasons
+from sales_etl.core.reasons import REASONS, codes, meaning, row_code, typed_codes
+from sales_etl.stages.rules import RULES
 
 ROOT = Path(__file__).resolve().parents[2]
 _CODE = re.compile(r"`([a-z][a-z0-9_]*)`")
 
 
-def _between(text: str, start: str, end: str) -> str:
-    assert text.count(start) == 1, start
-    head = text.index(start) + len(start)
-    return text[head : text.index(end, head)]
+def _section(text: str, heading: str) -> str:
+    """The text under a ``## heading``, up to the next heading of that level."""
+    start = text.index(f"\n## {heading}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else len(text)]
 
 
-def readme_codes() -> dict[str, set[str]]:
-    """The README's reason codes by level ("How a file flows"), as written."""
-    text = (ROOT / "README.md").read_text()
-    return {
-        "row": set(_CODE.findall(_between(text, "Reason codes:", "The `line` is"))),
-        "file": set(
-            _CODE.findall(_between(text, "Whole-file failures (the file goes to", "Commands that refuse"))
-        ),
-        "command": set(_CODE.findall(_between(text, "Commands that refuse", "Every code,"))),
-    }
+def page_codes() -> dict[str, set[str]]:
+    """The codes docs/reason-codes.md lists by level: the first cell of each table row under
+    "Row codes", "File codes" (its three tables) and "Command codes"."""
+    text = (ROOT / "docs" / "reason-codes.md").read_text()
+    out = {}
+    for level, heading in (("row", "Row codes"), ("file", "File codes"), ("command", "Command codes")):
+        cells = [
+            line.split("|")[1] for line in _section(text, heading).splitlines() if line.startswith("| `")
+        ]
+        out[level] = {code for cell in cells for code in _CODE.findall(cell)}
+    return out
 
 
 @pytest.mark.parametrize("level", ["row", "file", "command"])
-def test_the_readme_lists_exactly_the_registered_codes(level: reasons.Level) -> None:
-    listed = readme_codes()[level]
+def test_the_reason_codes_page_lists_exactly_the_registered_codes(level: reasons.Level) -> None:
+    listed = page_codes()[level]
     registered = codes(level)
-    assert listed - registered == set(), "in the README, not registered"
-    assert registered - listed == set(), "registered, not in the README"
+    assert listed - registered == set(), "in docs/reason-codes.md, not registered"
+    assert registered - listed == set(), "registered, not in docs/reason-codes.md"
+
+
+def test_the_page_is_read_as_tables() -> None:
+    """(The comparison cannot pass by reading nothing.)"""
+    found = page_codes()
+    assert {"missing_value", "bad_quoting"} <= found["row"] and "empty_file" not in found["row"]
+    assert {"empty_file", "db_conflict", "same_content"} <= found["file"]
+    assert found["command"] == codes("command")
 
 
 @pytest.mark.parametrize("level", ["row", "file", "command"])
@@ -159,7 +169,7 @@ def test_the_literal_scan_finds_codes() -> None:
 
 
 def test_no_code_is_built_at_run_time() -> None:
-    """A code assembled at run time (``f"db_{kind}"``) is a code the README cannot list and
+    """A code assembled at run time (``f"db_{kind}"``) is a code docs/reason-codes.md cannot list and
     the literal scan cannot see: none is written where codes are raised."""
     built = [
         f"{path.relative_to(ROOT)}:{line}"
@@ -182,12 +192,12 @@ def test_codes_are_typed_where_they_are_held() -> None:
     registry: the ledger's record, a reject, an error, the transform's flags, a move."""
     from typing import get_args, get_type_hints
 
-    from sales_etl.blobs import IncomingBlob
-    from sales_etl.errors import EtlError
-    from sales_etl.ledger import RunRecord
-    from sales_etl.reasons import Code, Moved, RowCode
-    from sales_etl.records import Reject
-    from sales_etl.transform import _Flags
+    from sales_etl.core.errors import EtlError
+    from sales_etl.core.reasons import Code, Moved, RowCode
+    from sales_etl.db.ledger import RunRecord
+    from sales_etl.stages.records import Reject
+    from sales_etl.stages.transform import _Flags
+    from sales_etl.storage.blobs import IncomingBlob
 
     assert get_type_hints(RunRecord)["reason_code"] == Code | None
     assert get_type_hints(Reject)["code"] == RowCode
@@ -198,13 +208,13 @@ def test_codes_are_typed_where_they_are_held() -> None:
 
 
 def test_every_registered_code_is_raised_somewhere() -> None:
-    """The other way round: a code the README and the registry list must be written where
+    """The other way round: a code docs/reason-codes.md and the registry list must be written where
     the package raises codes (a literal at a raising place, either branch of a conditional,
     a typed default or return value, a SQL literal that the loader reads back), or declared
     by a shipped dataset (``mismatch``). A listed code nothing raises is a stale promise."""
     import tomllib
 
-    from sales_etl.datasets import SHIPPED_DIR
+    from sales_etl.datasets.reader import SHIPPED_DIR
 
     raised: set[str] = set()
     sql = re.compile(r"'([a-z][a-z0-9_]*)'")

@@ -11,9 +11,9 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from sales_etl.errors import ConfigError
-from sales_etl.settings import load_settings, read_bindings
-from sales_etl.settings_connections import AZURE_PG_ROOTS, SYSTEM_CA_FILES
+from sales_etl.config.connections import AZURE_PG_ROOTS, SYSTEM_CA_FILES
+from sales_etl.config.settings import load_settings, read_bindings
+from sales_etl.core.errors import ConfigError
 
 KEY = base64.urlsafe_b64encode(b"k" * 32).decode()
 AZURE = {
