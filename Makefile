@@ -91,6 +91,11 @@ dev-down: $(STAMP)  ## Stop the local stack
 package:  ## The deployment zip as `func azure functionapp publish` would upload it (dist/functionapp.zip)
 	$(PYTHON) -m tools.package
 
-clean:  ## Stop the stack and remove generated state (.devstack, data)
-	-$(BIN)/sales-etl dev down
-	rm -rf .devstack data
+# The stack is stopped through `python -m sales_etl`, not the console script: a venv made
+# before a pull that moved the entry point still runs it (its script would not), and a stack
+# that cannot be stopped keeps its folder (removing it would orphan the servers). build/ goes
+# too: setuptools packs what an earlier build left in build/lib into the next wheel.
+clean:  ## Stop the stack and remove generated state (.devstack, data, build)
+	@if [ -x $(BIN)/python ] && [ -d .devstack ]; then \
+	  $(BIN)/python -m sales_etl dev down || { echo "the local stack did not stop: .devstack/ kept (stop it, then make clean again)"; exit 1; }; fi
+	rm -rf .devstack data build

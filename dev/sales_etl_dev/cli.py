@@ -1,5 +1,5 @@
 """``sales-etl dev ...`` and ``sales-etl demo``: the local stack's commands (registered on
-the main group in cli.py, whose error handling covers them)."""
+the main group in sales_etl/cli/commands.py, whose error handling covers them)."""
 
 from __future__ import annotations
 

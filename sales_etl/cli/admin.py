@@ -1,6 +1,6 @@
 """``sales-etl`` commands for an operator who holds the keys or checks the installation:
 ``show`` (decrypt one row), ``datasets`` (list, check), ``rotate-keys``, ``doctor`` and
-``keys generate``. Registered on the main group by ``cli`` (whose error handling covers
+``keys generate``. Registered on the main group by ``commands`` (whose error handling covers
 them); each a thin layer over the package."""
 
 from __future__ import annotations

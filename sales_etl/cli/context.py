@@ -1,6 +1,6 @@
 """What every ``sales-etl`` command shares: the local stack it found (once per command),
 the settings it runs with (the environment, else the running local stack's), and its
-progress bar. No command is defined here (``cli`` and ``cli_admin`` define them)."""
+progress bar. No command is defined here (``files``, ``runs`` and ``admin`` define them)."""
 
 from __future__ import annotations
 

@@ -10,8 +10,8 @@ Contract:
 - Secrets are wrapped in ``Secret`` so that no repr, log line or traceback ever shows them.
 - ``Settings`` and the types of its fields (``Secret``, ``StorageSettings``,
   ``DatabaseSettings``, ``RetrySettings``) are imported from here. Its parts:
-  ``settings_reader`` (reading one value, the problem list, unresolved Key Vault references,
-  ``Secret``) and ``settings_connections`` (the storage and PostgreSQL connections, the TLS
+  ``config.reader`` (reading one value, the problem list, unresolved Key Vault references,
+  ``Secret``) and ``config.connections`` (the storage and PostgreSQL connections, the TLS
   roots); both read only the mapping this module hands them.
 """
 

@@ -121,7 +121,7 @@ def classify(exc: BaseException) -> EtlError:
         if sqlstate == UNIQUE_VIOLATION:
             # Every unique index is checked against the staged rows before the merge, and the
             # merge re-checks and retries under a savepoint when another file commits the
-            # same value meanwhile (load.py); one that still escapes is that race, not bad
+            # same value meanwhile (db/merge.py); one that still escapes is that race, not bad
             # data: the file is retried, and the check then rejects that row alone.
             return TransientError(
                 f"a concurrent load stored the same unique value ({sqlstate}): {redact.values(detail)}",

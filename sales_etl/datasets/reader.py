@@ -19,7 +19,8 @@ from typing import Any
 
 from sales_etl.core.errors import ConfigError
 from sales_etl.stages.expr import check as check_expression
-from sales_etl.stages.rules import IDENTIFIER, NUMERIC, key_text, spec_problems
+from sales_etl.stages.rulechecks import IDENTIFIER, NUMERIC, key_text
+from sales_etl.stages.rules import spec_problems
 from sales_etl.stages.spec import Column, Dataset
 
 SHIPPED_DIR = Path(__file__).resolve().parent

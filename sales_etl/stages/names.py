@@ -10,8 +10,8 @@ is ``%2e`` is ``.``), ``\\`` read as ``/``, Unicode compatibility forms (a fullw
 blob.
 
 Names and text in blob metadata (``quote_meta``, ``quote_meta_path``, ``unquote_meta``) are
-percent-encoded here too, with no storage client: the pure retry policy writes them
-(``storage`` re-exports them).
+percent-encoded here too, with no storage client: the pure retry policy writes them, and
+the storage edge and the flow use them from here.
 """
 
 from __future__ import annotations

@@ -24,7 +24,8 @@ import pyarrow.compute as pc
 from sales_etl.core.reasons import RowCode
 from sales_etl.stages.expr import evaluate
 from sales_etl.stages.records import RAW, Chunk, Header, Reject, record_fields
-from sales_etl.stages.rules import Finding, Values, as_mask, value_checks
+from sales_etl.stages.rulechecks import Finding, Values, as_mask
+from sales_etl.stages.rules import value_checks
 from sales_etl.stages.spec import Column, Dataset
 
 if TYPE_CHECKING:

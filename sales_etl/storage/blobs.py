@@ -16,7 +16,8 @@ landed) with the package's own client; from then on every call is about that ver
 Every file it writes or moves names the run in metadata as ``run_uuid`` (and drops the
 ``run_id`` key that earlier versions wrote, so that no stale run is named beside it).
 What else to write into metadata (retry state, reasons) is the caller's; what a move
-guarantees is ``moves``'; names and metadata quoting are ``storage``'s.
+guarantees is ``moves``'; folder names are ``container``'s, metadata quoting
+``stages.names``'.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class RangeReader(io.RawIOBase):
             match_condition=MatchConditions.IfNotModified,
             max_concurrency=1,
             # The stored bytes, always: with ``Content-Encoding: gzip`` the HTTP stack would
-            # otherwise gunzip each range on its own; extract.py decides by content.
+            # otherwise gunzip each range on its own; ``decode.open_bytes`` decides by content.
             decompress=False,
         )
         return downloader.readall()

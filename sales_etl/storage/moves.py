@@ -15,7 +15,8 @@ it). The contract, kept by every path through this module:
   version recognises (``moved_from`` / ``moved_from_etag`` metadata + the copy source the
   service recorded) and adopts: one copy, never two.
 
-Storage calls only: names and metadata quoting come from ``storage``.
+Storage calls only: the folder names come from ``container``, metadata quoting from
+``stages.names``.
 """
 
 from __future__ import annotations

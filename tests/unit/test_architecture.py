@@ -1,11 +1,14 @@
 """The package's folders are its architecture, and these tests hold its edges.
 
 ``sales_etl/`` holds one subpackage per role, in layers from the bottom up: a module imports
-only from its own layer and the layers below it (read statically: module level, inside
-functions, and under ``if TYPE_CHECKING:`` alike). The pure layers (core, stages) load no
+only from its own layer and the layers below it (db never from storage, though it sits
+above it), read statically: at module level, inside functions, and under
+``if TYPE_CHECKING:`` alike. The pure layers (core, stages) load no
 client library; the flow writes no SQL and holds no storage SDK; SQL is written in db/ only,
 the storage SDK is used in storage/ only, the dev package only by the command line. No
-module is over 400 lines. Each check is also run on a made-up module that breaks it, so a
+module is over 400 lines. Dynamic imports (``importlib.import_module("sales_etl...")``)
+count as imports; SQL is found by its keywords in capitals or by a statement's shape in any
+case, f-strings included. Each check is also run on a made-up module that breaks it, so a
 check that could never fail would fail here.
 """
 
@@ -26,6 +29,15 @@ LAYERS = ("core", "stages", "config", "datasets", "storage", "db", "flow", "app"
 PURE = ("core", "stages")
 CLIENTS = ("azure", "psycopg2", "sqlalchemy", "opentelemetry", "requests", "urllib3")
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|ALTER|TRUNCATE|SHOW)\b\s+\S")
+# statement shapes in any case ("select x from t"), not the English words alone
+SQL_SHAPES = re.compile(
+    r"\bselect\b.+\bfrom\b|\binsert\s+into\b|\bupdate\s+\S+\s+set\b|\bdelete\s+from\b"
+    r"|\bcopy\s+\S+.*\bfrom\s+stdin\b|\bcreate\s+(temporary\s+)?(table|index|role|schema)\b"
+    r"|\balter\s+(table|role)\b|\btruncate\s+\S|\bon\s+conflict\b",
+    re.I | re.S,
+)
+# layers that must not import a given lower layer all the same
+FORBIDDEN = {"db": ("storage",)}
 MAX_LINES = 400
 
 
@@ -55,6 +67,14 @@ def imports(source: str, module: str, is_package: bool = False) -> list[Import]:
             return
         if isinstance(node, ast.Import):
             found.extend(Import(a.name, node.lineno, type_only) for a in node.names)
+        elif (
+            isinstance(node, ast.Call)
+            and ast.unparse(node.func) in ("importlib.import_module", "import_module", "__import__")
+            and node.args
+            and isinstance(node.args[0], ast.Constant)
+            and isinstance(node.args[0].value, str)
+        ):
+            found.append(Import(node.args[0].value, node.lineno, type_only))
         elif isinstance(node, ast.ImportFrom):
             prefix = node.module or ""
             if node.level:
@@ -81,10 +101,11 @@ def upward(source: str, module: str) -> list[str]:
     """The imports of ``module`` that reach a layer above its own."""
     own = layer(module)
     assert own is not None, module
+    banned = FORBIDDEN.get(LAYERS[own], ())
     return [
-        f"line {i.line}: {i.name} ({LAYERS[target]} is above {LAYERS[own]})"
+        f"line {i.line}: {i.name} ({LAYERS[target]} is above {LAYERS[own]}, or barred from it)"
         for i in imports(source, module)
-        if (target := layer(i.name)) is not None and target > own
+        if (target := layer(i.name)) is not None and (target > own or LAYERS[target] in banned)
     ]
 
 
@@ -96,8 +117,19 @@ def sql_texts(source: str) -> list[str]:
         for n in ast.walk(tree)
         if isinstance(n, ast.Module | ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef)
     }
-    texts = [n.value for n in ast.walk(tree) if isinstance(n, ast.Constant) and isinstance(n.value, str)]
-    return [t for t in texts if t not in docstrings and SQL.search(t)]
+    in_fstrings = {id(v) for n in ast.walk(tree) if isinstance(n, ast.JoinedStr) for v in n.values}
+    texts = [
+        n.value
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in in_fstrings
+    ]
+    # an f-string as the text it makes, each {field} standing for a name
+    texts += [
+        "".join(v.value if isinstance(v, ast.Constant) else "x" for v in n.values)
+        for n in ast.walk(tree)
+        if isinstance(n, ast.JoinedStr)
+    ]
+    return [t for t in texts if t not in docstrings and (SQL.search(t) or SQL_SHAPES.search(t))]
 
 
 def _modules() -> dict[str, Path]:
@@ -200,7 +232,14 @@ def test_the_checks_fail_on_a_module_that_breaks_them() -> None:
         "sales_etl.app.triggers",
     )
     assert upward("from ..db import ledger\n", "sales_etl.stages.x")
+    assert upward(
+        "import importlib\nm = importlib.import_module('sales_etl.db.ledger')\n", "sales_etl.stages.x"
+    )
+    assert upward("def f():\n    from sales_etl.storage import moves\n", "sales_etl.db.lookup")  # barred
     assert not upward("from sales_etl.core.errors import DataError\nimport sales_etl\n", "sales_etl.stages.x")
     assert [i.name for i in imports("import psycopg2.errors\n", "sales_etl.stages.x")] == ["psycopg2.errors"]
     assert sql_texts('"""SELECT in a docstring is prose."""\nq = "SELECT 1 FROM t"\n') == ["SELECT 1 FROM t"]
+    assert sql_texts('q = "select run_id from etl_runs where x"\n')
+    assert sql_texts('q = f"SELECT {cols} FROM etl_runs"\n') == ["SELECT x FROM etl_runs"]
+    assert not sql_texts('m = "copy the blob, then delete the source; select a dataset"\n')
     assert layer("sales_etl") is None and layer("sales_etl.cli.doctor") == LAYERS.index("cli")

@@ -60,7 +60,7 @@ class _Recorder(dict[str, str]):
 
 def code_reads() -> set[str]:
     """What the app reads: recorded while settings are loaded (several shapes of environment),
-    plus every setting-like constant of settings.py and its settings_*.py parts, and every
+    plus every setting-like constant of the config modules (settings.py and its parts), and every
     os.environ read of the package."""
     seen: set[str] = set()
     for env in (

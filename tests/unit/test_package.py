@@ -22,6 +22,8 @@ OPERATOR_MODULES = {
     "sales_etl.storage.blobpath",
     "sales_etl.cli",
     "sales_etl.cli.commands",
+    "sales_etl.cli.files",
+    "sales_etl.cli.runs",
     "sales_etl.cli.admin",
     "sales_etl.cli.context",
     "sales_etl.db.dbcheck",

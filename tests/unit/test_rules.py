@@ -15,7 +15,8 @@ from sales_etl.core.reasons import codes
 from sales_etl.datasets.reader import parse_dataset
 from sales_etl.stages.extract import iter_chunks
 from sales_etl.stages.records import row_reject
-from sales_etl.stages.rules import BY_KEY, RULES, Values, spec_problems, value_checks
+from sales_etl.stages.rulechecks import Values
+from sales_etl.stages.rules import BY_KEY, RULES, spec_problems, value_checks
 from sales_etl.stages.transform import transform
 
 KEY = 'name = "x"\nbusiness_key = ["id"]\n[columns.id]\ntype = "text"\nrequired = true\n'
