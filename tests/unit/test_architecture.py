@@ -125,7 +125,7 @@ def sql_texts(source: str) -> list[str]:
     ]
     # an f-string as the text it makes, each {field} standing for a name
     texts += [
-        "".join(v.value if isinstance(v, ast.Constant) else "x" for v in n.values)
+        "".join(str(v.value) if isinstance(v, ast.Constant) else "x" for v in n.values)
         for n in ast.walk(tree)
         if isinstance(n, ast.JoinedStr)
     ]

@@ -32,7 +32,7 @@ from sales_etl.core.errors import ConfigError, Skipped
 from sales_etl.datasets.reader import get_dataset
 from sales_etl.db import ledger, load, migrate, rotate
 from sales_etl.db.connection import pooler
-from sales_etl.flow import pipeline
+from sales_etl.flow import attempt, pipeline
 from sales_etl.stages.protect import Protector
 from sales_etl.storage import blobs
 from sales_etl.storage import container as storage
@@ -163,7 +163,7 @@ def test_two_deliveries_of_one_blob_through_the_pooler_claim_once(
     name = storage.upload(limited_cc, tmp_path / "twice.csv", dataset="sales")
     blob = limited_cc.get_blob_client(name)
     props = blob.get_blob_properties()
-    source = pipeline.Source(
+    source = attempt.Source(
         name=name,
         dataset=get_dataset("sales"),
         etag=props.etag,
@@ -172,7 +172,7 @@ def test_two_deliveries_of_one_blob_through_the_pooler_claim_once(
     )
     results: list[Any] = []
     first = threading.Thread(
-        target=lambda: results.append(pipeline.load_source(pooled_settings, source, lambda data: ""))
+        target=lambda: results.append(attempt.load_source(pooled_settings, source, lambda data: ""))
     )
     first.start()
     assert holding.wait(60)
@@ -180,12 +180,12 @@ def test_two_deliveries_of_one_blob_through_the_pooler_claim_once(
     # waits for it; when the wait runs out it gives up (the host retries the invocation).
     monkeypatch.setattr(ledger, "CLAIM_WAIT_SECONDS", 0.5)
     with pytest.raises(Skipped) as skipped:
-        pipeline.load_source(pooled_settings, source, lambda data: "")
+        attempt.load_source(pooled_settings, source, lambda data: "")
     assert skipped.value.code == "in_progress"
     # A third one waits long enough: once the first commits, it finds the version loaded.
     monkeypatch.setattr(ledger, "CLAIM_WAIT_SECONDS", 60.0)
     waiting = threading.Thread(
-        target=lambda: results.append(pipeline.load_source(pooled_settings, source, lambda data: ""))
+        target=lambda: results.append(attempt.load_source(pooled_settings, source, lambda data: ""))
     )
     waiting.start()
     release.set()
