@@ -90,3 +90,96 @@ def test_the_walk_sees_nested_modules(tmp_path: Path) -> None:
         "pkg/flow/deep/inner.py",
         "pkg/rpc/",
     }
+
+
+# ------------------------------------------------- every path the docs name, and where it lives
+
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+# a path from the repository's root: sales_etl/..., dev/..., tests/... (not /dev/null, not
+# part of a longer path or word); it ends where a placeholder (<name>) or punctuation begins
+_NAMED_PATH = re.compile(r"(?<![\w./-])((?:sales_etl|dev|tests)/[\w./*-]*)")
+_SHORT_PATH = re.compile(r"`([a-z_]+)/([\w./*-]*)`")  # `db/ledger.py`: in the package
+
+
+def named_paths(text: str) -> set[str]:
+    """The repository paths a page names anywhere (prose, tables, code blocks), with a
+    sentence's full stop taken off; ``storage/blobs.py`` in backticks, where ``storage`` is
+    a subpackage, as ``sales_etl/storage/blobs.py``."""
+    found = {path.rstrip(".") for path in _NAMED_PATH.findall(text)}
+    subpackages = {p.parent.name for p in (ROOT / "sales_etl").glob("*/__init__.py")}
+    found |= {f"sales_etl/{head}/{rest}" for head, rest in _SHORT_PATH.findall(text) if head in subpackages}
+    return found
+
+
+def _exists(path: str, root: Path = ROOT) -> bool:
+    return any(root.glob(path.rstrip("/"))) if "*" in path else (root / path).exists()
+
+
+def test_every_path_the_docs_name_exists() -> None:
+    gone = sorted(
+        f"{page.relative_to(ROOT)}: {path}"
+        for page in DOCS
+        for path in named_paths(page.read_text())
+        if not _exists(path)
+    )
+    assert gone == [], f"the docs name what is not in the tree: {gone}"
+
+
+def test_the_path_scan_finds_paths() -> None:
+    """(The scan cannot pass by finding nothing.)"""
+    text = (
+        "see `sales_etl/flow/pipeline.py`, tests/unit/test_x.py. and dev/sales_etl_dev/rpc/ "
+        "(not /dev/null, nor my-dev/x), `db/ledger.py`, `incoming/sales/` and "
+        "`sales_etl/datasets/*.toml`; migrations/V<n>__x.sql, `sales_etl/datasets/<name>.toml`"
+    )
+    assert named_paths(text) == {
+        "sales_etl/flow/pipeline.py",
+        "tests/unit/test_x.py",
+        "dev/sales_etl_dev/rpc/",
+        "sales_etl/db/ledger.py",
+        "sales_etl/datasets/*.toml",
+        "sales_etl/datasets/",
+    }
+    assert _exists("sales_etl/datasets/*.toml") and not _exists("sales_etl/flow/nothing.py")
+    contributing = named_paths(PAGE.read_text())
+    assert {
+        "sales_etl/stages/rules.py",
+        "tests/unit/test_architecture.py",
+        "dev/sales_etl_dev/cli.py",
+    } <= contributing
+
+
+def layout_rows(text: str) -> list[tuple[str, list[str]]]:
+    """Each row of the Layout's tables whose first cell names a subpackage (``sales_etl/db/``):
+    (that subpackage, the paths the rest of the row names)."""
+    rows = []
+    for line in text.splitlines():
+        if not line.startswith("| `"):
+            continue
+        first, *rest = line.split("|")[1:]
+        [head, *_] = _PATH.findall(first) or [""]
+        if head.endswith("/"):  # (a bare `sales_etl`, "nothing else of it", is no module)
+            rows.append((head, [p for p in _PATH.findall("|".join(rest)) if "/" in p]))
+    return rows
+
+
+def misplaced(text: str) -> list[str]:
+    return [
+        f"{path}: in the row of {package}"
+        for package, paths in layout_rows(text)
+        for path in paths
+        if not path.startswith(package)
+    ]
+
+
+def test_each_module_is_named_in_its_subpackages_row() -> None:
+    rows = layout_rows(_layout())
+    assert len(rows) >= 9 and all(paths for package, paths in rows if package.startswith("sales_etl/"))
+    assert misplaced(_layout()) == []
+
+
+def test_a_module_in_another_row_fails() -> None:
+    layout = _layout()
+    [db_row] = [line for line in layout.splitlines() if line.startswith("| `sales_etl/db/`")]
+    planted = layout.replace(db_row, db_row.rstrip(" |") + ", `sales_etl/flow/pipeline.py` |")
+    assert misplaced(planted) == ["sales_etl/flow/pipeline.py: in the row of sales_etl/db/"]

@@ -1,10 +1,13 @@
 """The reason-code registry (sales_etl/core/reasons.py) against its Literal types, the code that
-raises codes, the column rules, and the list of docs/reason-codes.md, both ways."""
+raises codes, the column rules, and the list of docs/reason-codes.md, both ways; and each
+table of file codes on that page against the class of error the package raises its codes
+with."""
 
 from __future__ import annotations
 
 import ast
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -252,3 +255,210 @@ def test_every_registered_code_is_raised_somewhere() -> None:
             raised.update([column["mismatch"]] if "mismatch" in column else [])
     every = codes("row") | codes("file") | codes("command")
     assert sorted(every - raised) == []
+
+
+# ------------------------------------------------ the file-code tables against the error classes
+
+# The kind of error each table of "File codes" lists: ``EtlError.kind`` of the class the
+# package raises its codes with (data: parked in failed/; transient: retried; config: the
+# invocation fails), or "skipped": nothing raised as an error, a skip or a note on a load.
+FILE_TABLES = {
+    "Data errors": "data",
+    "Transient errors": "transient",
+    "Configuration errors": "config",
+    "Skipped, or a note on a load": "skipped",
+}
+
+
+def file_tables(text: str | None = None) -> dict[str, set[str]]:
+    """The codes of each ``### table`` under "File codes" of docs/reason-codes.md."""
+    text = (ROOT / "docs" / "reason-codes.md").read_text() if text is None else text
+    out: dict[str, set[str]] = {}
+    heading = None
+    for line in _section(text, "File codes").splitlines():
+        if line.startswith("### "):
+            heading = line[4:].strip()
+            out[heading] = set()
+        elif line.startswith("| `") and heading is not None:
+            out[heading] |= set(_CODE.findall(line.split("|")[1]))
+    return out
+
+
+def _error_classes() -> dict[str, tuple[str, str]]:
+    """Every error class of the package by name: (its ``kind``, the code it has when raised
+    without ``code=``). Those of ``core/errors.py`` as they are; a subclass defined anywhere
+    in the package inherits both, unless its body sets ``kind`` or its ``__init__`` passes
+    its own ``code=`` to ``super().__init__``."""
+    import inspect
+
+    from sales_etl.core import errors
+
+    default = inspect.signature(errors.EtlError.__init__).parameters["code"].default
+    classes = {
+        name: (cls.kind, default)
+        for name, cls in vars(errors).items()
+        if isinstance(cls, type) and issubclass(cls, errors.EtlError)
+    }
+    for name, cls in vars(errors).items():  # UnsafeName: super().__init__(message, code="unsafe_name")
+        if name in classes and "__init__" in vars(cls):
+            source = ast.parse(inspect.getsource(cls).strip())
+            own = [c for call in ast.walk(source) if isinstance(call, ast.Call) for c in _super_codes(call)]
+            if own:
+                classes[name] = (cls.kind, own[0])
+    changed = True
+    while changed:  # subclasses elsewhere in the package
+        changed = False
+        for _, tree in _package_trees():
+            for node in ast.walk(tree):
+                if not isinstance(node, ast.ClassDef) or node.name in classes:
+                    continue
+                bases = [getattr(b, "id", getattr(b, "attr", "")) for b in node.bases]
+                base = next((b for b in bases if b in classes), None)
+                if base is None:
+                    continue
+                kind, code = classes[base]
+                for stmt in node.body:
+                    if isinstance(stmt, ast.Assign) and any(
+                        getattr(t, "id", "") == "kind" for t in stmt.targets
+                    ):
+                        kind = next(iter(_strings(stmt.value)), kind)
+                own = [c for call in ast.walk(node) if isinstance(call, ast.Call) for c in _super_codes(call)]
+                classes[node.name] = (kind, own[0] if own else code)
+                changed = True
+    return classes
+
+
+def _super_codes(call: ast.Call) -> list[str]:
+    """The literal ``code=`` of a ``super().__init__(...)`` call."""
+    func = call.func
+    if not (isinstance(func, ast.Attribute) and func.attr == "__init__"):
+        return []
+    if not (isinstance(func.value, ast.Call) and getattr(func.value.func, "id", "") == "super"):
+        return []
+    return [c for kw in call.keywords if kw.arg == "code" for c in _strings(kw.value)]
+
+
+def raised_kinds(trees: Sequence[tuple[Path, ast.AST]] | None = None) -> dict[str, set[str]]:
+    """For each code, the kinds of the errors the package makes with it: every
+    ``Cls(..., code="x")`` of an error class (either branch of a conditional), and
+    ``Cls(...)`` without ``code=`` for the class's own code. A code passed as a variable is
+    not seen here (``Skipped(..., code=gone)``: see ``recorded_skips``)."""
+    classes = _error_classes()
+    out: dict[str, set[str]] = {}
+    for _, tree in _package_trees() if trees is None else trees:
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            if name not in classes:
+                continue
+            kind, default = classes[name]
+            given = [kw.value for kw in node.keywords if kw.arg == "code"]
+            for code in _strings(given[0]) if given else [default]:
+                out.setdefault(code, set()).add(kind)
+    return out
+
+
+def recorded_skips(trees: Sequence[tuple[Path, ast.AST]] | None = None) -> set[str]:
+    """Codes recorded without an error: written straight into a record
+    (``rec.reason_code = "x"``, ``RunRecord(reason_code="x")``, also in a tuple assignment
+    with the status), and the ``Moved`` codes (``IncomingBlob.current``'s, which
+    ``ledger.claim_file`` raises as ``Skipped``)."""
+    from typing import get_args
+
+    from sales_etl.core.reasons import Moved
+
+    found = set(get_args(Moved))
+    for _, tree in _package_trees() if trees is None else trees:
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Assign):
+                for target in node.targets:
+                    pairs = (
+                        list(zip(target.elts, node.value.elts, strict=False))
+                        if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
+                        else [(target, node.value)]
+                    )
+                    found.update(
+                        c
+                        for t, v in pairs
+                        if isinstance(t, ast.Attribute) and t.attr == "reason_code"
+                        for c in _strings(v)
+                    )
+            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "RunRecord":
+                found.update(c for kw in node.keywords if kw.arg == "reason_code" for c in _strings(kw.value))
+    return found
+
+
+def file_kind(code: str, kinds: dict[str, set[str]], skips: set[str]) -> str:
+    """The kind of a file code by how the package raises it: a data error (also when a
+    config error carries it elsewhere, e.g. ``unknown_dataset`` out of the reader), else a
+    transient one (``in_progress`` is raised as ``Skipped``, then failed as transient), else
+    a config error, else a skip or a note; "ambiguous" when raised both as data and as
+    transient, "nothing" when nothing raises or records it."""
+    found = kinds.get(code, set())
+    if {"data", "transient"} <= found:
+        return "ambiguous"
+    for kind in ("data", "transient", "config"):
+        if kind in found:
+            return kind
+    return "skipped" if "skipped" in found or code in skips else "nothing"
+
+
+def table_problems(tables: dict[str, set[str]], kinds: dict[str, set[str]], skips: set[str]) -> list[str]:
+    out = [f"### {h}: a table of file codes of no known kind" for h in tables if h not in FILE_TABLES]
+    out.extend(f"### {h}: no such table" for h in FILE_TABLES if h not in tables)
+    for heading, listed in tables.items():
+        want = FILE_TABLES.get(heading)
+        for code in sorted(listed):
+            kind = file_kind(code, kinds, skips)
+            if want is not None and kind != want:
+                out.append(f"{code}: under {heading!r}, but the package raises it as {kind}")
+    return out
+
+
+def test_each_file_code_table_lists_codes_of_its_kind() -> None:
+    tables = file_tables()
+    assert table_problems(tables, raised_kinds(), recorded_skips()) == []
+    assert set().union(*tables.values()) == codes("file")  # (and every file code is in one)
+
+
+def test_the_kinds_are_read_from_the_code() -> None:
+    """(The check cannot pass by finding nothing: the kinds of a few codes, as raised; a
+    transient code listed as a data error, a data error as a skip, and a code nothing raises
+    fail it.)"""
+    kinds, skips = raised_kinds(), recorded_skips()
+    expected = {
+        "empty_file": "data",
+        "unsafe_name": "data",  # UnsafeName(DataError) passes its own code
+        "unknown_dataset": "data",  # also a ConfigError out of the reader
+        "db_data": "data",
+        "db_conflict": "transient",
+        "interrupted": "transient",
+        "in_progress": "transient",  # a Skipped out of the ledger, failed as transient
+        "error": "config",  # EtlError's default code, a ConfigError's without code=
+        "gone": "skipped",
+        "superseded": "skipped",
+        "requeued": "skipped",
+        "same_content": "skipped",
+    }
+    assert {code: file_kind(code, kinds, skips) for code in expected} == expected
+    assert kinds["unknown_dataset"] == {"data", "config"} and kinds["in_progress"] == {"skipped", "transient"}
+    page = (ROOT / "docs" / "reason-codes.md").read_text()
+    planted = (
+        page.replace("| `db_unreachable` |", "| `db_unreachablx` |")
+        .replace(
+            "| `empty_file` | no header line |", "| `empty_file` | no header line |\n| `db_transient` | x |"
+        )
+        .replace("| `same_content` |", "| `db_data` |")
+    )
+    assert table_problems(file_tables(planted), kinds, skips) == [
+        "db_transient: under 'Data errors', but the package raises it as transient",
+        "db_unreachablx: under 'Transient errors', but the package raises it as nothing",
+        "db_data: under 'Skipped, or a note on a load', but the package raises it as data",
+    ]
+    made = [(Path("x.py"), ast.parse('raise DataError("m", code="db_transient")\n'))]
+    assert raised_kinds(made) == {"db_transient": {"data"}}
+    assert raised_kinds([(Path("x.py"), ast.parse('ConfigError("no code")\nUnsafeName("n")\n'))]) == {
+        "error": {"config"},
+        "unsafe_name": {"data"},
+    }
