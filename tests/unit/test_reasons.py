@@ -85,24 +85,28 @@ def test_every_column_rule_raises_a_registered_row_code() -> None:
             assert rule.code in codes("row"), rule.key
 
 
+def _reason_code_assigned(node: ast.AST) -> list[ast.expr]:
+    """The values ``x.reason_code = ...`` assigns (also in a tuple assignment)."""
+    if not isinstance(node, ast.Assign):
+        return []
+    values: list[ast.expr] = []
+    for target in node.targets:
+        pairs = (
+            list(zip(target.elts, node.value.elts, strict=False))
+            if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
+            else [(target, node.value)]
+        )
+        values.extend(v for t, v in pairs if isinstance(t, ast.Attribute) and t.attr == "reason_code")
+    return values
+
+
 def _code_values(tree: ast.AST) -> list[tuple[int, ast.expr]]:
     """The expressions written where codes are raised: ``code=...`` and ``reason_code=...``
     keywords, ``x.reason_code = ...`` (also in a tuple assignment), the reason of
     ``Reject(line, ..., ...)`` and of ``flags.set(mask, ..., ...)``."""
     found: list[tuple[int, ast.expr]] = []
     for node in ast.walk(tree):
-        if isinstance(node, ast.Assign):
-            for target in node.targets:
-                pairs = (
-                    list(zip(target.elts, node.value.elts, strict=False))
-                    if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
-                    else [(target, node.value)]
-                )
-                found.extend(
-                    (node.lineno, v)
-                    for t, v in pairs
-                    if isinstance(t, ast.Attribute) and t.attr == "reason_code"
-                )
+        found.extend((v.lineno, v) for v in _reason_code_assigned(node))
         if not isinstance(node, ast.Call):
             continue
         found.extend((node.lineno, kw.value) for kw in node.keywords if kw.arg in ("code", "reason_code"))
@@ -371,20 +375,8 @@ def recorded_skips(trees: Sequence[tuple[Path, ast.AST]] | None = None) -> set[s
     found = set(get_args(Moved))
     for _, tree in _package_trees() if trees is None else trees:
         for node in ast.walk(tree):
-            if isinstance(node, ast.Assign):
-                for target in node.targets:
-                    pairs = (
-                        list(zip(target.elts, node.value.elts, strict=False))
-                        if isinstance(target, ast.Tuple) and isinstance(node.value, ast.Tuple)
-                        else [(target, node.value)]
-                    )
-                    found.update(
-                        c
-                        for t, v in pairs
-                        if isinstance(t, ast.Attribute) and t.attr == "reason_code"
-                        for c in _strings(v)
-                    )
-            elif isinstance(node, ast.Call) and getattr(node.func, "id", "") == "RunRecord":
+            found.update(c for v in _reason_code_assigned(node) for c in _strings(v))
+            if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "RunRecord":
                 found.update(c for kw in node.keywords if kw.arg == "reason_code" for c in _strings(kw.value))
     return found
 
