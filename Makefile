@@ -92,10 +92,15 @@ package:  ## The deployment zip as `func azure functionapp publish` would upload
 	$(PYTHON) -m tools.package
 
 # The stack is stopped through `python -m sales_etl`, not the console script: a venv made
-# before a pull that moved the entry point still runs it (its script would not), and a stack
-# that cannot be stopped keeps its folder (removing it would orphan the servers). build/ goes
-# too: setuptools packs what an earlier build left in build/lib into the next wheel.
+# before a pull that moved the entry point still runs it (its script would not). It is this
+# checkout's stack (SALES_ETL_HOME set to here, whatever the shell exports). A stack that
+# cannot be stopped, or that there is no venv to stop, keeps its folder: removing it would
+# orphan the servers. build/ goes too: setuptools packs what an earlier build left in
+# build/lib into the next wheel.
 clean:  ## Stop the stack and remove generated state (.devstack, data, build)
-	@if [ -x $(BIN)/python ] && [ -d .devstack ]; then \
-	  $(BIN)/python -m sales_etl dev down || { echo "the local stack did not stop: .devstack/ kept (stop it, then make clean again)"; exit 1; }; fi
+	@if [ -f .devstack/stack.json ]; then \
+	  if [ ! -x $(BIN)/python ]; then \
+	    echo "make clean: .devstack/stack.json names a local stack and there is no $(BIN)/python to stop it: make setup, then make clean again" >&2; exit 1; fi; \
+	  SALES_ETL_HOME="$(CURDIR)" $(BIN)/python -m sales_etl dev down || { \
+	    echo "make clean: the local stack did not stop: .devstack/ kept (stop its servers, then make clean again)" >&2; exit 1; }; fi
 	rm -rf .devstack data build

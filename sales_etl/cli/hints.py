@@ -26,7 +26,7 @@ NO_DEV_TOOLS = (
 class Stack:
     """The local dev stack as a command sees it."""
 
-    status: str  # "running", "stopped" (state left behind, processes gone) or "none"
+    status: str  # "running", "stopped" (state left behind, processes gone), "unreadable" or "none"
     home: Path
     env: Mapping[str, str] | None  # its settings, when running
     # False where the development package (dev/, which runs the local stack) is not
@@ -38,6 +38,11 @@ class Stack:
             return ""
         if not self.dev_tools:
             return NO_DEV_TOOLS
+        if self.status == "unreadable":
+            return (
+                f"the local stack's state file {self.home / 'stack.json'} cannot be read: stop its "
+                f"servers (`sales-etl dev down`, or by hand), remove {self.home}, then `{DEV_UP}`"
+            )
         if self.status == "stopped":
             return (
                 f"the local stack in {self.home} is not running (stopped, or the machine "
@@ -57,7 +62,10 @@ def local_stack(home: Path | None = None) -> Stack:
     except ImportError:
         return Stack("none", home or Path(".devstack"), None, dev_tools=False)
     home = home or devstack.default_home()
-    state = devstack.read_state(home)
+    try:
+        state = devstack.read_state(home)
+    except (ValueError, OSError):  # its state file unreadable: no stack to fall back on
+        return Stack("unreadable", home, None)
     if state is None:
         return Stack("none", home, None)
     if not devstack.is_running(state):

@@ -216,6 +216,3 @@ def record_attempt(settings: Settings, rec: RunRecord, error: EtlError) -> None:
         run_logger(rec).warning(
             "could not record the failed attempt in the ledger: %s", classify(exc).message
         )
-
-
-# ----------------------------------------------------------------------------- blobs

@@ -34,6 +34,9 @@ from sales_etl.storage.blobs import BlobRef, IncomingBlob
 log = logging.getLogger("sales_etl")
 
 
+# ----------------------------------------------------------------------------- blobs
+
+
 def process_blob(blob: BlobRef, settings: Settings | None = None, trigger: str = "blob") -> RunRecord:
     """Process one blob under incoming/: the blob trigger's whole job. Its name is checked,
     its current version pinned, its dataset found; then ``load_source`` (claim .. commit)

@@ -106,7 +106,7 @@ class Mistake:
     command: str
     code: int
     says: tuple[str, ...]
-    where: str = "stack"  # stack | none | stopped | stale-exported | restarted | loader | wrong-key
+    where: str = "stack"  # stack | none | stopped | corrupt | stale-exported | restarted | loader | wrong-key
     check: Callable[[Settings, ContainerClient], None] | None = None
     loaded: bool = False  # a file loaded first (for the key cases)
     extra: dict[str, str] = field(default_factory=dict)
@@ -194,6 +194,9 @@ MISTAKES = {
     "no-stack-dev-status": Mistake("dev status", 1, ("not running",), where="none"),
     "no-stack-dev-down": Mistake("dev down", 0, ("not running",), where="none"),
     "stopped-stack-runs": Mistake("runs", 1, ("is not running", "sales-etl dev up"), where="stopped"),
+    "corrupt-stack-state-runs": Mistake(
+        "runs", 1, ("stack.json cannot be read", "sales-etl dev up"), where="corrupt"
+    ),
     "stale-settings-runs": Mistake(
         "runs", 1, ("database unreachable", "sales-etl dev up"), where="stale-exported"
     ),
@@ -236,6 +239,10 @@ def _env_for(kind: str, stack: devstack.StackState, tmp_path: Path) -> dict[str,
         return environment(project(tmp_path / "checkout", None))
     if kind == "stopped":
         return environment(project(tmp_path / "checkout", stack, stopped=True))
+    if kind == "corrupt":  # a stack.json cut short (a full disk, a crash while writing it)
+        home = project(tmp_path / "checkout", stack, stopped=True)
+        (home / ".devstack" / "stack.json").write_text('{"azurite_pid": 12')
+        return environment(home)
     if kind == "stale-exported":
         home = project(tmp_path / "checkout", stack, stopped=True)
         stale = devstack.read_state(home / ".devstack")

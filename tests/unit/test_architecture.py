@@ -1,15 +1,15 @@
 """The package's folders are its architecture, and these tests hold its edges.
 
 ``sales_etl/`` holds one subpackage per role, in layers from the bottom up: a module imports
-only from its own layer and the layers below it (db never from storage, though it sits
-above it), read statically: at module level, inside functions, and under
-``if TYPE_CHECKING:`` alike. The pure layers (core, stages) load no
-client library; the flow writes no SQL and holds no storage SDK; SQL is written in db/ only,
-the storage SDK is used in storage/ only, the dev package only by the command line. No
-module is over 400 lines. Dynamic imports (``importlib.import_module("sales_etl...")``)
-count as imports; SQL is found by its keywords in capitals or by a statement's shape in any
-case, f-strings included. Each check is also run on a made-up module that breaks it, so a
-check that could never fail would fail here.
+only from its own layer and the layers below it (db never from storage, though it sits above
+it), read statically: at module level, inside functions, and under ``if TYPE_CHECKING:``
+alike. The pure layers (core, stages) load no client library; the flow writes no SQL and
+holds no storage SDK; SQL is written in db/ only, the storage SDK is used in storage/ only,
+the dev package only by the command line. No module is over 400 lines. Dynamic imports
+(``importlib.import_module("sales_etl...")``) count as imports; SQL is found by its keywords
+in capitals or by a statement's shape in any case, f-strings included, and so is a cursor
+call (``.execute(...)``) outside db/. Each check is also run on a made-up module that breaks
+it, so a check that could never fail would fail here.
 """
 
 from __future__ import annotations
@@ -29,13 +29,16 @@ LAYERS = ("core", "stages", "config", "datasets", "storage", "db", "flow", "app"
 PURE = ("core", "stages")
 CLIENTS = ("azure", "psycopg2", "sqlalchemy", "opentelemetry", "requests", "urllib3")
 SQL = re.compile(r"\b(SELECT|INSERT|UPDATE|DELETE|COPY|CREATE|ALTER|TRUNCATE|SHOW)\b\s+\S")
-# statement shapes in any case ("select x from t"), not the English words alone
-SQL_SHAPES = re.compile(
-    r"\bselect\b.+\bfrom\b|\binsert\s+into\b|\bupdate\s+\S+\s+set\b|\bdelete\s+from\b"
-    r"|\bcopy\s+\S+.*\bfrom\s+stdin\b|\bcreate\s+(temporary\s+)?(table|index|role|schema)\b"
-    r"|\balter\s+(table|role)\b|\btruncate\s+\S|\bon\s+conflict\b",
-    re.I | re.S,
+# a text that opens as a statement, in any case ("select pg_advisory_xact_lock(1)")
+SQL_START = re.compile(
+    r"^\s*\(?\s*(select\s+(.*\bfrom\b|\w+\s*\(|\d)|insert\s+into\b|update\s+\S+\s+set\b"
+    r"|delete\s+from\b|copy\s+\S+.*\b(from|to)\s+std(in|out)\b|(create|alter|drop)\s+(temporary\s+)?"
+    r"(table|index|role|schema|view|function)\b|truncate\s+\S+\s*;?\s*$|lock\s+table\b"
+    r"|set\s+(local\s+|session\s+)?\w+\s*(=|to)\s|show\s+\w+\s*;?\s*$|with\s+\w+\s+as\s*\()",
+    re.I,
 )
+# what runs SQL on a psycopg2 cursor or connection: called outside db/, SQL ran there
+CURSOR_CALLS = ("execute", "executemany", "copy_expert", "copy_from", "copy_to", "mogrify", "callproc")
 # layers that must not import a given lower layer all the same
 FORBIDDEN = {"db": ("storage",)}
 MAX_LINES = 400
@@ -103,14 +106,28 @@ def upward(source: str, module: str) -> list[str]:
     assert own is not None, module
     banned = FORBIDDEN.get(LAYERS[own], ())
     return [
-        f"line {i.line}: {i.name} ({LAYERS[target]} is above {LAYERS[own]}, or barred from it)"
+        f"line {i.line}: {i.name} ({LAYERS[target]} is above {LAYERS[own]})"
+        if target > own
+        else f"line {i.line}: {i.name} ({LAYERS[own]} may not import {LAYERS[target]})"
         for i in imports(source, module)
         if (target := layer(i.name)) is not None and (target > own or LAYERS[target] in banned)
     ]
 
 
+def _added_text(node: ast.AST) -> str | None:
+    """The text of a sum of string constants ("a " + "b"), else None."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return node.value
+    if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add):
+        left, right = _added_text(node.left), _added_text(node.right)
+        if left is not None and right is not None:
+            return left + right
+    return None
+
+
 def sql_texts(source: str) -> list[str]:
-    """String constants that read as SQL statements (docstrings excepted)."""
+    """String constants that read as SQL statements (docstrings excepted), and the calls that
+    run SQL on a cursor."""
     tree = ast.parse(source)
     docstrings = {
         ast.get_docstring(n, clean=False)
@@ -123,13 +140,21 @@ def sql_texts(source: str) -> list[str]:
         for n in ast.walk(tree)
         if isinstance(n, ast.Constant) and isinstance(n.value, str) and id(n) not in in_fstrings
     ]
+    # "a " + "b": the text the sum makes
+    texts += [s for n in ast.walk(tree) if isinstance(n, ast.BinOp) and (s := _added_text(n)) is not None]
     # an f-string as the text it makes, each {field} standing for a name
     texts += [
         "".join(str(v.value) if isinstance(v, ast.Constant) else "x" for v in n.values)
         for n in ast.walk(tree)
         if isinstance(n, ast.JoinedStr)
     ]
-    return [t for t in texts if t not in docstrings and (SQL.search(t) or SQL_SHAPES.search(t))]
+    found = [t for t in texts if t not in docstrings and (SQL.search(t) or SQL_START.search(t))]
+    found += [
+        f"line {n.lineno}: .{n.func.attr}(...)"
+        for n in ast.walk(tree)
+        if isinstance(n, ast.Call) and isinstance(n.func, ast.Attribute) and n.func.attr in CURSOR_CALLS
+    ]
+    return found
 
 
 def _modules() -> dict[str, Path]:
@@ -241,5 +266,18 @@ def test_the_checks_fail_on_a_module_that_breaks_them() -> None:
     assert sql_texts('"""SELECT in a docstring is prose."""\nq = "SELECT 1 FROM t"\n') == ["SELECT 1 FROM t"]
     assert sql_texts('q = "select run_id from etl_runs where x"\n')
     assert sql_texts('q = f"SELECT {cols} FROM etl_runs"\n') == ["SELECT x FROM etl_runs"]
-    assert not sql_texts('m = "copy the blob, then delete the source; select a dataset"\n')
+    assert sql_texts('cur.execute("select pg_advisory_xact_lock(hashtext(%s))", (name,))\n')
+    assert sql_texts('q = "lock table etl_runs in share mode"\n')
+    assert sql_texts('q = "set local statement_timeout = 5000"\n')
+    assert sql_texts('q = "select status " + "from etl_runs"\n')
+    assert sql_texts("cur.execute(query)\n") == ["line 1: .execute(...)"]
+    for prose in (
+        "copy the blob, then delete the source; select a dataset",
+        "Upload under incoming/<dataset>/ (select one from `sales-etl datasets`)",
+        "(retried on conflict)",
+        "to update them, set BLIND_INDEX_KEY_NEW and run rotate-keys",
+        "we truncate each to 200 characters",
+        "show the ledger",
+    ):
+        assert not sql_texts(f"m = {prose!r}\n"), prose
     assert layer("sales_etl") is None and layer("sales_etl.cli.doctor") == LAYERS.index("cli")

@@ -1,4 +1,4 @@
-"""settings_reader: one value at a time from a mapping, every problem collected, no raise;
+"""config.reader: one value at a time from a mapping, every problem collected, no raise;
 and no module but settings and its parts reads the environment."""
 
 from __future__ import annotations
