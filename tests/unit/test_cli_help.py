@@ -85,6 +85,7 @@ _CELL_SPLIT = re.compile(r"(?<!\\)\|")
 _USAGE_TOKEN = re.compile(r"\[|\]|\||/|[^\s\[\]|/]+")
 _LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9-]*")
 _SUBCOMMAND = re.compile(r"[a-z][a-z0-9-]*")
+_DEFAULT_SAID = re.compile(r"`(--[a-z][a-z0-9-]*)` defaults to `?([^`,;)\s]+)`?")
 
 
 def _command(path: tuple[str, ...]) -> click.Command | None:
@@ -178,19 +179,46 @@ def page_problems(page: str) -> list[str]:
             for name in long_options(cmd)
             if texts and not any(re.search(rf"(?<![\w-]){name}(?![\w-])", t) for t in texts)
         )
+    anywhere = {name for path in all_commands(main) for name in long_options(_command(path) or main)}
     for row in rows:
         for path in row.paths:
             cmd = _command(path)
             assert cmd is not None
             options = long_options(cmd)
-            for name in sorted(set(_LONG_OPTION.findall(row.text)) - set(options)):
+            # the usage cell names this command's options; the text may name another's
+            # (`runs --blob`), never one no command has
+            for name in sorted(set(_LONG_OPTION.findall(row.usage)) - set(options)):
                 out.append(f"`{row.usage}`: {' '.join(path)} has no option {name}")
-            depth = 0
+            in_text = set(_LONG_OPTION.findall(row.text)) - set(_LONG_OPTION.findall(row.usage))
+            for name in sorted(in_text - set(options) - anywhere):
+                out.append(f"`{row.usage}`: no command has an option {name}")
+            depth, shown_required = 0, set()
             for token in _USAGE_TOKEN.findall(row.usage):
                 depth += {"[": 1, "]": -1}.get(token, 0)
                 option = options.get(token)
-                if depth == 0 and option is not None and not option.is_flag and not option.required:
-                    out.append(f"`{row.usage}`: {token} is shown as mandatory but is optional")
+                if depth == 0 and option is not None:
+                    shown_required.add(option.name)
+                    if not option.is_flag and not option.required:
+                        out.append(f"`{row.usage}`: {token} is shown as mandatory but is optional")
+            out.extend(
+                f"`{row.usage}`: {option.opts[0]} is required but shown as optional"
+                for option in options.values()
+                if option.required and option.name not in shown_required and option.opts[0] in row.usage
+            )
+            for name, said in _DEFAULT_SAID.findall(row.text):
+                option = options.get(name)
+                if option is not None and str(option.default) != said:
+                    out.append(f"`{row.usage}`: {name} defaults to {option.default!r}, not {said}")
+    for path in [(), *all_commands(main)]:
+        cmd = _command(path)
+        assert cmd is not None
+        out.extend(
+            f"{' '.join(('sales-etl', *path))}: its short option {short} is not named on the page"
+            for param in cmd.params
+            if isinstance(param, click.Option) and not param.hidden
+            for short in param.opts
+            if not short.startswith("--") and not re.search(rf"(?<![\w-]){short}(?![\w-])", page)
+        )
     out.extend(
         f"sales-etl {name}: not named on the page"
         for name in long_options(main)
@@ -225,6 +253,11 @@ def test_the_command_table_is_read() -> None:
         .replace("`generate [--rows N]", "`generate --rows N")
         .replace("| `init-storage` |", "| `init-storaje` |")
         .replace("dev up / down / status / env", "dev up / down / status / envs")
+        .replace("`--rows` defaults to 100", "`--rows` defaults to 1000")
+        .replace("sales-etl -v", "sales-etl")
+        .replace(
+            "| upload to `incoming/[<dataset>/]`;", "| upload (`runs --blob X` shows it; no `--nosuch`);"
+        )
     )
     assert sorted(page_problems(planted)) == sorted(
         [
@@ -238,5 +271,9 @@ def test_the_command_table_is_read() -> None:
             "dev env: not named in the command table",
             "`generate --rows N [--start ..] [--end ..] [--bad-rows K] [--seed S] [--customers N] "
             "[--products N] [--stores N] [--out ..]`: --rows is shown as mandatory but is optional",
+            "`generate --rows N [--start ..] [--end ..] [--bad-rows K] [--seed S] [--customers N] "
+            "[--products N] [--stores N] [--out ..]`: --rows defaults to 100, not 1000",
+            "sales-etl: its short option -v is not named on the page",
+            "`upload FILE [--dataset NAME] [--name ..]`: no command has an option --nosuch",
         ]
     ), page_problems(planted)
