@@ -14,9 +14,9 @@ import shlex
 import urllib.parse
 
 from sales_etl.core.errors import ConfigError
+from sales_etl.storage.container import FOLDERS, INCOMING
 
-INCOMING = "incoming"
-_OTHER_FOLDERS = ("processed", "failed", "deadletter", "rejected")
+_OTHER_FOLDERS = tuple(f for f in FOLDERS if f != INCOMING)  # the layout's, one list
 
 
 def expected_form(container: str) -> str:
