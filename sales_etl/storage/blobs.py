@@ -30,14 +30,21 @@ from datetime import datetime
 from typing import IO, BinaryIO, Protocol
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
 from azure.storage.blob import BlobClient, ContainerClient, ContentSettings
 
 from sales_etl.config.settings import Settings
 from sales_etl.core.reasons import Moved
 from sales_etl.stages.names import quote_meta_path
 from sales_etl.storage import moves
-from sales_etl.storage.container import LEGACY_RUN_UUID, RUN_UUID, Route, now_utc, route, service_client
+from sales_etl.storage.container import (
+    LEGACY_RUN_UUID,
+    RUN_UUID,
+    Route,
+    now_utc,
+    properties,
+    route,
+    service_client,
+)
 
 RANGE_BYTES = 2 << 20
 # How long a mover waits out another mover's lease on the blob (a crashed one's lapses
@@ -127,9 +134,8 @@ class IncomingBlob:
         of the invocation); None when it is gone (moved by another invocation)."""
         cc = service_client(settings.require_storage()).get_container_client(container)
         client = cc.get_blob_client(name)
-        try:
-            props = client.get_blob_properties()
-        except ResourceNotFoundError:
+        props = properties(client)
+        if props is None:
             return None
         return cls(cc, client, name, props.etag, props.size, props.last_modified, dict(props.metadata or {}))
 
@@ -140,9 +146,8 @@ class IncomingBlob:
     def current(self) -> Moved | None:
         """None if this version is still the one in place, else why not: "gone" (moved by
         another invocation) or "superseded" (a newer version landed under its name)."""
-        try:
-            now = self.client.get_blob_properties()
-        except ResourceNotFoundError:
+        now = properties(self.client)
+        if now is None:
             return "gone"
         return None if now.etag == self.etag else "superseded"
 

@@ -38,7 +38,7 @@ from azure.storage.blob import BlobClient, BlobLeaseClient, ContainerClient
 
 from sales_etl.core.errors import TransientError
 from sales_etl.stages.names import quote_meta, unquote_meta
-from sales_etl.storage.container import FAILED
+from sales_etl.storage.container import FAILED, properties
 
 LEASE_SECONDS = 15  # a mover's hold on the source blob (renewed while a copy runs)
 MOVED_FROM, MOVED_FROM_ETAG = "moved_from", "moved_from_etag"  # on every moved copy
@@ -171,10 +171,7 @@ def _place_copy(
     etag, size = props.etag, props.size
     for name in names:
         dst = container.get_blob_client(name)
-        try:
-            existing = dst.get_blob_properties()
-        except ResourceNotFoundError:
-            existing = None
+        existing = properties(dst)
         if existing is not None:
             if _is_copy_of(existing, src, source, etag, size):
                 done = _await_copy(dst, existing.copy.id, name, lease, timeout)
@@ -212,9 +209,8 @@ def _drop_orphans(
     for target in elsewhere:
         for name in candidates(target, props.etag)[:2]:
             dst = container.get_blob_client(name)
-            try:
-                existing = dst.get_blob_properties()
-            except ResourceNotFoundError:
+            existing = properties(dst)
+            if existing is None:
                 continue
             if (
                 existing.copy is not None
@@ -238,9 +234,8 @@ def _drop_stale_origin(container: ContainerClient, source: str, props: Any) -> N
     blob = container.get_blob_client(origin)
     if url_path(copy.source) != url_path(blob.url):
         return
-    try:
-        stale = blob.get_blob_properties()
-    except ResourceNotFoundError:
+    stale = properties(blob)
+    if stale is None:
         return
     if version_tag(stale.etag) != meta.get(MOVED_FROM_ETAG):
         return
